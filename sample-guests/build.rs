@@ -1,0 +1,139 @@
+//! Builds every sample guest from C and assembly with the machine's gcc and
+//! ld, and writes `guests.rs`, which embeds the ELF files in this crate.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The built-in guests: name and one-line summary. A guest's sources are the
+/// files in `guests/` whose names start with `NAME.`; files named
+/// `*.user.c` hold its CPL3 code.
+const GUESTS: &[(&str, &str)] = &[
+    ("hello", "prints from CPL0 and CPL3 on the serial console, then exits"),
+    (
+        "exitbench",
+        "tight OUT and IN loops on the benchmark port from CPL0 and CPL3, with counts and guest TSC cycles",
+    ),
+];
+
+/// Flags for code that runs at CPL0: no SSE/AVX (PVM cannot emulate SSE
+/// arithmetic), no red zone (interrupts arrive on the same stack), frame
+/// pointers for the profiler's stack walks.
+const KERNEL_FLAGS: &[&str] = &["-mgeneral-regs-only", "-mno-red-zone"];
+const COMMON_FLAGS: &[&str] = &[
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-fno-stack-protector",
+    "-fcf-protection=none",
+    "-fno-omit-frame-pointer",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-builtin",
+    "-nostdlib",
+    "-Wall",
+    "-Werror",
+];
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let runtime = root.join("runtime");
+    println!("cargo:rerun-if-changed=runtime");
+    println!("cargo:rerun-if-changed=guests");
+
+    let runtime_objs = compile(
+        &out.join("runtime"),
+        &runtime,
+        &[runtime.join("entry.S"), runtime.join("kernel.c")],
+    );
+    let mut table = String::from("/// Every built-in guest, in the order `worldswitch guests` lists them.\npub static GUESTS: &[Guest] = &[\n");
+    for (name, summary) in GUESTS {
+        let sources = guest_sources(&root.join("guests"), name);
+        assert!(
+            !sources.is_empty(),
+            "guest {name} has no sources in guests/"
+        );
+        let mut objs = runtime_objs.clone();
+        objs.extend(compile(&out.join(name), &runtime, &sources));
+        let elf = out.join(format!("{name}.elf"));
+        link(&runtime.join("guest.ld"), &objs, &elf);
+        writeln!(
+            table,
+            "    Guest {{ name: {name:?}, summary: {summary:?}, elf: include_bytes!({:?}) }},",
+            elf.display().to_string()
+        )
+        .unwrap();
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("guests.rs"), table).unwrap();
+}
+
+fn guest_sources(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let file = p.file_name().unwrap().to_string_lossy();
+            file.starts_with(&format!("{name}.")) && (file.ends_with(".c") || file.ends_with(".S"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Compiles sources to objects in `dir`, CPL3 files (`*.user.c`) without
+/// the CPL0 restrictions.
+fn compile(dir: &Path, include: &Path, sources: &[PathBuf]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut objs = Vec::new();
+    for user in [false, true] {
+        let files: Vec<&PathBuf> = sources
+            .iter()
+            .filter(|s| s.to_string_lossy().ends_with(".user.c") == user)
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        let mut build = cc::Build::new();
+        build
+            .compiler("gcc")
+            .out_dir(dir)
+            .include(include)
+            .pic(false)
+            .debug(false)
+            .opt_level(2)
+            .cargo_metadata(false)
+            .files(files);
+        for flag in COMMON_FLAGS {
+            build.flag(flag);
+        }
+        if !user {
+            for flag in KERNEL_FLAGS {
+                build.flag(flag);
+            }
+        }
+        objs.extend(build.compile_intermediates());
+    }
+    objs
+}
+
+fn link(script: &Path, objs: &[PathBuf], elf: &Path) {
+    let status = Command::new("ld")
+        .arg("-T")
+        .arg(script)
+        .args([
+            "-nostdlib",
+            "-static",
+            "-z",
+            "max-page-size=4096",
+            "-z",
+            "noexecstack",
+            "--build-id=sha1",
+        ])
+        .arg("-o")
+        .arg(elf)
+        .args(objs)
+        .status()
+        .expect("running ld (install binutils)");
+    assert!(status.success(), "linking {} failed", elf.display());
+}

@@ -1,0 +1,65 @@
+/* The sample guests' CPL0 runtime: port I/O, console, mailbox, interrupts,
+ * timer, CPL3 entry and the system calls CPL3 code may make. */
+#ifndef WS_KERNEL_H
+#define WS_KERNEL_H
+
+#include "abi.h"
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long u64;
+
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
+static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
+static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u16 inw(u16 port) { u16 v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline u64 rdtsc(void) {
+    u32 lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((u64)hi << 32) | lo;
+}
+
+struct trap_frame {
+    u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
+    u64 vector, error, rip, cs, rflags, rsp, ss;
+};
+
+/* Console: the 16550 at 0x3F8. */
+void console_write(const char *s, u64 len);
+void kprint(const char *s);
+void kprint_u64(u64 v);
+
+/* Host reporting: the mailbox when present, else serial and isa-debug-exit. */
+int mailbox_present(void);
+void report_counter(const char *name, u64 value);
+void report_phase(int begin, const char *name, u64 index);
+void guest_exit(u32 status) __attribute__((noreturn));
+
+/* The command line: "key=value key=value". */
+u64 arg_u64(const char *key, u64 fallback);
+
+/* Interrupts: the 8259 pair, remapped to vectors 32..47. */
+typedef void (*irq_handler)(void);
+void irq_set_handler(int irq, irq_handler h);
+void irq_unmask(int irq);
+void irq_set_level(int irq);
+extern volatile u64 timer_ticks;
+
+/* CPL3: open a port range in the TSS I/O bitmap, then run fn(arg) at CPL3 on
+ * its own stack; returns the status fn passed to sys_exit. */
+void io_permit(u16 port, u16 count);
+u64 run_user(void (*fn)(u64), u64 arg);
+
+/* What each guest provides. */
+void guest_main(void);
+
+/* Freestanding C. */
+void *memset(void *d, int c, u64 n);
+void *memcpy(void *d, const void *s, u64 n);
+u64 strlen(const char *s);
+int strncmp(const char *a, const char *b, u64 n);
+
+#endif

@@ -1,0 +1,92 @@
+//! What the vCPU thread tells its owner: console lines, guest reports, state
+//! changes and how the run finished, over one channel.
+
+use super::exits::ExitStats;
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Why the guest stopped running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// The guest wrote its status to the shutdown port.
+    GuestExit(u32),
+    /// The guest triple-faulted (KVM_EXIT_SHUTDOWN).
+    TripleFault { rip: u64 },
+    /// KVM could not emulate a guest instruction.
+    EmulationFailure(Fault),
+    /// The vCPU is halted with interrupts disabled: it can never wake.
+    DeadHalt { rip: u64 },
+    /// The host asked the guest to stop.
+    HostStop,
+    /// An exit worldswitch does not handle.
+    UnexpectedExit(String),
+    /// A KVM call failed.
+    KvmError(String),
+}
+
+/// Where an emulation failure happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// KVM's internal-error suberror (1 = emulation failure).
+    pub suberror: u32,
+    /// Guest RIP.
+    pub rip: u64,
+    /// Guest privilege level (CS.RPL) at the fault.
+    pub cpl: u8,
+    /// Up to 15 instruction bytes at RIP, when they could be read.
+    pub bytes: Vec<u8>,
+}
+
+/// The vCPU's run state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VcpuState {
+    /// Entering the guest.
+    Running,
+    /// Waiting for a resume or stop command.
+    Paused,
+    /// Gone; the thread has ended or is ending.
+    Finished,
+}
+
+/// One message from the vCPU thread.
+#[derive(Debug, Clone)]
+pub enum VmEvent {
+    /// A line (or a piece of a long line) of guest console output.
+    Console(String),
+    /// A counter the guest reported through the mailbox.
+    Counter { name: String, value: u64 },
+    /// The guest began or ended a named phase; `at` is when the host saw it.
+    Phase {
+        begin: bool,
+        name: String,
+        index: u64,
+        at: Instant,
+    },
+    /// A malformed mailbox message, ignored.
+    BadMessage(String),
+    /// The run state changed.
+    State(VcpuState),
+    /// The run is over; the last event.
+    Finished { finish: Finish, stats: ExitStats },
+}
+
+/// The sending side; sending never fails the sender, since a front end that
+/// has gone away must not stop the guest.
+#[derive(Debug, Clone)]
+pub struct EventSink(mpsc::Sender<VmEvent>);
+
+/// The receiving side.
+pub type EventStream = mpsc::Receiver<VmEvent>;
+
+impl EventSink {
+    /// Sends `event` if anyone is still listening.
+    pub fn send(&self, event: VmEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+/// A connected sink and stream.
+pub fn channel() -> (EventSink, EventStream) {
+    let (tx, rx) = mpsc::channel();
+    (EventSink(tx), rx)
+}

@@ -1,0 +1,58 @@
+//! Kicking the vCPU out of `KVM_RUN`: a real-time signal whose handler sets
+//! `kvm_run.immediate_exit`, so a kick that lands outside `KVM_RUN` is not
+//! lost: the next entry returns EINTR at once.
+
+use kvm_bindings::kvm_run;
+use std::cell::Cell;
+use std::ptr;
+use std::sync::Once;
+
+thread_local! {
+    /// This thread's `kvm_run` mapping, when it runs a vCPU.
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The kick signal: the first real-time signal.
+pub fn signal() -> libc::c_int {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KVM_RUN.with(Cell::get);
+    if !run.is_null() {
+        // SAFETY: the pointer is this thread's kvm_run mapping, registered by
+        // `attach` and valid until `detach`; a volatile byte store is
+        // async-signal-safe.
+        unsafe { ptr::write_volatile(ptr::addr_of_mut!((*run).immediate_exit), 1) };
+    }
+}
+
+/// Installs the kick handler for the process (once).
+pub fn install() -> std::io::Result<()> {
+    static ONCE: Once = Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        result = vmm_sys_util::signal::register_signal_handler(signal(), on_kick)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()));
+    });
+    result
+}
+
+/// Makes kicks to the calling thread set `run.immediate_exit`.
+pub fn attach(run: &mut kvm_run) {
+    KVM_RUN.with(|c| c.set(run));
+}
+
+/// Stops kicks from touching the mapping (before it is unmapped).
+pub fn detach() {
+    KVM_RUN.with(|c| c.set(ptr::null_mut()));
+}
+
+/// Sends the kick signal to `thread`.
+pub fn kick(thread: libc::pthread_t) {
+    // SAFETY: pthread_kill with a valid signal number on a thread handle
+    // that its owner has not joined yet; failure (thread gone) is harmless.
+    unsafe {
+        libc::pthread_kill(thread, signal());
+    }
+}

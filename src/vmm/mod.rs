@@ -1,0 +1,10 @@
+//! The hypervisor core on KVM: VM construction, PVH boot, the vCPU thread and
+//! its state machine, exit accounting and the events it reports.
+
+pub mod boot;
+pub mod events;
+pub mod exits;
+pub mod floor;
+pub mod kick;
+pub mod vcpu;
+pub mod vm;

@@ -1,0 +1,229 @@
+//! The vCPU thread: an explicit Running/Paused/Finished state machine driven
+//! by commands over a channel, the `KVM_RUN` loop, and exit dispatch to the
+//! port I/O bus. It owns the device models.
+
+use super::events::{EventSink, Fault, Finish, VcpuState, VmEvent};
+use super::exits::{ExitCounters, ExitStats};
+use super::floor::{self, FloorSchedule};
+use super::kick;
+use crate::devices::bus::{BusAction, PioBus};
+use kvm_bindings::KVM_MP_STATE_HALTED;
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// What the owner of a VM may ask of its vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Stop entering the guest until resumed.
+    Pause,
+    /// Enter the guest again.
+    Resume,
+    /// End the run.
+    Stop,
+}
+
+/// What the run loop does after an exit.
+#[derive(Debug)]
+pub(crate) enum Flow {
+    Continue,
+    Finish(Finish),
+    Interrupted,
+    TripleFault,
+    InternalError,
+}
+
+/// Everything an exit may touch except the vCPU fd itself.
+pub(crate) struct Machine {
+    pub(crate) bus: PioBus,
+    pub(crate) counters: ExitCounters,
+    pub(crate) memory: GuestMemoryMmap,
+    pub(crate) floor: Option<FloorSchedule>,
+    pub(crate) in_floor_phase: bool,
+}
+
+impl Machine {
+    /// Dispatches one return from `KVM_RUN`.
+    pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
+        match exit {
+            Ok(VcpuExit::IoOut(port, data)) => {
+                self.counters.out(port);
+                match self.bus.write(port, data) {
+                    BusAction::None => Flow::Continue,
+                    BusAction::Shutdown(status) => Flow::Finish(Finish::GuestExit(status)),
+                    BusAction::PhaseBegin(index) => {
+                        self.in_floor_phase = self.floor.is_some_and(|f| f.uses_floor(index));
+                        Flow::Continue
+                    }
+                    BusAction::PhaseEnd(_) => {
+                        self.in_floor_phase = false;
+                        Flow::Continue
+                    }
+                }
+            }
+            Ok(VcpuExit::IoIn(port, data)) => {
+                self.counters.inp(port);
+                self.bus.read(port, data);
+                Flow::Continue
+            }
+            Ok(VcpuExit::MmioRead(_, data)) => {
+                self.counters.count(|s| &mut s.mmio);
+                data.fill(0xff);
+                Flow::Continue
+            }
+            Ok(VcpuExit::MmioWrite(..)) => {
+                self.counters.count(|s| &mut s.mmio);
+                Flow::Continue
+            }
+            Ok(VcpuExit::Shutdown) => {
+                self.counters.count(|s| &mut s.other);
+                Flow::TripleFault
+            }
+            Ok(VcpuExit::InternalError) => {
+                self.counters.count(|s| &mut s.other);
+                Flow::InternalError
+            }
+            Ok(other) => {
+                self.counters.count(|s| &mut s.other);
+                Flow::Finish(Finish::UnexpectedExit(format!("{other:?}")))
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                self.counters.count(|s| &mut s.interrupted);
+                Flow::Interrupted
+            }
+            Err(e) => {
+                self.counters.count(|s| &mut s.other);
+                Flow::Finish(Finish::KvmError(format!("KVM_RUN failed: {e}")))
+            }
+        }
+    }
+}
+
+/// One vCPU and the machine it drives.
+pub(crate) struct Vcpu {
+    pub(crate) fd: VcpuFd,
+    pub(crate) machine: Machine,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) events: EventSink,
+}
+
+impl Vcpu {
+    /// Runs the guest until it finishes or is stopped, then reports how.
+    pub(crate) fn run(mut self) {
+        kick::attach(self.fd.get_kvm_run());
+        self.events.send(VmEvent::State(VcpuState::Running));
+        let finish = self.run_loop();
+        kick::detach();
+        let stats: ExitStats = self.machine.counters.snapshot();
+        // Dropping the bus flushes the console before the last event.
+        drop(self.machine.bus);
+        self.events.send(VmEvent::State(VcpuState::Finished));
+        self.events.send(VmEvent::Finished { finish, stats });
+    }
+
+    fn run_loop(&mut self) -> Finish {
+        loop {
+            let flow = if self.machine.in_floor_phase {
+                floor::run(&mut self.fd, &mut self.machine)
+            } else {
+                let exit = self.fd.run();
+                self.machine.handle(exit)
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Finish(f) => return f,
+                Flow::Interrupted => {
+                    self.fd.set_kvm_immediate_exit(0);
+                    if let Some(f) = self.on_kick() {
+                        return f;
+                    }
+                }
+                Flow::TripleFault => {
+                    let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
+                    return Finish::TripleFault { rip };
+                }
+                Flow::InternalError => return Finish::EmulationFailure(self.fault()),
+            }
+        }
+    }
+
+    /// Handles commands and checks for a halt that can never end.
+    fn on_kick(&mut self) -> Option<Finish> {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                    return Some(Finish::HostStop)
+                }
+                Ok(Command::Pause) => {
+                    if let Some(f) = self.paused() {
+                        return Some(f);
+                    }
+                }
+                Ok(Command::Resume) => {}
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let halted = self
+            .fd
+            .get_mp_state()
+            .is_ok_and(|s| s.mp_state == KVM_MP_STATE_HALTED);
+        if halted {
+            if let Ok(regs) = self.fd.get_regs() {
+                if regs.rflags & (1 << 9) == 0 {
+                    return Some(Finish::DeadHalt { rip: regs.rip });
+                }
+            }
+        }
+        None
+    }
+
+    /// Blocks until resumed (None) or stopped.
+    fn paused(&mut self) -> Option<Finish> {
+        self.events.send(VmEvent::State(VcpuState::Paused));
+        loop {
+            match self.commands.recv() {
+                Ok(Command::Resume) => {
+                    self.events.send(VmEvent::State(VcpuState::Running));
+                    return None;
+                }
+                Ok(Command::Pause) => {}
+                Ok(Command::Stop) | Err(_) => return Some(Finish::HostStop),
+            }
+        }
+    }
+
+    /// Where the guest was when emulation failed, with its instruction bytes.
+    fn fault(&mut self) -> Fault {
+        // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so the
+        // `internal` member of the union is the one the kernel filled.
+        let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        let regs = self.fd.get_regs().unwrap_or_default();
+        let cpl = self
+            .fd
+            .get_sregs()
+            .map(|s| (s.cs.selector & 3) as u8)
+            .unwrap_or(0);
+        let gpa = self
+            .fd
+            .translate_gva(regs.rip)
+            .ok()
+            .filter(|t| t.valid != 0)
+            .map_or(regs.rip, |t| t.physical_address);
+        let mut bytes = vec![0u8; 15];
+        let n = (0..bytes.len())
+            .take_while(|&i| {
+                self.machine
+                    .memory
+                    .read_slice(&mut bytes[i..=i], GuestAddress(gpa + i as u64))
+                    .is_ok()
+            })
+            .count();
+        bytes.truncate(n);
+        Fault {
+            suberror,
+            rip: regs.rip,
+            cpl,
+            bytes,
+        }
+    }
+}

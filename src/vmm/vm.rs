@@ -1,0 +1,309 @@
+//! Building a VM on KVM: guest memory, the in-kernel irqchip and PIT, halt
+//! polling, the devices, the boot vCPU; then its thread, a watchdog that
+//! kicks it, and the handle its owner drives it with.
+
+use super::boot::{self, BootError};
+use super::events::{self, EventStream};
+use super::exits::ExitCounters;
+use super::floor::FloorSchedule;
+use super::kick;
+use super::vcpu::{Command, Machine, Vcpu};
+use crate::devices::bus::{BusError, PioBus};
+use crate::devices::mailbox::{
+    BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
+};
+use crate::devices::pci::{PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
+use crate::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice, COM1_BASE, COM1_IRQ};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_pit_config, kvm_userspace_memory_region,
+    KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+/// Guest memory limits: enough for the boot area and an image, and below the
+/// 32-bit PCI hole.
+pub const MEM_MIB_MIN: u64 = 8;
+/// See [`MEM_MIB_MIN`].
+pub const MEM_MIB_MAX: u64 = 3072;
+/// How often the watchdog kicks the vCPU to look for a halt that can never
+/// end (with the in-kernel irqchip, HLT never returns to user space).
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(250);
+const KVM_CAP_HALT_POLL: u32 = 182;
+const APIC_LVT_LINT0: usize = 0x350;
+const APIC_LVT_LINT1: usize = 0x360;
+const APIC_MODE_NMI: u32 = 0x400;
+const APIC_MODE_EXTINT: u32 = 0x700;
+const IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
+const TSS_ADDR: usize = 0xfffb_d000;
+
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Guest memory in MiB.
+    pub mem_mib: u64,
+    /// The guest's ELF64 image.
+    pub image: Vec<u8>,
+    /// The guest command line.
+    pub cmdline: String,
+    /// KVM halt polling, in nanoseconds (0 = none).
+    pub halt_poll_ns: u64,
+    /// Run benchmark phases on the floor loop per this schedule.
+    pub floor: Option<FloorSchedule>,
+}
+
+/// Why a VM could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// No /dev/kvm.
+    #[error("/dev/kvm does not exist: this host offers no KVM; load a KVM module (kvm_intel, kvm_amd or kvm_pvm) or use a host with virtualization")]
+    NoKvm,
+    /// /dev/kvm is not ours to open.
+    #[error("no permission to open /dev/kvm: run as root or add your user to the kvm group")]
+    KvmPermission,
+    /// Any other failure opening /dev/kvm.
+    #[error("could not open /dev/kvm: {0}")]
+    KvmOpen(kvm_ioctls::Error),
+    /// An API version other than 12.
+    #[error("/dev/kvm speaks KVM API version {0}; worldswitch needs version 12")]
+    ApiVersion(i32),
+    /// Memory size out of range.
+    #[error("--mem {0} MiB is out of range: use {MEM_MIB_MIN} to {MEM_MIB_MAX} MiB")]
+    MemorySize(u64),
+    /// mmap of guest memory failed.
+    #[error("could not allocate {0} MiB of guest memory: {1}")]
+    Memory(u64, String),
+    /// A KVM ioctl failed.
+    #[error("{what} failed: {err}")]
+    Kvm {
+        /// The step that failed.
+        what: &'static str,
+        /// KVM's error.
+        err: kvm_ioctls::Error,
+    },
+    /// The guest image could not be booted.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// The device layout is inconsistent (a bug).
+    #[error("device layout: {0}")]
+    Bus(#[from] BusError),
+    /// A thread or signal handler could not be set up.
+    #[error("could not start the vCPU thread: {0}")]
+    Thread(std::io::Error),
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |err| VmError::Kvm { what, err }
+}
+
+/// Opens /dev/kvm and checks its API version.
+pub fn open_kvm() -> Result<Kvm, VmError> {
+    let kvm = Kvm::new().map_err(|e| match e.errno() {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => VmError::NoKvm,
+        libc::EACCES | libc::EPERM => VmError::KvmPermission,
+        _ => VmError::KvmOpen(e),
+    })?;
+    match kvm.get_api_version() {
+        12 => Ok(kvm),
+        v => Err(VmError::ApiVersion(v)),
+    }
+}
+
+/// A running VM: commands go in, events come out.
+pub struct VmHandle {
+    commands: Sender<Command>,
+    events: EventStream,
+    thread: libc::pthread_t,
+    vcpu: Option<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+impl VmHandle {
+    /// Events from the vCPU thread; the last is `VmEvent::Finished`.
+    pub fn events(&self) -> &EventStream {
+        &self.events
+    }
+
+    /// Sends a command and kicks the vCPU so it sees it at once.
+    pub fn command(&self, command: Command) {
+        // A finished vCPU no longer listens; that is not an error.
+        let _ = self.commands.send(command);
+        kick::kick(self.thread);
+    }
+}
+
+impl Drop for VmHandle {
+    fn drop(&mut self) {
+        self.command(Command::Stop);
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.join();
+        }
+        if let Some(v) = self.vcpu.take() {
+            let _ = v.join();
+        }
+    }
+}
+
+/// Builds the VM described by `config` and starts its vCPU thread.
+pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
+    if !(MEM_MIB_MIN..=MEM_MIB_MAX).contains(&config.mem_mib) {
+        return Err(VmError::MemorySize(config.mem_mib));
+    }
+    let kvm = open_kvm()?;
+    let vm = kvm.create_vm().map_err(kvm_err("creating the VM"))?;
+    let memory = guest_memory(&vm, config.mem_mib)?;
+    // TSS and identity-map pages are needed by VT-x; hosts that do not use
+    // them (PVM, AMD-V) may refuse, which is harmless.
+    let _ = vm.set_tss_address(TSS_ADDR);
+    let _ = vm.set_identity_map_address(IDENTITY_MAP_ADDR);
+    vm.create_irq_chip()
+        .map_err(kvm_err("creating the in-kernel irqchip"))?;
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+    .map_err(kvm_err("creating the in-kernel PIT"))?;
+    set_halt_polling(&vm, config.halt_poll_ns)?;
+
+    let boot = boot::load(&memory, &config.image, &config.cmdline)?;
+    let fd = vm.create_vcpu(0).map_err(kvm_err("creating the vCPU"))?;
+    setup_vcpu(&kvm, &fd, &boot)?;
+
+    let (sink, events) = events::channel();
+    let serial_irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK)
+        .map_err(|e| VmError::Thread(e.into()))?;
+    vm.register_irqfd(&serial_irq, COM1_IRQ)
+        .map_err(kvm_err("registering the serial irqfd"))?;
+    let mut bus = PioBus::new();
+    bus.insert(
+        Box::new(SerialDevice::new(
+            IrqTrigger(serial_irq),
+            ConsoleSink::new(sink.clone()),
+        )),
+        &[(COM1_BASE, 8)],
+    )?;
+    bus.insert(
+        Box::new(PciConfigSpace::new(&[])),
+        &[(CONFIG_BASE, CONFIG_LEN)],
+    )?;
+    bus.insert(
+        Box::new(Mailbox::new(memory.clone(), sink.clone())),
+        &[(MAILBOX_PORT, 4)],
+    )?;
+    bus.insert(
+        Box::new(ShutdownPort),
+        &[(SHUTDOWN_PORT, 4), (QEMU_DEBUG_EXIT_PORT, 1)],
+    )?;
+    bus.insert(Box::<BenchPort>::default(), &[(BENCH_PORT, 4)])?;
+
+    kick::install().map_err(VmError::Thread)?;
+    let (commands, command_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let vcpu = Vcpu {
+        fd,
+        machine: Machine {
+            bus,
+            counters: ExitCounters::default(),
+            memory,
+            floor: config.floor,
+            in_floor_phase: false,
+        },
+        commands: command_rx,
+        events: sink,
+    };
+    let vcpu_thread = std::thread::Builder::new()
+        .name("vcpu0".into())
+        .spawn(move || {
+            let _vm: VmFd = vm; // the VM lives as long as its vCPU runs
+            let _done = done_tx; // dropped when the vCPU ends: stops the watchdog
+            vcpu.run();
+        })
+        .map_err(VmError::Thread)?;
+    let thread = vcpu_thread.as_pthread_t();
+    let watchdog = std::thread::Builder::new()
+        .name("vcpu-watchdog".into())
+        .spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(WATCHDOG_PERIOD) {
+                kick::kick(thread);
+            }
+        })
+        .map_err(VmError::Thread)?;
+    Ok(VmHandle {
+        commands,
+        events,
+        thread,
+        vcpu: Some(vcpu_thread),
+        watchdog: Some(watchdog),
+    })
+}
+
+fn guest_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap, VmError> {
+    let size = (mib << 20) as usize;
+    let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)])
+        .map_err(|e| VmError::Memory(mib, e.to_string()))?;
+    for (slot, region) in memory.iter().enumerate() {
+        let host = memory
+            .get_host_address(region.start_addr())
+            .map_err(|e| VmError::Memory(mib, e.to_string()))?;
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `memory`, which the
+        // vCPU thread keeps until the VM is gone.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(kvm_err("registering guest memory"))?;
+    }
+    Ok(memory)
+}
+
+fn set_halt_polling(vm: &VmFd, ns: u64) -> Result<(), VmError> {
+    if vm.check_extension_raw(u64::from(KVM_CAP_HALT_POLL) as libc::c_ulong) <= 0 {
+        return Ok(()); // the host cannot set it; doctor reports this
+    }
+    let mut cap = kvm_enable_cap {
+        cap: KVM_CAP_HALT_POLL,
+        ..Default::default()
+    };
+    cap.args[0] = ns;
+    vm.enable_cap(&cap).map_err(kvm_err("setting halt polling"))
+}
+
+fn setup_vcpu(kvm: &Kvm, fd: &VcpuFd, boot: &boot::BootInfo) -> Result<(), VmError> {
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("reading the supported CPUID"))?;
+    fd.set_cpuid2(&cpuid).map_err(kvm_err("setting CPUID"))?;
+    let mut lapic = fd.get_lapic().map_err(kvm_err("reading the LAPIC"))?;
+    set_lvt_mode(&mut lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
+    set_lvt_mode(&mut lapic, APIC_LVT_LINT1, APIC_MODE_NMI);
+    fd.set_lapic(&lapic)
+        .map_err(kvm_err("routing 8259 interrupts through LAPIC LINT0"))?;
+    let sregs = fd.get_sregs().map_err(kvm_err("reading sregs"))?;
+    fd.set_sregs(&boot::pvh_sregs(sregs))
+        .map_err(kvm_err("setting the PVH entry sregs"))?;
+    fd.set_regs(&boot::pvh_regs(boot))
+        .map_err(kvm_err("setting the PVH entry registers"))?;
+    fd.set_fpu(&kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    })
+    .map_err(kvm_err("setting the FPU state"))
+}
+
+/// Sets the delivery mode of a LAPIC LVT entry (bits 8-10).
+fn set_lvt_mode(lapic: &mut kvm_lapic_state, reg: usize, mode: u32) {
+    let bytes: Vec<u8> = lapic.regs[reg..reg + 4].iter().map(|&b| b as u8).collect();
+    let value = (u32::from_le_bytes(bytes.try_into().unwrap()) & !0x700) | mode;
+    for (dst, src) in lapic.regs[reg..reg + 4].iter_mut().zip(value.to_le_bytes()) {
+        *dst = src as libc::c_char;
+    }
+}
