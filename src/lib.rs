@@ -2,5 +2,21 @@
 //! This crate is how a profile is made: the hypervisor core on KVM, the
 //! device models, the host-side tools and the command line.
 
+/// Benchmarks with printed figures.
+pub mod bench;
+/// Command-line options and their parsers.
+pub mod cli;
+/// Device models and the port I/O bus.
 pub mod devices;
+/// `worldswitch doctor`: what this host offers.
+pub mod doctor;
+/// Guest images: built-in or from a file, with symbols.
+pub mod guest_image;
+/// `worldswitch guests`.
+pub mod guests;
+/// Headless runs and their results.
+pub mod run;
+/// Kernel tracepoint counters through perf events.
+pub mod tracepoints;
+/// The hypervisor core on KVM.
 pub mod vmm;

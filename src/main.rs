@@ -1,24 +1,58 @@
-use worldswitch::vmm::events::VmEvent;
-use worldswitch::vmm::vm::{start, VmConfig};
+//! The worldswitch binary: parse the command line, run, and turn every error
+//! into one plain sentence and a non-zero exit.
 
-fn main() {
-    let name = std::env::args().nth(1).unwrap_or("hello".into());
-    let g = sample_guests::find(&name).unwrap();
-    let vm = start(VmConfig {
-        mem_mib: 64,
-        image: g.elf.to_vec(),
-        cmdline: std::env::args().nth(2).unwrap_or_default(),
-        halt_poll_ns: 0,
-        floor: None,
-    })
-    .unwrap();
-    for e in vm.events().iter() {
-        match e {
-            VmEvent::Finished { finish, stats } => {
-                println!("{finish:?} {:?}", stats);
-                break;
-            }
-            other => println!("{other:?}"),
+use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+use worldswitch::cli::{BenchCommand, Cli, Command};
+use worldswitch::run;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("worldswitch: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => run_command(&cli.run),
+        Some(Command::Run(args)) => run_command(&args),
+        Some(Command::Guests { export }) => {
+            worldswitch::guests::command(export.as_deref(), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Doctor { json }) => {
+            worldswitch::doctor::command(json, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench(BenchCommand::Exits(args))) => {
+            worldswitch::bench::exits::command(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout();
+    let mut sink = std::io::sink();
+    let console: &mut dyn Write = if args.json { &mut sink } else { &mut stdout };
+    let result = run::run(args, console)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &result)?;
+        writeln!(stdout)?;
+    } else {
+        run::print_text(&result, &mut stdout)?;
+    }
+    if result.outcome.failed {
+        if args.json {
+            eprintln!("worldswitch: {}", result.outcome.message);
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,1 +1,5 @@
+//! What a worldswitch profile is: the data model and its statistics, with no
+//! KVM. Everything here is plain data and pure functions.
+#![forbid(unsafe_code)]
 
+pub mod stats;

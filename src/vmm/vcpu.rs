@@ -105,14 +105,22 @@ pub(crate) struct Vcpu {
     pub(crate) machine: Machine,
     pub(crate) commands: Receiver<Command>,
     pub(crate) events: EventSink,
+    pub(crate) start_paused: bool,
 }
 
 impl Vcpu {
     /// Runs the guest until it finishes or is stopped, then reports how.
     pub(crate) fn run(mut self) {
         kick::attach(self.fd.get_kvm_run());
-        self.events.send(VmEvent::State(VcpuState::Running));
-        let finish = self.run_loop();
+        let finish = match self.start_paused.then(|| self.paused()).flatten() {
+            Some(stopped) => stopped,
+            None => {
+                if !self.start_paused {
+                    self.events.send(VmEvent::State(VcpuState::Running));
+                }
+                self.run_loop()
+            }
+        };
         kick::detach();
         let stats: ExitStats = self.machine.counters.snapshot();
         // Dropping the bus flushes the console before the last event.

@@ -54,6 +54,9 @@ pub struct VmConfig {
     pub halt_poll_ns: u64,
     /// Run benchmark phases on the floor loop per this schedule.
     pub floor: Option<FloorSchedule>,
+    /// Wait for [`Command::Resume`] before entering the guest, so the owner
+    /// can attach to the vCPU thread (perf counters) first.
+    pub start_paused: bool,
 }
 
 /// Why a VM could not be started.
@@ -116,6 +119,7 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
 /// A running VM: commands go in, events come out.
 pub struct VmHandle {
     commands: Sender<Command>,
+    tid: libc::pid_t,
     events: EventStream,
     thread: libc::pthread_t,
     vcpu: Option<JoinHandle<()>>,
@@ -126,6 +130,11 @@ impl VmHandle {
     /// Events from the vCPU thread; the last is `VmEvent::Finished`.
     pub fn events(&self) -> &EventStream {
         &self.events
+    }
+
+    /// The vCPU thread's kernel thread ID, for per-thread perf events.
+    pub fn vcpu_tid(&self) -> libc::pid_t {
+        self.tid
     }
 
     /// Sends a command and kicks the vCPU so it sees it at once.
@@ -214,16 +223,23 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
         },
         commands: command_rx,
         events: sink,
+        start_paused: config.start_paused,
     };
+    let (tid_tx, tid_rx) = mpsc::sync_channel(1);
     let vcpu_thread = std::thread::Builder::new()
         .name("vcpu0".into())
         .spawn(move || {
             let _vm: VmFd = vm; // the VM lives as long as its vCPU runs
             let _done = done_tx; // dropped when the vCPU ends: stops the watchdog
+                                 // SAFETY: gettid has no preconditions.
+            let _ = tid_tx.send(unsafe { libc::gettid() });
             vcpu.run();
         })
         .map_err(VmError::Thread)?;
     let thread = vcpu_thread.as_pthread_t();
+    let tid = tid_rx
+        .recv()
+        .map_err(|_| VmError::Thread(std::io::Error::other("the vCPU thread died at start")))?;
     let watchdog = std::thread::Builder::new()
         .name("vcpu-watchdog".into())
         .spawn(move || {
@@ -234,6 +250,7 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
         .map_err(VmError::Thread)?;
     Ok(VmHandle {
         commands,
+        tid,
         events,
         thread,
         vcpu: Some(vcpu_thread),

@@ -1,0 +1,3 @@
+//! Benchmarks that print figures measured on this machine.
+
+pub mod exits;

@@ -1,0 +1,223 @@
+//! The command line: subcommands, their options and value parsers.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The guest `worldswitch` and `worldswitch run` boot when none is named.
+pub const DEFAULT_GUEST: &str = "exitbench";
+
+/// worldswitch: see what virtualized I/O costs on KVM.
+#[derive(Debug, Parser)]
+#[command(
+    name = "worldswitch",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do; without one, `run`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `run`, for plain `worldswitch`.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest on KVM and report what it did and what its exits were.
+    Run(RunArgs),
+    /// List the built-in guests, or write their ELF files to a directory.
+    Guests {
+        /// Write each built-in guest to DIR/NAME.elf.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+    },
+    /// Check what this host offers worldswitch, with a fix for each gap.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks that print figures measured on this machine.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Cost of one OUT that exits to user space: our dispatch against a
+    /// bare floor loop, interleaved on the same guest.
+    Exits(ExitsArgs),
+}
+
+/// Options of `bench exits`.
+#[derive(Debug, Clone, Args)]
+pub struct ExitsArgs {
+    /// Interleaved pairs of phases (dispatch, floor).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub pairs: u64,
+    /// OUTs per phase.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub iterations: u64,
+    /// Privilege level of the OUT loop: 0 (kernel) or 3 (user).
+    #[arg(long, default_value_t = 0, value_parser = parse_cpl)]
+    pub cpl: u8,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// A built-in guest (see `worldswitch guests`) or the path of a PVH ELF64 file.
+    #[arg(long, default_value = DEFAULT_GUEST, value_name = "NAME|PATH")]
+    pub guest: String,
+    /// Stop after this long (10s, 2m, 500ms or plain seconds); default: until the guest exits.
+    #[arg(long, value_parser = parse_duration, value_name = "D")]
+    pub duration: Option<Duration>,
+    /// Run without the terminal UI. Runs are headless until the UI exists.
+    #[arg(long)]
+    pub headless: bool,
+    /// Print the result as JSON (the guest console goes into it).
+    #[arg(long)]
+    pub json: bool,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub mem: u64,
+    /// A KEY=VALUE for the guest's command line; repeatable.
+    #[arg(long = "guest-arg", value_parser = parse_guest_arg, value_name = "KEY=VALUE")]
+    pub guest_args: Vec<(String, String)>,
+    /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
+    #[arg(long, default_value_t = 0, value_name = "NS")]
+    pub halt_poll_ns: u64,
+}
+
+impl RunArgs {
+    /// The guest command line the arguments make.
+    pub fn cmdline(&self) -> String {
+        self.guest_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Parses `10s`, `2m`, `1h`, `500ms` or plain (possibly fractional) seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration: use 10s, 2m, 500ms or seconds"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit '{unit}': use ms, s, m or h"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(format!("'{text}' must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a privilege level the exit benchmark can run at: 0 or 3.
+pub fn parse_cpl(text: &str) -> Result<u8, String> {
+    match text {
+        "0" => Ok(0),
+        "3" => Ok(3),
+        _ => Err(format!(
+            "'{text}' is not a privilege level the benchmark runs at: use 0 or 3"
+        )),
+    }
+}
+
+/// Parses `KEY=VALUE` for the guest command line (no spaces: the guest
+/// splits its command line at spaces).
+pub fn parse_guest_arg(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
+    if k.is_empty() || k.contains(char::is_whitespace) || v.contains(char::is_whitespace) {
+        return Err(format!(
+            "'{text}' must be KEY=VALUE with a non-empty key and no spaces"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("ten")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn guest_args() {
+        assert_eq!(
+            parse_guest_arg("write_size=512"),
+            Ok(("write_size".into(), "512".into()))
+        );
+        assert_eq!(parse_guest_arg("flag="), Ok(("flag".into(), String::new())));
+        assert!(parse_guest_arg("noequals").is_err());
+        assert!(parse_guest_arg("=1").is_err());
+        assert!(parse_guest_arg("a=b c").is_err());
+    }
+
+    #[test]
+    fn plain_invocation_is_run_and_subcommands_parse() {
+        let cli = Cli::try_parse_from(["worldswitch", "--guest", "hello"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.guest, "hello");
+        let cli = Cli::try_parse_from([
+            "worldswitch",
+            "run",
+            "--headless",
+            "--guest",
+            "x",
+            "--duration",
+            "2m",
+            "--guest-arg",
+            "a=1",
+            "--guest-arg",
+            "b=2",
+        ])
+        .unwrap();
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.cmdline(), "a=1 b=2");
+        assert_eq!(run.duration, Some(Duration::from_secs(120)));
+        assert!(Cli::try_parse_from(["worldswitch", "bench", "exits", "--cpl", "2"]).is_err());
+        assert!(Cli::try_parse_from(["worldswitch", "bench", "exits", "--pairs", "0"]).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! Headless runs: boot a guest, follow its events, stop it on time or on a
+//! signal, and report the result as text or JSON.
+
+use crate::cli::RunArgs;
+use crate::guest_image::GuestImage;
+use crate::tracepoints::ThreadCounters;
+use crate::vmm::events::{Finish, VmEvent};
+use crate::vmm::exits::ExitStats;
+use crate::vmm::vcpu::Command;
+use crate::vmm::vm::{self, VmConfig};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The tracepoint that counts every return from `KVM_RUN` to user space.
+pub const USERSPACE_EXIT: &str = "kvm/kvm_userspace_exit";
+/// Console text kept in a result; older text is dropped first.
+const CONSOLE_KEEP: usize = 64 * 1024;
+
+/// How a run ended, for people and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// guest_exit, host_stop, triple_fault, emulation_failure, dead_halt,
+    /// unexpected_exit or kvm_error.
+    pub kind: &'static str,
+    /// The guest's exit status, for guest_exit.
+    pub status: Option<u32>,
+    /// The guest RIP, where one is known.
+    pub rip: Option<u64>,
+    /// The RIP as function+offset in the guest image.
+    pub symbol: Option<String>,
+    /// Instruction bytes at RIP, hex, for emulation failures.
+    pub bytes: Option<String>,
+    /// One plain sentence.
+    pub message: String,
+    /// Whether the run counts as a failure.
+    pub failed: bool,
+}
+
+/// A guest phase the host timed (from its begin to its end message).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    /// Phase name.
+    pub name: String,
+    /// Phase index.
+    pub index: u64,
+    /// Host wall time between the begin and end messages.
+    pub seconds: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The guest name or path.
+    pub guest: String,
+    /// Its GNU build ID.
+    pub guest_build_id: Option<String>,
+    /// Its command line.
+    pub cmdline: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time from resume to finish.
+    pub seconds: f64,
+    /// Exits to user space as worldswitch counted them.
+    pub exits: ExitStats,
+    /// Tracepoint counts on the vCPU thread, by tracepoint.
+    pub tracepoints: BTreeMap<String, u64>,
+    /// Why tracepoints could not be counted, if they could not.
+    pub tracepoints_unavailable: Option<String>,
+    /// Counters the guest reported through the mailbox (last value wins).
+    pub guest_counters: BTreeMap<String, u64>,
+    /// Phases the guest reported, timed by the host.
+    pub phases: Vec<PhaseTime>,
+    /// Malformed mailbox messages, ignored.
+    pub bad_messages: Vec<String>,
+    /// Guest console output (the last 64 KiB).
+    pub console: String,
+}
+
+/// Describes how a run finished.
+pub fn outcome(finish: &Finish, image: &GuestImage) -> Outcome {
+    let sym = |rip: u64| image.symbolize(rip);
+    let at = |rip: u64| match sym(rip) {
+        Some(s) => format!("{rip:#x} ({s})"),
+        None => format!("{rip:#x}"),
+    };
+    let base = |kind, message: String, failed| Outcome {
+        kind,
+        status: None,
+        rip: None,
+        symbol: None,
+        bytes: None,
+        message,
+        failed,
+    };
+    match finish {
+        Finish::GuestExit(status) => Outcome {
+            status: Some(*status),
+            ..base(
+                "guest_exit",
+                format!("The guest exited with status {status}."),
+                *status != 0,
+            )
+        },
+        Finish::HostStop => base("host_stop", "Stopped by the host.".into(), false),
+        Finish::TripleFault { rip } => Outcome {
+            rip: Some(*rip),
+            symbol: sym(*rip),
+            ..base(
+                "triple_fault",
+                format!("The guest triple-faulted near {}; it cannot continue.", at(*rip)),
+                true,
+            )
+        },
+        Finish::EmulationFailure(f) => {
+            let bytes: Vec<String> = f.bytes.iter().map(|b| format!("{b:02x}")).collect();
+            Outcome {
+                rip: Some(f.rip),
+                symbol: sym(f.rip),
+                bytes: Some(bytes.join(" ")),
+                ..base(
+                    "emulation_failure",
+                    format!(
+                        "KVM could not emulate the guest instruction at {} (CPL{}, bytes {}); on hosts that emulate guest kernel code, CPL0 code must not use SSE or AVX.",
+                        at(f.rip),
+                        f.cpl,
+                        bytes.join(" ")
+                    ),
+                    true,
+                )
+            }
+        }
+        Finish::DeadHalt { rip } => Outcome {
+            rip: Some(*rip),
+            symbol: sym(*rip),
+            ..base(
+                "dead_halt",
+                format!(
+                    "The guest halted with interrupts disabled at {} and can never wake; it was stopped.",
+                    at(*rip)
+                ),
+                true,
+            )
+        },
+        Finish::UnexpectedExit(what) => base(
+            "unexpected_exit",
+            format!("The guest caused an exit worldswitch does not handle ({what})."),
+            true,
+        ),
+        Finish::KvmError(what) => base("kvm_error", format!("KVM failed: {what}."), true),
+    }
+}
+
+/// Boots the guest `args` name and follows it to the end; console lines go
+/// to `console` as they arrive.
+pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult> {
+    let image = GuestImage::resolve(&args.guest)?;
+    let cmdline = args.cmdline();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())?;
+    }
+    let vm = vm::start(VmConfig {
+        mem_mib: args.mem,
+        image: image.elf.clone(),
+        cmdline: cmdline.clone(),
+        halt_poll_ns: args.halt_poll_ns,
+        floor: None,
+        start_paused: true,
+    })?;
+    let (mut counters, unavailable) = match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT]) {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    vm.command(Command::Resume);
+    let started = Instant::now();
+    let mut stop_sent = false;
+    let mut text = String::new();
+    let mut guest_counters = BTreeMap::new();
+    let mut phases = Vec::new();
+    let mut open_phases: BTreeMap<(String, u64), Instant> = BTreeMap::new();
+    let mut bad_messages = Vec::new();
+    let (finish, stats) = loop {
+        let timed_out = args.duration.is_some_and(|d| started.elapsed() >= d);
+        if !stop_sent && (timed_out || interrupted.load(Ordering::Relaxed)) {
+            vm.command(Command::Stop);
+            stop_sent = true;
+        }
+        let event = match vm.events().recv_timeout(Duration::from_millis(50)) {
+            Ok(e) => e,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the vCPU thread ended without reporting why")
+            }
+        };
+        match event {
+            VmEvent::Console(line) => {
+                // The console is best effort: a closed pipe must not stop the run.
+                let _ = console.write_all(line.as_bytes());
+                text.push_str(&line);
+                if text.len() > 2 * CONSOLE_KEEP {
+                    let cut = text.len() - CONSOLE_KEEP;
+                    let cut = (cut..text.len())
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(0);
+                    text.drain(..cut);
+                }
+            }
+            VmEvent::Counter { name, value } => {
+                guest_counters.insert(name, value);
+            }
+            VmEvent::Phase {
+                begin: true,
+                name,
+                index,
+                at,
+            } => {
+                open_phases.insert((name, index), at);
+            }
+            VmEvent::Phase {
+                begin: false,
+                name,
+                index,
+                at,
+            } => {
+                if let Some(start) = open_phases.remove(&(name.clone(), index)) {
+                    phases.push(PhaseTime {
+                        name,
+                        index,
+                        seconds: at.duration_since(start).as_secs_f64(),
+                    });
+                }
+            }
+            VmEvent::BadMessage(why) => bad_messages.push(why),
+            VmEvent::State(_) => {}
+            VmEvent::Finished { finish, stats } => break (finish, stats),
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let tracepoints = match counters.as_mut().map(ThreadCounters::read) {
+        Some(Ok(counts)) => counts.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    if text.len() > CONSOLE_KEEP {
+        let cut = text.len() - CONSOLE_KEEP;
+        let cut = (cut..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.drain(..cut);
+    }
+    Ok(RunResult {
+        guest: image.name.clone(),
+        guest_build_id: image.build_id.clone(),
+        cmdline,
+        outcome: outcome(&finish, &image),
+        seconds,
+        exits: stats,
+        tracepoints,
+        tracepoints_unavailable: unavailable,
+        guest_counters,
+        phases,
+        bad_messages,
+        console: text,
+    })
+}
+
+/// Prints a result for people.
+pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "\n{}", r.outcome.message)?;
+    writeln!(
+        out,
+        "guest {} (build {}) ran {:.3} s{}",
+        r.guest,
+        r.guest_build_id.as_deref().unwrap_or("unknown"),
+        r.seconds,
+        if r.cmdline.is_empty() {
+            String::new()
+        } else {
+            format!(" with '{}'", r.cmdline)
+        }
+    )?;
+    let e = &r.exits;
+    writeln!(
+        out,
+        "exits to user space: {} (OUT {}, IN {}, MMIO {}, kicks {}, other {})",
+        e.kvm_run_returns, e.io_out, e.io_in, e.mmio, e.interrupted, e.other
+    )?;
+    match (
+        r.tracepoints.get(USERSPACE_EXIT),
+        &r.tracepoints_unavailable,
+    ) {
+        (Some(n), _) => writeln!(out, "kernel tracepoint {USERSPACE_EXIT}: {n}")?,
+        (None, Some(why)) => writeln!(out, "kernel tracepoints unavailable: {why}")?,
+        (None, None) => {}
+    }
+    if !r.guest_counters.is_empty() {
+        let list: Vec<String> = r
+            .guest_counters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        writeln!(out, "guest counters: {}", list.join(" "))?;
+    }
+    for p in &r.phases {
+        writeln!(out, "phase {}#{}: {:.6} s", p.name, p.index, p.seconds)?;
+    }
+    for b in &r.bad_messages {
+        writeln!(out, "ignored mailbox message: {b}")?;
+    }
+    Ok(())
+}

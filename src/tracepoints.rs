@@ -1,0 +1,82 @@
+//! Kernel tracepoint counters: tracepoint IDs from tracefs, and perf events
+//! that count them on one thread. They prove what KVM did from the kernel's
+//! side, independently of worldswitch's own counters.
+
+use perf_event::events::Tracepoint;
+use perf_event::{Builder, Counter};
+use std::io;
+use std::path::PathBuf;
+
+/// Where tracefs may be mounted, in order of preference.
+const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Why a tracepoint could not be counted.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// No tracefs mount.
+    #[error("tracefs is not mounted: mount it with 'mount -t tracefs nodev /sys/kernel/tracing'")]
+    NoTracefs,
+    /// The tracepoint does not exist on this kernel.
+    #[error("this kernel has no tracepoint {0}")]
+    Unknown(String),
+    /// tracefs exists but its event IDs are not readable.
+    #[error("cannot read the ID of tracepoint {0}: {1}; run as root")]
+    Unreadable(String, io::Error),
+    /// perf_event_open refused.
+    #[error("perf events refused to count {0}: {1}; run as root or lower /proc/sys/kernel/perf_event_paranoid")]
+    Open(String, io::Error),
+}
+
+/// The tracefs mount point, if any.
+pub fn tracefs() -> Option<PathBuf> {
+    TRACEFS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("events").is_dir())
+}
+
+/// The ID of tracepoint `name` ("kvm/kvm_userspace_exit").
+pub fn id(name: &str) -> Result<u64, TraceError> {
+    let base = tracefs().ok_or(TraceError::NoTracefs)?;
+    let path = base.join("events").join(name).join("id");
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => TraceError::Unknown(name.to_string()),
+        _ => TraceError::Unreadable(name.to_string(), e),
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| TraceError::Unknown(name.to_string()))
+}
+
+/// Counters for a set of tracepoints on one thread.
+pub struct ThreadCounters {
+    counters: Vec<(String, Counter)>,
+}
+
+impl ThreadCounters {
+    /// Starts counting each of `names` on thread `tid`.
+    pub fn open(tid: libc::pid_t, names: &[&str]) -> Result<Self, TraceError> {
+        let mut counters = Vec::with_capacity(names.len());
+        for &name in names {
+            let mut counter = Builder::new(Tracepoint::with_id(id(name)?))
+                .observe_pid(tid)
+                .any_cpu()
+                .include_kernel()
+                .build()
+                .map_err(|e| TraceError::Open(name.to_string(), e))?;
+            counter
+                .enable()
+                .map_err(|e| TraceError::Open(name.to_string(), e))?;
+            counters.push((name.to_string(), counter));
+        }
+        Ok(Self { counters })
+    }
+
+    /// The counts so far, by tracepoint name, in the order opened.
+    pub fn read(&mut self) -> io::Result<Vec<(String, u64)>> {
+        self.counters
+            .iter_mut()
+            .map(|(name, c)| Ok((name.clone(), c.read()?)))
+            .collect()
+    }
+}
