@@ -11,6 +11,10 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("hello", "prints from CPL0 and CPL3 on the serial console, then exits"),
     (
+        "faults",
+        "ends in a chosen failure (mode=1 triple fault, 2 SSE at CPL0, 3 dead halt, else #UD)",
+    ),
+    (
         "exitbench",
         "tight OUT and IN loops on the benchmark port from CPL0 and CPL3, with counts and guest TSC cycles",
     ),

@@ -61,7 +61,18 @@ impl GuestImage {
                     .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
                 let mut symbols: Vec<Symbol> = file
                     .symbols()
-                    .filter(|s| matches!(s.kind(), SymbolKind::Text | SymbolKind::Label))
+                    // Functions, and untyped assembly labels, in code sections.
+                    .filter(|s| {
+                        matches!(
+                            s.kind(),
+                            SymbolKind::Text | SymbolKind::Label | SymbolKind::Unknown
+                        )
+                    })
+                    .filter(|s| {
+                        s.section_index()
+                            .and_then(|i| file.section_by_index(i).ok())
+                            .is_some_and(|sec| sec.kind() == object::SectionKind::Text)
+                    })
                     .filter_map(|s| {
                         Some(Symbol {
                             address: s.address(),
@@ -126,7 +137,9 @@ mod tests {
         assert!(sym.starts_with("_start32+0x0"), "{sym}");
         assert!(g.symbolize(0x10).is_none());
         let sections: Vec<String> = g.cpl0_code().into_iter().map(|s| s.0).collect();
-        assert_eq!(sections, vec![".text".to_string()]);
+        assert_eq!(sections, vec![".boot32".to_string(), ".text".to_string()]);
+        let trap = g.symbolize(g.symbols.iter().find(|s| s.name == "trap").unwrap().address + 5);
+        assert_eq!(trap.as_deref(), Some("trap+0x5"));
     }
 
     #[test]

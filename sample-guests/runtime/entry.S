@@ -50,6 +50,7 @@ _start32:
     movl %eax, %cr0
     ljmp $KCODE, $start64
 
+    .text
     .code64
 start64:
     movw $KDATA, %ax
@@ -68,7 +69,6 @@ start64:
 
 /* Traps: every vector pushes (error code or 0) and its number, then shares
  * one path that saves the registers in struct trap_frame order. */
-    .text
 .macro VEC n, has_err
     .globl vec\n
 vec\n:

@@ -153,7 +153,7 @@ mod tests {
     fn transmit_interrupt_reaches_the_irqfd_when_enabled() {
         let (mut dev, _stream, irq) = serial();
         dev.write(1, &[0x02]); // IER: THR empty interrupt
-        dev.write(0, &[b'x']);
+        dev.write(0, b"x");
         assert!(irq.read().unwrap() >= 1);
     }
 

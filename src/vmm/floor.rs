@@ -14,8 +14,8 @@ pub struct FloorSchedule;
 impl FloorSchedule {
     /// Whether phase `index` runs on the floor loop.
     pub fn uses_floor(self, index: u64) -> bool {
-        let (pair, first) = (index / 2, index % 2 == 0);
-        first == (pair % 2 == 0)
+        let (pair, first) = (index / 2, index.is_multiple_of(2));
+        first == pair.is_multiple_of(2)
     }
 }
 

@@ -184,7 +184,7 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
 
     let (sink, events) = events::channel();
     let serial_irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK)
-        .map_err(|e| VmError::Thread(e.into()))?;
+        .map_err(VmError::Thread)?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(kvm_err("registering the serial irqfd"))?;
     let mut bus = PioBus::new();

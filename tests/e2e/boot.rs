@@ -1,0 +1,142 @@
+//! Booting the sample guests under KVM: console output, guest-reported
+//! counts, and worldswitch's exit counts against the kernel's tracepoint.
+
+use crate::{kvm_or_skip, run_json, tracefs_ready};
+
+const BENCH_PORT: u64 = 0x3008;
+
+fn port(result: &serde_json::Value, port: u64) -> (u64, u64) {
+    result["exits"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == port)
+        .map_or((0, 0), |p| {
+            (p["outs"].as_u64().unwrap(), p["ins"].as_u64().unwrap())
+        })
+}
+
+fn assert_exits_match_tracepoint(r: &serde_json::Value) {
+    if !tracefs_ready() {
+        eprintln!("SKIP tracepoint cross-check: tracefs is not mounted and cannot be mounted here");
+        return;
+    }
+    let ours = r["exits"]["kvm_run_returns"].as_u64().unwrap();
+    let kernel = r["tracepoints"]["kvm/kvm_userspace_exit"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no tracepoint count: {}", r["tracepoints_unavailable"]));
+    assert_eq!(ours, kernel, "our exit count vs kvm:kvm_userspace_exit");
+}
+
+#[test]
+fn hello_prints_from_cpl0_and_cpl3_and_exits_cleanly() {
+    if !kvm_or_skip("hello") {
+        return;
+    }
+    tracefs_ready();
+    let (out, r) = run_json(&["--guest", "hello"]);
+    assert!(out.status.success(), "{r}");
+    let console = r["console"].as_str().unwrap();
+    assert!(
+        console.contains("hello from the worldswitch guest (CPL0)\n"),
+        "{console}"
+    );
+    assert!(console.contains("mailbox: present\n"), "{console}");
+    assert!(console.contains("hello from CPL3\n"), "{console}");
+    assert_eq!(r["outcome"]["kind"], "guest_exit");
+    assert_eq!(r["outcome"]["status"], 0);
+    assert_eq!(r["guest_counters"]["user_status"], 0);
+    assert_eq!(r["guest_build_id"].as_str().unwrap().len(), 40);
+    assert_exits_match_tracepoint(&r);
+}
+
+#[test]
+fn guest_status_and_arguments_reach_the_host() {
+    if !kvm_or_skip("hello status") {
+        return;
+    }
+    let (out, r) = run_json(&["--guest", "hello", "--guest-arg", "status=3"]);
+    assert!(!out.status.success());
+    assert_eq!(r["outcome"]["status"], 3);
+    assert_eq!(r["guest_counters"]["user_status"], 3);
+    assert_eq!(r["cmdline"], "status=3");
+}
+
+#[test]
+fn exitbench_counts_are_exact_on_both_sides() {
+    if !kvm_or_skip("exitbench") {
+        return;
+    }
+    tracefs_ready();
+    let n = 3000u64;
+    let (out, r) = run_json(&[
+        "--guest",
+        "exitbench",
+        "--guest-arg",
+        &format!("iterations={n}"),
+    ]);
+    assert!(out.status.success(), "{r}");
+    let g = &r["guest_counters"];
+    for name in ["cpl0_out", "cpl0_in", "cpl3_out", "cpl3_in"] {
+        assert_eq!(g[name], n, "{name}");
+        assert!(
+            g[format!("{name}_cycles")].as_u64().unwrap() > 0,
+            "{name} cycles"
+        );
+    }
+    assert_eq!(port(&r, BENCH_PORT), (2 * n, 2 * n));
+    let phases: Vec<&str> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["cpl0_out", "cpl0_in", "cpl3_out", "cpl3_in"]);
+    assert_exits_match_tracepoint(&r);
+}
+
+#[test]
+fn duration_stops_a_running_guest() {
+    if !kvm_or_skip("duration") {
+        return;
+    }
+    let (out, r) = run_json(&[
+        "--guest",
+        "exitbench",
+        "--guest-arg",
+        "iterations=100000000",
+        "--duration",
+        "1s",
+    ]);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(r["outcome"]["kind"], "host_stop");
+    let secs = r["seconds"].as_f64().unwrap();
+    assert!((1.0..10.0).contains(&secs), "ran {secs} s");
+    assert!(port(&r, BENCH_PORT).0 > 0);
+}
+
+#[test]
+fn bench_exits_interleaves_dispatch_and_floor() {
+    if !kvm_or_skip("bench exits") {
+        return;
+    }
+    let out = crate::worldswitch(&[
+        "bench",
+        "exits",
+        "--pairs",
+        "2",
+        "--iterations",
+        "200",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["bench_port_exits"], 2 * 2 * 200);
+    assert_eq!(r["dispatch_us"]["n"], 2);
+    assert!(r["floor_us"]["median"].as_f64().unwrap() > 0.0);
+    assert!(r["ratio"]["median"].as_f64().unwrap() > 0.0);
+}

@@ -1,0 +1,64 @@
+//! End-to-end tests of the worldswitch binary and its hypervisor core. Tests
+//! that need /dev/kvm, tracefs or QEMU skip only where those are absent, and
+//! say why.
+
+mod boot;
+mod cli_errors;
+mod guest_code;
+mod qemu;
+mod vcpu_states;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// True when /dev/kvm can be used; otherwise prints why the test skips.
+pub fn kvm_or_skip(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIP {test}: /dev/kvm is not usable here ({e})");
+            false
+        }
+    }
+}
+
+/// Mounts tracefs when it is missing and we are root, so tracepoint checks
+/// run; returns whether kernel tracepoints can be read.
+pub fn tracefs_ready() -> bool {
+    let base = Path::new("/sys/kernel/tracing");
+    if base.join("events").is_dir() {
+        return true;
+    }
+    let _ = Command::new("mount")
+        .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+        .status();
+    base.join("events").is_dir()
+}
+
+/// Runs the worldswitch binary with `args`.
+pub fn worldswitch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_worldswitch"))
+        .args(args)
+        .output()
+        .expect("running the worldswitch binary")
+}
+
+/// Runs `worldswitch run --json` with `args` and parses the result.
+pub fn run_json(args: &[&str]) -> (Output, Value) {
+    let mut all = vec!["run", "--headless", "--json"];
+    all.extend_from_slice(args);
+    let out = worldswitch(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "run {args:?} printed no JSON ({e}); stdout: {stdout}; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, value)
+}
