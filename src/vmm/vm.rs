@@ -105,7 +105,13 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
 
 /// Opens /dev/kvm and checks its API version.
 pub fn open_kvm() -> Result<Kvm, VmError> {
-    let kvm = Kvm::new().map_err(|e| match e.errno() {
+    open_kvm_at("/dev/kvm")
+}
+
+/// Opens the KVM device at `path` and checks its API version.
+pub fn open_kvm_at(path: &str) -> Result<Kvm, VmError> {
+    let path = std::ffi::CString::new(path).map_err(|_| VmError::NoKvm)?;
+    let kvm = Kvm::new_with_path(&path).map_err(|e| match e.errno() {
         libc::ENOENT | libc::ENODEV | libc::ENXIO => VmError::NoKvm,
         libc::EACCES | libc::EPERM => VmError::KvmPermission,
         _ => VmError::KvmOpen(e),
@@ -183,8 +189,8 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
     setup_vcpu(&kvm, &fd, &boot)?;
 
     let (sink, events) = events::channel();
-    let serial_irq = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK)
-        .map_err(VmError::Thread)?;
+    let serial_irq =
+        vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?;
     vm.register_irqfd(&serial_irq, COM1_IRQ)
         .map_err(kvm_err("registering the serial irqfd"))?;
     let mut bus = PioBus::new();
@@ -322,5 +328,46 @@ fn set_lvt_mode(lapic: &mut kvm_lapic_state, reg: usize, mode: u32) {
     let value = (u32::from_le_bytes(bytes.try_into().unwrap()) & !0x700) | mode;
     for (dst, src) in lapic.regs[reg..reg + 4].iter_mut().zip(value.to_le_bytes()) {
         *dst = src as libc::c_char;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_device_says_what_to_do() {
+        let e = open_kvm_at("/nonexistent/kvm").unwrap_err();
+        assert!(matches!(e, VmError::NoKvm));
+        assert!(e.to_string().contains("load a KVM module"));
+    }
+
+    #[test]
+    fn memory_sizes_out_of_range_are_refused_before_kvm() {
+        let config = |mem_mib| VmConfig {
+            mem_mib,
+            image: Vec::new(),
+            cmdline: String::new(),
+            halt_poll_ns: 0,
+            floor: None,
+            start_paused: false,
+        };
+        for mib in [0, MEM_MIB_MIN - 1, MEM_MIB_MAX + 1] {
+            let e = start(config(mib)).err().unwrap();
+            assert!(matches!(e, VmError::MemorySize(m) if m == mib));
+        }
+    }
+
+    #[test]
+    fn lvt_mode_changes_only_the_delivery_mode() {
+        let mut lapic = kvm_lapic_state::default();
+        lapic.regs[APIC_LVT_LINT0] = 0x30; // vector bits stay
+        lapic.regs[APIC_LVT_LINT0 + 2] = 0x01; // mask bit (16) stays
+        set_lvt_mode(&mut lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
+        let v: Vec<u8> = lapic.regs[APIC_LVT_LINT0..APIC_LVT_LINT0 + 4]
+            .iter()
+            .map(|&b| b as u8)
+            .collect();
+        assert_eq!(u32::from_le_bytes(v.try_into().unwrap()), 0x0001_0730);
     }
 }

@@ -102,3 +102,55 @@ fn guest_faults_are_named() {
         );
     }
 }
+
+#[test]
+fn without_permission_for_dev_kvm() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("SKIP permission: needs root (to drop to nobody) and /dev/kvm");
+        return;
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_worldswitch"))
+        .args(["run", "--guest", "hello"])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIP permission: setpriv is not installed");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Permission denied") && !stderr.contains("worldswitch") {
+        eprintln!("SKIP permission: nobody cannot execute the test binary here: {stderr}");
+        return;
+    }
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no permission to open /dev/kvm"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn doctor_reports_this_host() {
+    if !kvm_or_skip("doctor") {
+        return;
+    }
+    let out = worldswitch(&["doctor", "--json"]);
+    assert!(out.status.success());
+    let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str| checks.iter().find(|c| c["name"] == name).cloned();
+    assert_eq!(find("/dev/kvm").unwrap()["status"], "ok");
+    assert_eq!(find("irqchip").unwrap()["status"], "ok");
+    if crate::tracefs_ready() {
+        let c = find("kvm/kvm_userspace_exit").unwrap();
+        assert_eq!(c["status"], "ok", "{c}");
+        assert!(c["detail"].as_str().unwrap().starts_with("fires"));
+    }
+    for c in &checks {
+        if c["status"] != "ok" {
+            assert!(c["detail"].as_str().is_some_and(|d| !d.is_empty()), "{c}");
+        }
+    }
+}
