@@ -201,12 +201,9 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
                 // The console is best effort: a closed pipe must not stop the run.
                 let _ = console.write_all(line.as_bytes());
                 text.push_str(&line);
+                // Trim in batches, not per line.
                 if text.len() > 2 * CONSOLE_KEEP {
-                    let cut = text.len() - CONSOLE_KEEP;
-                    let cut = (cut..text.len())
-                        .find(|&i| text.is_char_boundary(i))
-                        .unwrap_or(0);
-                    text.drain(..cut);
+                    keep_tail(&mut text, CONSOLE_KEEP);
                 }
             }
             VmEvent::Counter { name, value } => {
@@ -244,13 +241,7 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
         Some(Ok(counts)) => counts.into_iter().collect(),
         _ => BTreeMap::new(),
     };
-    if text.len() > CONSOLE_KEEP {
-        let cut = text.len() - CONSOLE_KEEP;
-        let cut = (cut..text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.drain(..cut);
-    }
+    keep_tail(&mut text, CONSOLE_KEEP);
     Ok(RunResult {
         guest: image.name.clone(),
         guest_build_id: image.build_id.clone(),
@@ -265,6 +256,17 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
         bad_messages,
         console: text,
     })
+}
+
+/// Drops the front of `text` so at most `keep` bytes remain, at a character
+/// boundary.
+fn keep_tail(text: &mut String, keep: usize) {
+    if text.len() > keep {
+        let cut = (text.len() - keep..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text.drain(..cut);
+    }
 }
 
 /// Prints a result for people.
@@ -311,4 +313,36 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "ignored mailbox message: {b}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_tail_respects_char_boundaries() {
+        let mut t = "aé€x".to_string(); // 1 + 2 + 3 + 1 bytes
+        keep_tail(&mut t, 4);
+        assert_eq!(t, "€x");
+        let mut short = "abc".to_string();
+        keep_tail(&mut short, 10);
+        assert_eq!(short, "abc");
+    }
+
+    #[test]
+    fn outcomes_are_plain_sentences_with_symbols() {
+        let image = GuestImage::resolve("hello").unwrap();
+        let o = outcome(&Finish::TripleFault { rip: 0x100000 }, &image);
+        assert!(o.failed);
+        assert_eq!(o.symbol.as_deref(), Some("_start32+0x0"));
+        assert!(
+            o.message.contains("0x100000 (_start32+0x0)"),
+            "{}",
+            o.message
+        );
+        let o = outcome(&Finish::GuestExit(0), &image);
+        assert!(!o.failed && o.message.ends_with('.'));
+        assert!(outcome(&Finish::GuestExit(2), &image).failed);
+        assert!(!outcome(&Finish::HostStop, &image).failed);
+    }
 }
