@@ -307,7 +307,16 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "guest counters: {}", list.join(" "))?;
     }
     for p in &r.phases {
-        writeln!(out, "phase {}#{}: {:.6} s", p.name, p.index, p.seconds)?;
+        write!(out, "phase {}#{}: {:.6} s", p.name, p.index, p.seconds)?;
+        // Guests report a phase's operation count under the phase's name.
+        match r.guest_counters.get(&p.name) {
+            Some(&n) if n > 0 => writeln!(
+                out,
+                ", {:.2} us each over {n} operations",
+                p.seconds * 1e6 / n as f64
+            )?,
+            _ => writeln!(out)?,
+        }
     }
     for b in &r.bad_messages {
         writeln!(out, "ignored mailbox message: {b}")?;
