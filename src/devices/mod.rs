@@ -2,6 +2,8 @@
 //! machines; they never touch KVM or the terminal.
 
 pub mod bus;
+pub mod guest_ram;
 pub mod mailbox;
 pub mod pci;
+pub mod pcnet;
 pub mod serial;
