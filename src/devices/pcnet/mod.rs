@@ -1,13 +1,14 @@
-//! The AMD PCnet-PCI II (Am79C970A) as a pure register state machine over
-//! guest memory: APROM, RAP/RDP/BDP/RESET in word (WIO) and double-word
-//! (DWIO) modes, CSR0 semantics, the interrupt line, software styles and the
-//! init block. The descriptor rings (transmit and receive) and the bus
-//! adapter come with the VMNet backends.
+//! The AMD PCnet-PCI II (Am79C970A) as a pure state machine over guest
+//! memory: APROM, RAP/RDP/BDP/RESET in word (WIO) and double-word (DWIO)
+//! modes, CSR0 semantics, the interrupt line, software styles, the init
+//! block, and the transmit and receive rings (`rings`).
 
 pub mod registers;
+pub mod rings;
 
 use super::guest_ram::GuestRam;
 use registers::*;
+use rings::{Drops, Layout, RingState, RxOutcome, Style};
 
 /// Why the chip could not do what the driver asked, counted by reason.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub struct Rings {
     pub tx_len: u16,
 }
 
-/// The chip's registers and what INIT loaded.
+/// The chip's registers, what INIT loaded and where the rings stand.
 #[derive(Debug, Clone)]
 pub struct Pcnet {
     aprom: [u8; 16],
@@ -39,8 +40,12 @@ pub struct Pcnet {
     csr: [u16; 128],
     bcr: [u16; 32],
     rings: Rings,
+    tx: RingState,
+    rx: RingState,
+    tx_buf: Vec<u8>,
     link_up: bool,
     faults: Faults,
+    drops: Drops,
 }
 
 impl Pcnet {
@@ -59,8 +64,12 @@ impl Pcnet {
             csr: [0; 128],
             bcr: [0; 32],
             rings: Rings::default(),
+            tx: RingState::default(),
+            rx: RingState::default(),
+            tx_buf: Vec::with_capacity(rings::MAX_TX_FRAME),
             link_up: true,
             faults: Faults::default(),
+            drops: Drops::default(),
         };
         for (n, v) in BCR_RESET {
             chip.bcr[n] = v;
@@ -85,6 +94,8 @@ impl Pcnet {
             self.csr[CSR_PADR + i] = u16::from_le_bytes([self.aprom[2 * i], self.aprom[2 * i + 1]]);
         }
         self.rings = Rings::default();
+        self.tx = RingState::default();
+        self.rx = RingState::default();
     }
 
     /// Whether the chip is in double-word I/O mode.
@@ -97,9 +108,121 @@ impl Pcnet {
         self.rings
     }
 
-    /// Reasons counted so far.
+    /// Register-level faults counted so far.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Frames refused or damaged so far, by reason.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
+    }
+
+    fn style(&self) -> Style {
+        Style::from_swstyle(self.bcr[BCR_SWSTYLE])
+    }
+
+    /// The descriptor layout: style, and address bits 31:24 from
+    /// CSR2[15:8] in the 16-bit style.
+    fn layout(&self) -> Layout {
+        let style = self.style();
+        let high = if style == Style::Lance {
+            u32::from(self.csr[CSR_IADR_HI] & 0xff00) << 16
+        } else {
+            0
+        };
+        Layout { style, high }
+    }
+
+    /// Whether the driver asked for a transmit that has not happened yet.
+    pub fn tx_demanded(&self) -> bool {
+        self.csr[0] & (CSR0_TDMD | CSR0_TXON) == (CSR0_TDMD | CSR0_TXON)
+    }
+
+    /// Transmits every complete frame the driver owns, handing each to
+    /// `send` (false: the wire refused it). Returns the frames sent.
+    pub fn transmit(&mut self, ram: &dyn GuestRam, send: &mut dyn FnMut(&[u8]) -> bool) -> u64 {
+        self.csr[0] &= !CSR0_TDMD;
+        if self.csr[0] & CSR0_TXON == 0 {
+            return 0;
+        }
+        let csr5 = self.csr[CSR_EXT];
+        let tint_for = move |d: &rings::Desc| {
+            csr5 & (1 << 15) == 0 && (csr5 & (1 << 14) == 0 || d.flags & rings::LTINT != 0)
+        };
+        let out = rings::transmit(
+            ram,
+            self.layout(),
+            &mut self.tx,
+            &mut self.drops,
+            &mut self.tx_buf,
+            &tint_for,
+            send,
+        );
+        self.csr[0] |= out.csr0;
+        if out.frames > 0 {
+            self.csr[CSR_FEATURES] |= 1 << 3; // TXSTRT
+        }
+        if out.stop_tx && self.csr[CSR_IMASK] & (1 << 6) == 0 {
+            self.csr[0] &= !CSR0_TXON; // no DXSUFLO: the transmitter stops
+        }
+        out.frames
+    }
+
+    /// Whether the address filter accepts a frame for `dest`.
+    fn accepts(&self, dest: &[u8]) -> bool {
+        let mode = self.csr[CSR_MODE];
+        if mode & (1 << 15) != 0 {
+            return true; // PROM
+        }
+        if dest == [0xff; 6] {
+            return mode & (1 << 14) == 0; // DRCVBC
+        }
+        if dest[0] & 1 != 0 {
+            // Multicast: the top 6 bits of the CRC select a LADRF bit.
+            let hash = (!crc32fast::hash(dest) >> 26) as usize;
+            return self.csr[CSR_LADRF + hash / 16] & (1 << (hash % 16)) != 0;
+        }
+        let mut padr = [0u8; 6];
+        for i in 0..3 {
+            padr[2 * i..2 * i + 2].copy_from_slice(&self.csr[CSR_PADR + i].to_le_bytes());
+        }
+        mode & (1 << 13) == 0 && dest == padr
+    }
+
+    /// A frame from the wire (without FCS). Returns whether it reached the
+    /// receive ring; every other outcome is counted in [`Pcnet::drops`].
+    pub fn receive(&mut self, ram: &dyn GuestRam, frame: &[u8]) -> bool {
+        let on = self.csr[0] & (CSR0_RXON | CSR0_STOP) == CSR0_RXON
+            && self.csr[CSR_EXT] & CSR5_SPND == 0;
+        if !on {
+            self.drops.rx_off += 1;
+            return false;
+        }
+        if frame.len() < 14 || !self.accepts(&frame[..6]) {
+            self.drops.rx_filtered += 1;
+            return false;
+        }
+        match rings::receive(ram, self.layout(), &mut self.rx, &mut self.drops, frame) {
+            RxOutcome::Delivered => {
+                self.csr[0] |= CSR0_RINT;
+                true
+            }
+            RxOutcome::Dropped { miss, merr } => {
+                if miss {
+                    self.csr[0] |= CSR0_MISS;
+                    self.csr[CSR_MISSED] = self.csr[CSR_MISSED].wrapping_add(1);
+                }
+                if merr {
+                    self.csr[0] |= CSR0_MERR;
+                }
+                // An overflowed frame still completes a receive.
+                if !miss && !merr {
+                    self.csr[0] |= CSR0_RINT;
+                }
+                false
+            }
+        }
     }
 
     /// The level of the interrupt pin (INTA#).
@@ -267,6 +390,16 @@ impl Pcnet {
         }
         self.csr[CSR_RCVRL] = self.rings.rx_len;
         self.csr[CSR_XMTRL] = self.rings.tx_len;
+        self.rx = RingState {
+            base: self.rings.rx_base,
+            len: self.rings.rx_len,
+            index: 0,
+        };
+        self.tx = RingState {
+            base: self.rings.tx_base,
+            len: self.rings.tx_len,
+            index: 0,
+        };
         self.csr[0] = (self.csr[0] & !CSR0_STOP) | CSR0_IDON | CSR0_INIT;
     }
 

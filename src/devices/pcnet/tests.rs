@@ -290,3 +290,226 @@ fn dword_mode_is_entered_by_a_dword_write_and_left_by_reset() {
     chip.read_port(DWIO_RESET, &mut d);
     assert!(!chip.dwio());
 }
+
+/// A started chip in style 2 with RX ring at 0x2000 (16) and TX at 0x3000 (16).
+fn started(ram: &Ram) -> Wio<'_> {
+    init_block(ram, 0x1000);
+    let mut p = Wio {
+        chip: Pcnet::new(MAC),
+        ram,
+    };
+    p.write_bcr(20, 2);
+    p.write_csr(1, 0x1000);
+    p.write_csr(2, 0);
+    p.write_csr(0, CSR0_INIT);
+    p.write_csr(0, CSR0_STRT | CSR0_INEA | CSR0_IDON);
+    assert!(!p.chip.irq_level());
+    p
+}
+
+fn tmd(ram: &Ram, i: usize, addr: u32, len: u16, flags: u16) {
+    let at = 0x3000 + 16 * i;
+    let bcnt = (0u16.wrapping_sub(len) & 0x0fff) | 0xf000;
+    ram.put(at, &addr.to_le_bytes());
+    ram.put(
+        at + 4,
+        &(u32::from(flags) << 16 | u32::from(bcnt)).to_le_bytes(),
+    );
+    ram.put(at + 8, &0u32.to_le_bytes());
+}
+
+fn rmd(ram: &Ram, i: usize, addr: u32, len: u16) {
+    let at = 0x2000 + 16 * i;
+    let bcnt = (0u16.wrapping_sub(len) & 0x0fff) | 0xf000;
+    ram.put(at, &addr.to_le_bytes());
+    ram.put(
+        at + 4,
+        &(u32::from(rings::OWN) << 16 | u32::from(bcnt)).to_le_bytes(),
+    );
+    ram.put(at + 8, &0u32.to_le_bytes());
+}
+
+fn dword(ram: &Ram, at: usize) -> u32 {
+    let b = ram.bytes.borrow();
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn send_all(p: &mut Wio<'_>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    p.chip.transmit(p.ram, &mut |f: &[u8]| {
+        frames.push(f.to_vec());
+        true
+    });
+    frames
+}
+
+#[test]
+fn transmits_a_chained_frame_zero_copy_and_interrupts() {
+    let ram = Ram::new(0x10000);
+    let mut p = started(&ram);
+    ram.put(0x4000, &[0xaa; 42]); // header buffer
+    ram.put(0x5000, &[0xbb; 100]); // payload
+    tmd(&ram, 1, 0x5000, 100, rings::OWN | rings::ENP);
+    tmd(&ram, 0, 0x4000, 42, rings::OWN | rings::STP);
+    p.write_csr(0, CSR0_TDMD | CSR0_INEA);
+    assert!(p.chip.tx_demanded());
+    let frames = send_all(&mut p);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].len(), 142);
+    assert!(frames[0][..42].iter().all(|&b| b == 0xaa));
+    assert!(frames[0][42..].iter().all(|&b| b == 0xbb));
+    for i in 0..2 {
+        assert_eq!(dword(&ram, 0x3004 + 16 * i) >> 31, 0, "OWN cleared on {i}");
+    }
+    assert_ne!(p.read_csr(0) & CSR0_TINT, 0);
+    assert!(p.chip.irq_level());
+    assert!(!p.chip.tx_demanded(), "TDMD clears itself");
+    // Short frames are padded to 60 bytes.
+    tmd(&ram, 2, 0x4000, 20, rings::OWN | rings::STP | rings::ENP);
+    p.write_csr(0, CSR0_TDMD | CSR0_INEA);
+    assert_eq!(send_all(&mut p)[0].len(), 60);
+}
+
+#[test]
+fn hostile_transmit_rings_are_bounded_and_counted() {
+    let ram = Ram::new(0x10000);
+    let mut p = started(&ram);
+    // Every descriptor owned, none with ENP: one pass, underflow, TX stops.
+    for i in 0..16 {
+        tmd(
+            &ram,
+            i,
+            0x4000,
+            10,
+            rings::OWN | if i == 0 { rings::STP } else { 0 },
+        );
+    }
+    p.write_csr(0, CSR0_TDMD | CSR0_INEA);
+    assert!(send_all(&mut p).is_empty());
+    assert_eq!(p.chip.drops().tx_underflow, 1);
+    assert_eq!(p.read_csr(0) & CSR0_TXON, 0, "no DXSUFLO: transmitter off");
+    assert_ne!(dword(&ram, 0x3000 + 15 * 16 + 8) & rings::TMD2_UFLO, 0);
+
+    let ram = Ram::new(0x10000);
+    let mut p = started(&ram);
+    // A buffer outside RAM, then a frame longer than the wire allows, then
+    // a descriptor without STP, then a zero-length buffer in a good frame.
+    tmd(
+        &ram,
+        0,
+        0xffff_0000,
+        100,
+        rings::OWN | rings::STP | rings::ENP,
+    );
+    tmd(&ram, 1, 0x4000, 1000, rings::OWN | rings::STP);
+    tmd(&ram, 2, 0x4000, 1000, rings::OWN | rings::ENP);
+    tmd(&ram, 3, 0x4000, 100, rings::OWN | rings::ENP);
+    tmd(&ram, 4, 0x4000, 0, rings::OWN | rings::STP);
+    tmd(&ram, 5, 0x4000, 64, rings::OWN | rings::ENP);
+    p.write_csr(0, CSR0_TDMD | CSR0_INEA);
+    let frames = send_all(&mut p);
+    assert_eq!(frames.len(), 1);
+    let d = p.chip.drops();
+    assert_eq!(
+        (d.tx_dma_error, d.tx_babble, d.tx_no_stp, d.tx_zero_bcnt),
+        (1, 1, 1, 1)
+    );
+    let csr0 = p.read_csr(0);
+    assert_ne!(csr0 & CSR0_MERR, 0);
+    assert_ne!(csr0 & CSR0_BABL, 0);
+    assert_ne!(csr0 & CSR0_ERR, 0);
+    // A transmit ring outside RAM.
+    let ram = Ram::new(0x10000);
+    let mut p = started(&ram);
+    p.chip.tx.base = 0xffff_fff0;
+    p.write_csr(0, CSR0_TDMD);
+    assert!(send_all(&mut p).is_empty());
+    assert_eq!(p.chip.drops().tx_dma_error, 1);
+}
+
+#[test]
+fn receives_padded_with_fcs_and_counts_missed_frames() {
+    let ram = Ram::new(0x10000);
+    let mut p = started(&ram);
+    rmd(&ram, 0, 0x6000, 1544);
+    let mut frame = MAC.to_vec();
+    frame.extend_from_slice(&[1, 2, 3, 4, 5, 6, 0x08, 0x00]);
+    frame.extend_from_slice(&[0x11; 20]);
+    assert!(p.chip.receive(&ram, &frame));
+    let rmd1 = dword(&ram, 0x2004);
+    assert_eq!(rmd1 >> 31, 0, "OWN cleared");
+    assert_eq!((rmd1 >> 24) & 0x3, 0x3, "STP|ENP");
+    assert_eq!(dword(&ram, 0x2008) & 0xfff, 64, "MCNT = 60 + FCS");
+    assert_eq!(ram.bytes.borrow()[0x6000..0x6000 + 34], frame[..]);
+    assert_ne!(p.read_csr(0) & CSR0_RINT, 0);
+    assert!(p.chip.irq_level());
+    // Not for us: filtered. No descriptor owned: MISS and CSR112.
+    let mut other = frame.clone();
+    other[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    assert!(!p.chip.receive(&ram, &other));
+    assert_eq!(p.chip.drops().rx_filtered, 1);
+    let mut bcast = frame.clone();
+    bcast[..6].copy_from_slice(&[0xff; 6]);
+    assert!(!p.chip.receive(&ram, &bcast));
+    assert_eq!(p.chip.drops().rx_missed, 1);
+    assert_eq!(p.read_csr(112), 1);
+    assert_ne!(p.read_csr(0) & CSR0_MISS, 0);
+}
+
+#[test]
+fn long_frames_span_descriptors_or_overflow() {
+    let ram = Ram::new(0x10000);
+    let mut p = started(&ram);
+    rmd(&ram, 0, 0x6000, 512);
+    rmd(&ram, 1, 0x7000, 512);
+    rmd(&ram, 2, 0x8000, 512);
+    let mut frame = MAC.to_vec();
+    frame.resize(1000, 0x5a);
+    assert!(p.chip.receive(&ram, &frame));
+    assert_eq!((dword(&ram, 0x2004) >> 24) & 0x3, 0x2, "STP on the first");
+    assert_eq!((dword(&ram, 0x2014) >> 24) & 0x3, 0x1, "ENP on the second");
+    assert_eq!(dword(&ram, 0x2018) & 0xfff, 1004);
+    // 1400 bytes into the one 512-byte buffer left: overflow, counted.
+    frame.resize(1400, 0x5a);
+    assert!(!p.chip.receive(&ram, &frame));
+    assert_eq!(p.chip.drops().rx_overflow, 1);
+    let rmd1 = dword(&ram, 0x2024);
+    assert_ne!(rmd1 & (u32::from(rings::OFLO | rings::ERR) << 16), 0);
+}
+
+#[test]
+fn receiver_off_drops_and_counts() {
+    let ram = Ram::new(0x10000);
+    let mut p = Wio {
+        chip: Pcnet::new(MAC),
+        ram: &ram,
+    };
+    assert!(!p.chip.receive(&ram, &[0xff; 60]));
+    assert_eq!(p.chip.drops().rx_off, 1);
+}
+
+#[test]
+fn sixteen_bit_descriptors_round_trip() {
+    let ram = Ram::new(0x10000);
+    let style = Style::Lance;
+    // LADR 0x4000, HADR 0x01, OWN|STP|ENP, BCNT -100.
+    ram.put(0x900, &0x4000u16.to_le_bytes());
+    ram.put(0x902, &(0x8300u16 | 0x01).to_le_bytes());
+    ram.put(
+        0x904,
+        &((0u16.wrapping_sub(100) & 0xfff) | 0xf000).to_le_bytes(),
+    );
+    ram.put(0x906, &0u16.to_le_bytes());
+    let mut d = style.load(&ram, 0x900, 0).unwrap();
+    assert_eq!((d.addr, d.flags, d.buf_len()), (0x0001_4000, 0x8300, 100));
+    d.flags &= !rings::OWN;
+    d.misc = rings::TMD2_BUFF | rings::TMD2_UFLO;
+    assert!(style.store(&ram, 0x900, &d));
+    let b = ram.bytes.borrow();
+    assert_eq!(
+        u16::from_le_bytes([b[0x902], b[0x903]]),
+        0x0301,
+        "HADR kept"
+    );
+    assert_eq!(u16::from_le_bytes([b[0x906], b[0x907]]) & 0xc000, 0xc000);
+}
