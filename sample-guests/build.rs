@@ -11,6 +11,10 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("hello", "prints from CPL0 and CPL3 on the serial console, then exits"),
     (
+        "nettest",
+        "the paper's workload: send() of write_size bytes (4096) in a loop to the host peer over UDP; megabytes=N to stop",
+    ),
+    (
         "faults",
         "ends in a chosen failure (mode=1 triple fault, 2 SSE at CPL0, 3 dead halt, else #UD)",
     ),
@@ -48,7 +52,11 @@ fn main() {
     let runtime_objs = compile(
         &out.join("runtime"),
         &runtime,
-        &[runtime.join("entry.S"), runtime.join("kernel.c")],
+        &[
+            runtime.join("entry.S"),
+            runtime.join("kernel.c"),
+            runtime.join("net.c"),
+        ],
     );
     let mut table = String::from("/// Every built-in guest, in the order `worldswitch guests` lists them.\npub static GUESTS: &[Guest] = &[\n");
     for (name, summary) in GUESTS {

@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// A KEY=VALUE for the guest's command line; repeatable.
     #[arg(long = "guest-arg", value_parser = parse_guest_arg, value_name = "KEY=VALUE")]
     pub guest_args: Vec<(String, String)>,
+    /// Where the NIC's frames go: tap (a TAP device in worldswitch's own
+    /// network namespace) or sink (in-process). Default: tap where
+    /// possible, else sink with a notice.
+    #[arg(long, value_enum)]
+    pub net: Option<crate::vmnet::NetKind>,
     /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
     #[arg(long, default_value_t = 0, value_name = "NS")]
     pub halt_poll_ns: u64,

@@ -416,6 +416,7 @@ fn calibration_run() -> Result<(), String> {
         halt_poll_ns: 0,
         floor: None,
         start_paused: false,
+        nic: None,
     })
     .map_err(|e| e.to_string())?;
     loop {

@@ -14,9 +14,13 @@ pub mod doctor;
 pub mod guest_image;
 /// `worldswitch guests`.
 pub mod guests;
+/// The network side of a run: backend choice and frame accounting.
+pub mod netrun;
 /// Headless runs and their results.
 pub mod run;
 /// Kernel tracepoint counters through perf events.
 pub mod tracepoints;
 /// The hypervisor core on KVM.
 pub mod vmm;
+/// Where the NIC's frames go: TAP or an in-process sink.
+pub mod vmnet;

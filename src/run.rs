@@ -3,6 +3,7 @@
 
 use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
+use crate::netrun::{NetReport, NetRun};
 use crate::tracepoints::ThreadCounters;
 use crate::vmm::events::{Finish, VmEvent};
 use crate::vmm::exits::ExitStats;
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// The tracepoint that counts every return from `KVM_RUN` to user space.
 pub const USERSPACE_EXIT: &str = "kvm/kvm_userspace_exit";
+/// The tracepoint that counts every guest port access, in-kernel or not.
+pub const PIO: &str = "kvm/kvm_pio";
 /// Console text kept in a result; older text is dropped first.
 const CONSOLE_KEEP: usize = 64 * 1024;
 
@@ -78,6 +81,8 @@ pub struct RunResult {
     pub bad_messages: Vec<String>,
     /// Guest console output (the last 64 KiB).
     pub console: String,
+    /// The NIC's frame accounting.
+    pub net: NetReport,
 }
 
 /// Describes how a run finished.
@@ -163,6 +168,10 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
+    let (mut net, nic) = NetRun::new(args.net)?;
+    if let Some(notice) = &net.notice {
+        eprintln!("worldswitch: notice: {notice}");
+    }
     let vm = vm::start(VmConfig {
         mem_mib: args.mem,
         image: image.elf.clone(),
@@ -170,11 +179,14 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
         halt_poll_ns: args.halt_poll_ns,
         floor: None,
         start_paused: true,
+        nic: Some(nic),
     })?;
-    let (mut counters, unavailable) = match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT]) {
-        Ok(c) => (Some(c), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    net.start(vm.kicker())?;
+    let (mut counters, unavailable) =
+        match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT, PIO]) {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     vm.command(Command::Resume);
     let started = Instant::now();
     let mut stop_sent = false;
@@ -237,10 +249,21 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    let tracepoints = match counters.as_mut().map(ThreadCounters::read) {
+    let tracepoints: BTreeMap<String, u64> = match counters.as_mut().map(ThreadCounters::read) {
         Some(Ok(counts)) => counts.into_iter().collect(),
         _ => BTreeMap::new(),
     };
+    net.quiesce();
+    let exits = match tracepoints.get(USERSPACE_EXIT) {
+        Some(&n) => Some((n, "kvm:kvm_userspace_exit")),
+        None => Some((stats.kvm_run_returns, "worldswitch's own count")),
+    };
+    let net_report = net.report(
+        seconds,
+        &guest_counters,
+        exits,
+        tracepoints.get(PIO).copied(),
+    );
     keep_tail(&mut text, CONSOLE_KEEP);
     Ok(RunResult {
         guest: image.name.clone(),
@@ -255,6 +278,7 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
         phases,
         bad_messages,
         console: text,
+        net: net_report,
     })
 }
 
@@ -317,6 +341,32 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
             )?,
             _ => writeln!(out)?,
         }
+    }
+    let n = &r.net;
+    if n.frames_received_by_host + n.frames_delivered > 0 || n.frames_sent_by_guest.is_some() {
+        let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+        writeln!(
+            out,
+            "net ({:?}): {:.2} Mb/s goodput, {:.2} Mb/s on the wire, {:.0} frames/s; exits per frame {} ({}); port accesses per frame {} (guest) {} (kvm_pio)",
+            n.backend,
+            n.throughput_mbps,
+            n.wire_mbps,
+            n.frames_per_sec,
+            opt(n.exits_per_frame),
+            n.exits_source,
+            opt(n.port_accesses_per_frame_guest),
+            opt(n.port_accesses_per_frame_tracepoint),
+        )?;
+        writeln!(
+            out,
+            "frames: sent by guest {}, received by host {}, delivered {}, dropped {:?}, in flight {}; sequence errors {:?}",
+            n.frames_sent_by_guest.map_or("n/a".into(), |v| v.to_string()),
+            n.frames_received_by_host,
+            n.frames_delivered,
+            n.frames_dropped,
+            n.frames_in_flight,
+            n.sequence_errors
+        )?;
     }
     for b in &r.bad_messages {
         writeln!(out, "ignored mailbox message: {b}")?;

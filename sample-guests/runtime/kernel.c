@@ -72,6 +72,14 @@ u64 strlen(const char *s) {
     return n;
 }
 
+int memcmp(const void *a, const void *b, u64 n) {
+    const u8 *x = a, *y = b;
+    for (u64 i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] - y[i];
+    return 0;
+}
+
 int strncmp(const char *a, const char *b, u64 n) {
     for (u64 i = 0; i < n; i++) {
         if (a[i] != b[i] || !a[i])
@@ -117,7 +125,10 @@ void kprint_u64(u64 v) { kprint_base(v, 10); }
 /* ---- host reporting ---- */
 int mailbox_present(void) { return have_mailbox; }
 
+/* The one message buffer is shared with interrupt handlers: fill and send
+ * it with interrupts off. */
 static void msg_send(u16 kind, const char *name, u64 value) {
+    u64 flags = irq_save();
     msg.magic = WS_MSG_MAGIC;
     msg.kind = kind;
     msg.count = 1;
@@ -128,6 +139,31 @@ static void msg_send(u16 kind, const char *name, u64 value) {
     memcpy(msg.records[0].name, name, n);
     msg.records[0].value = value;
     outl(WS_MBOX_PORT, (u32)(u64)&msg);
+    irq_restore(flags);
+}
+
+void report_counters(const char *const *names, const u64 *values, int n) {
+    if (!have_mailbox) {
+        for (int i = 0; i < n; i++)
+            report_counter(names[i], values[i]);
+        return;
+    }
+    if (n > WS_MSG_MAX_RECORDS)
+        n = WS_MSG_MAX_RECORDS;
+    u64 flags = irq_save();
+    msg.magic = WS_MSG_MAGIC;
+    msg.kind = WS_MSG_COUNTERS;
+    msg.count = (u16)n;
+    for (int i = 0; i < n; i++) {
+        u64 len = strlen(names[i]);
+        if (len > WS_NAME_LEN)
+            len = WS_NAME_LEN;
+        memset(msg.records[i].name, 0, WS_NAME_LEN);
+        memcpy(msg.records[i].name, names[i], len);
+        msg.records[i].value = values[i];
+    }
+    outl(WS_MBOX_PORT, (u32)(u64)&msg);
+    irq_restore(flags);
 }
 
 void report_counter(const char *name, u64 value) {
@@ -248,7 +284,24 @@ void irq_set_level(int irq) {
     outb(port, inb(port) | (1 << (irq & 7)));
 }
 
-static void timer_tick(void) { timer_ticks++; }
+void (*tick_hook)(void);
+
+static void timer_tick(void) {
+    timer_ticks++;
+    if (tick_hook)
+        tick_hook();
+}
+
+/* ---- PCI ---- */
+u32 pci_read(int dev, int reg) {
+    outl(0xcf8, 0x80000000u | ((u32)dev << 11) | ((u32)reg & 0xfc));
+    return inl(0xcfc);
+}
+
+void pci_write(int dev, int reg, u32 value) {
+    outl(0xcf8, 0x80000000u | ((u32)dev << 11) | ((u32)reg & 0xfc));
+    outl(0xcfc, value);
+}
 
 static void pit_init_100hz(void) {
     const u32 divisor = 1193182 / 100;
@@ -291,7 +344,7 @@ static u64 syscall(struct trap_frame *f) {
     case SYS_TICKS:
         return timer_ticks;
     default:
-        return (u64)-1;
+        return f->rax >= 16 ? net_syscall(f->rax, f->rdi, f->rsi, f->rdx) : (u64)-1;
     }
 }
 

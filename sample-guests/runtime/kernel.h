@@ -22,6 +22,17 @@ static inline u64 rdtsc(void) {
     return ((u64)hi << 32) | lo;
 }
 
+/* Interrupts off around a critical section; restore what was there. */
+static inline u64 irq_save(void) {
+    u64 flags;
+    __asm__ volatile("pushfq; popq %0; cli" : "=r"(flags)::"memory");
+    return flags;
+}
+static inline void irq_restore(u64 flags) {
+    if (flags & (1 << 9))
+        __asm__ volatile("sti" ::: "memory");
+}
+
 struct trap_frame {
     u64 r15, r14, r13, r12, r11, r10, r9, r8, rbp, rdi, rsi, rdx, rcx, rbx, rax;
     u64 vector, error, rip, cs, rflags, rsp, ss;
@@ -35,6 +46,8 @@ void kprint_u64(u64 v);
 /* Host reporting: the mailbox when present, else serial and isa-debug-exit. */
 int mailbox_present(void);
 void report_counter(const char *name, u64 value);
+/* Several counters in one mailbox message (at most WS_MSG_MAX_RECORDS). */
+void report_counters(const char *const *names, const u64 *values, int n);
 void report_phase(int begin, const char *name, u64 index);
 void guest_exit(u32 status) __attribute__((noreturn));
 
@@ -47,11 +60,20 @@ void irq_set_handler(int irq, irq_handler h);
 void irq_unmask(int irq);
 void irq_set_level(int irq);
 extern volatile u64 timer_ticks;
+/* Called from the timer interrupt on every tick, when set. */
+extern void (*tick_hook)(void);
 
 /* CPL3: open a port range in the TSS I/O bitmap, then run fn(arg) at CPL3 on
  * its own stack; returns the status fn passed to sys_exit. */
 void io_permit(u16 port, u16 count);
 u64 run_user(void (*fn)(u64), u64 arg);
+
+/* PCI configuration space (bus 0, function 0). */
+u32 pci_read(int dev, int reg);
+void pci_write(int dev, int reg, u32 value);
+
+/* System calls a runtime module (net.c) adds: numbers 16 and up. */
+u64 net_syscall(u64 n, u64 a, u64 b, u64 c);
 
 /* What each guest provides. */
 void guest_main(void);
@@ -61,5 +83,6 @@ void *memset(void *d, int c, u64 n);
 void *memcpy(void *d, const void *s, u64 n);
 u64 strlen(const char *s);
 int strncmp(const char *a, const char *b, u64 n);
+int memcmp(const void *a, const void *b, u64 n);
 
 #endif

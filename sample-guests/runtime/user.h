@@ -10,6 +10,7 @@
 #define SYS_REPORT 2
 #define SYS_PHASE 3
 #define SYS_TICKS 4
+#define SYS_SEND 16 /* (buf, len): send len bytes to the peer as UDP datagrams */
 
 static inline unsigned long syscall3(unsigned long n, unsigned long a, unsigned long b, unsigned long c) {
     unsigned long ret;
@@ -27,6 +28,10 @@ static inline void sys_report(const char *name, unsigned long value) { syscall3(
 static inline void sys_phase(int begin, const char *name, unsigned long index) {
     syscall3(SYS_PHASE, (unsigned long)begin, (unsigned long)name, index);
 }
+static inline unsigned long sys_send(const void *buf, unsigned long len) {
+    return syscall3(SYS_SEND, (unsigned long)buf, len, 0);
+}
+static inline unsigned long sys_ticks(void) { return syscall3(SYS_TICKS, 0, 0, 0); }
 static inline unsigned long u_rdtsc(void) {
     unsigned int lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));

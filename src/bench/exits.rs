@@ -48,6 +48,7 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
         halt_poll_ns: 0,
         floor: Some(FloorSchedule),
         start_paused: false,
+        nic: None,
     })?;
     let mut begun = HashMap::new();
     let mut per_out = vec![None; rounds as usize];

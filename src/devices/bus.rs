@@ -24,6 +24,9 @@ pub trait PioDevice: Send {
     fn read(&mut self, offset: u16, data: &mut [u8]);
     /// The guest writes `data` at `offset`.
     fn write(&mut self, offset: u16, data: &[u8]) -> BusAction;
+    /// Work that waits for the vCPU thread (frames from the host), done when
+    /// the vCPU is kicked.
+    fn poll(&mut self) {}
 }
 
 /// Errors building a bus.
@@ -145,6 +148,13 @@ impl PioBus {
                 self.unclaimed += 1;
                 BusAction::None
             }
+        }
+    }
+
+    /// Lets every device do the work that waits for the vCPU thread.
+    pub fn poll(&mut self) {
+        for d in &mut self.devices {
+            d.poll();
         }
     }
 

@@ -5,7 +5,7 @@
 use kvm_bindings::kvm_run;
 use std::cell::Cell;
 use std::ptr;
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 
 thread_local! {
     /// This thread's `kvm_run` mapping, when it runs a vCPU.
@@ -54,5 +54,29 @@ pub fn kick(thread: libc::pthread_t) {
     // that its owner has not joined yet; failure (thread gone) is harmless.
     unsafe {
         libc::pthread_kill(thread, signal());
+    }
+}
+
+/// A handle other threads use to kick one vCPU thread; safe to keep after
+/// the vCPU is gone (kicks then do nothing).
+#[derive(Clone)]
+pub struct Kicker(Arc<Mutex<Option<libc::pthread_t>>>);
+
+impl Kicker {
+    /// A kicker for `thread`.
+    pub fn new(thread: libc::pthread_t) -> Self {
+        Self(Arc::new(Mutex::new(Some(thread))))
+    }
+
+    /// Kicks the vCPU if it is still there.
+    pub fn kick(&self) {
+        if let Some(t) = *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            kick(t);
+        }
+    }
+
+    /// Called before the vCPU thread is joined: later kicks do nothing.
+    pub fn retire(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }

@@ -142,6 +142,7 @@ impl Vcpu {
                 Flow::Finish(f) => return f,
                 Flow::Interrupted => {
                     self.fd.set_kvm_immediate_exit(0);
+                    self.machine.bus.poll();
                     if let Some(f) = self.on_kick() {
                         return f;
                     }

@@ -6,13 +6,15 @@ use super::boot::{self, BootError};
 use super::events::{self, EventStream};
 use super::exits::ExitCounters;
 use super::floor::FloorSchedule;
-use super::kick;
+use super::kick::{self, Kicker};
 use super::vcpu::{Command, Machine, Vcpu};
 use crate::devices::bus::{BusError, PioBus};
 use crate::devices::mailbox::{
     BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
 };
-use crate::devices::pci::{PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
+use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
+use crate::devices::pcnet::port::{IrqLine, NicConfig, PcnetPort};
+use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
 use crate::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice, COM1_BASE, COM1_IRQ};
 use kvm_bindings::{
     kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_pit_config, kvm_userspace_memory_region,
@@ -21,6 +23,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -38,11 +41,16 @@ const APIC_LVT_LINT0: usize = 0x350;
 const APIC_LVT_LINT1: usize = 0x360;
 const APIC_MODE_NMI: u32 = 0x400;
 const APIC_MODE_EXTINT: u32 = 0x700;
+/// Where the firmware (us) puts the NIC: PCI device 3, I/O BAR, ISA IRQ.
+pub const NIC_PCI_DEVICE: u8 = 3;
+/// The NIC's I/O BAR.
+pub const NIC_IO_BASE: u16 = 0xc000;
+/// The NIC's interrupt line (level-triggered; the guest sets the ELCR).
+pub const NIC_IRQ: u8 = 11;
 const IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
 const TSS_ADDR: usize = 0xfffb_d000;
 
 /// What to boot and how.
-#[derive(Debug, Clone)]
 pub struct VmConfig {
     /// Guest memory in MiB.
     pub mem_mib: u64,
@@ -57,6 +65,8 @@ pub struct VmConfig {
     /// Wait for [`Command::Resume`] before entering the guest, so the owner
     /// can attach to the vCPU thread (perf counters) first.
     pub start_paused: bool,
+    /// The PCnet NIC and where its frames go, if the VM has one.
+    pub nic: Option<NicConfig>,
 }
 
 /// Why a VM could not be started.
@@ -127,7 +137,7 @@ pub struct VmHandle {
     commands: Sender<Command>,
     tid: libc::pid_t,
     events: EventStream,
-    thread: libc::pthread_t,
+    kicker: Kicker,
     vcpu: Option<JoinHandle<()>>,
     watchdog: Option<JoinHandle<()>>,
 }
@@ -147,7 +157,13 @@ impl VmHandle {
     pub fn command(&self, command: Command) {
         // A finished vCPU no longer listens; that is not an error.
         let _ = self.commands.send(command);
-        kick::kick(self.thread);
+        self.kicker.kick();
+    }
+
+    /// A kicker other threads can use to wake the vCPU (it goes quiet once
+    /// the VM is gone).
+    pub fn kicker(&self) -> Kicker {
+        self.kicker.clone()
     }
 }
 
@@ -160,16 +176,17 @@ impl Drop for VmHandle {
         if let Some(v) = self.vcpu.take() {
             let _ = v.join();
         }
+        self.kicker.retire();
     }
 }
 
 /// Builds the VM described by `config` and starts its vCPU thread.
-pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
+pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     if !(MEM_MIB_MIN..=MEM_MIB_MAX).contains(&config.mem_mib) {
         return Err(VmError::MemorySize(config.mem_mib));
     }
     let kvm = open_kvm()?;
-    let vm = kvm.create_vm().map_err(kvm_err("creating the VM"))?;
+    let vm = Arc::new(kvm.create_vm().map_err(kvm_err("creating the VM"))?);
     let memory = guest_memory(&vm, config.mem_mib)?;
     // TSS and identity-map pages are needed by VT-x; hosts that do not use
     // them (PVM, AMD-V) may refuse, which is harmless.
@@ -201,8 +218,35 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
         )),
         &[(COM1_BASE, 8)],
     )?;
+    let mut functions = Vec::new();
+    if let Some(nic) = config.nic.take() {
+        functions.push(FunctionSpec {
+            device: NIC_PCI_DEVICE,
+            vendor: 0x1022,
+            device_id: 0x2000,
+            revision: 0x10,
+            class: 0x02_00_00,
+            min_gnt_max_lat: (0x06, 0xff),
+            bars: vec![Bar {
+                kind: BarKind::Io,
+                size: u32::from(PCNET_IO_SIZE),
+                address: u32::from(NIC_IO_BASE),
+            }],
+            interrupt: Some((1, NIC_IRQ)),
+        });
+        let irq = IrqLine::new(vm.clone(), u32::from(NIC_IRQ));
+        bus.insert(
+            Box::new(PcnetPort::new(
+                crate::vmnet::GUEST_MAC,
+                memory.clone(),
+                nic,
+                irq,
+            )),
+            &[(NIC_IO_BASE, PCNET_IO_SIZE)],
+        )?;
+    }
     bus.insert(
-        Box::new(PciConfigSpace::new(&[])),
+        Box::new(PciConfigSpace::new(&functions)),
         &[(CONFIG_BASE, CONFIG_LEN)],
     )?;
     bus.insert(
@@ -235,22 +279,23 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
     let vcpu_thread = std::thread::Builder::new()
         .name("vcpu0".into())
         .spawn(move || {
-            let _vm: VmFd = vm; // the VM lives as long as its vCPU runs
+            let _vm: Arc<VmFd> = vm; // the VM lives as long as its vCPU runs
             let _done = done_tx; // dropped when the vCPU ends: stops the watchdog
                                  // SAFETY: gettid has no preconditions.
             let _ = tid_tx.send(unsafe { libc::gettid() });
             vcpu.run();
         })
         .map_err(VmError::Thread)?;
-    let thread = vcpu_thread.as_pthread_t();
+    let kicker = Kicker::new(vcpu_thread.as_pthread_t());
     let tid = tid_rx
         .recv()
         .map_err(|_| VmError::Thread(std::io::Error::other("the vCPU thread died at start")))?;
+    let watchdog_kicker = kicker.clone();
     let watchdog = std::thread::Builder::new()
         .name("vcpu-watchdog".into())
         .spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = done_rx.recv_timeout(WATCHDOG_PERIOD) {
-                kick::kick(thread);
+                watchdog_kicker.kick();
             }
         })
         .map_err(VmError::Thread)?;
@@ -258,7 +303,7 @@ pub fn start(config: VmConfig) -> Result<VmHandle, VmError> {
         commands,
         tid,
         events,
-        thread,
+        kicker,
         vcpu: Some(vcpu_thread),
         watchdog: Some(watchdog),
     })
@@ -351,6 +396,7 @@ mod tests {
             halt_poll_ns: 0,
             floor: None,
             start_paused: false,
+            nic: None,
         };
         for mib in [0, MEM_MIB_MIN - 1, MEM_MIB_MAX + 1] {
             let e = start(config(mib)).err().unwrap();

@@ -28,6 +28,7 @@ fn paused_resumed_and_stopped_by_command() {
         halt_poll_ns: 0,
         floor: None,
         start_paused: true,
+        nic: None,
     })
     .unwrap();
     assert_eq!(next_state(&vm), VcpuState::Paused);

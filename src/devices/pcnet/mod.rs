@@ -3,6 +3,7 @@
 //! modes, CSR0 semantics, the interrupt line, software styles, the init
 //! block, and the transmit and receive rings (`rings`).
 
+pub mod port;
 pub mod registers;
 pub mod rings;
 

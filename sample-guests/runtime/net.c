@@ -1,0 +1,333 @@
+/* The guest network stack: a PCnet-PCI II driver in software style 2 and
+ * word I/O, written from the chip's semantics; ARP; and UDP/IPv4 datagrams
+ * whose payload starts with a sequence number. Transmit descriptor chains
+ * are a header buffer plus the caller's bytes (zero copy). The interrupt
+ * handler acknowledges CSR0 the way pcnet32 of the paper's era did (RAP
+ * saved and restored, about a dozen port accesses per packet with the
+ * kick). */
+#include "net.h"
+#include "user.h"
+
+#define RAP 0x12
+#define RDP 0x10
+#define BDP 0x16
+#define RESET 0x14
+#define RX_LOG2 4
+#define TX_LOG2 5
+#define RX_N (1 << RX_LOG2)
+#define TX_N (1 << TX_LOG2)
+#define RX_BUF 1544
+#define HDR 50 /* Ethernet 14 + IP 20 + UDP 8 + sequence 8 */
+
+#define OWN 0x80000000u
+#define STP 0x02000000u
+#define ENP 0x01000000u
+#define ONES 0xf000u
+
+struct desc {
+    u32 addr, flags, misc, user;
+};
+
+struct init_block {
+    u16 mode;
+    u8 rlen, tlen;
+    u8 padr[6];
+    u16 reserved;
+    u32 ladrf[2];
+    u32 rdra, tdra;
+} __attribute__((packed, aligned(4)));
+
+static struct desc rx_ring[RX_N] __attribute__((aligned(16)));
+static struct desc tx_ring[TX_N] __attribute__((aligned(16)));
+static u8 rx_buf[RX_N][RX_BUF];
+static u8 tx_hdr[TX_N][64] __attribute__((aligned(16)));
+static struct init_block ib;
+static u16 io;
+static int irq_line;
+static u8 mac[6], peer_mac[6];
+static volatile int peer_known;
+static int rx_cur, tx_next, tx_done;
+static u16 ip_id;
+static u64 seq;
+
+static const u8 my_ip[4] = {192, 0, 2, 2};
+static const u8 peer_ip[4] = {192, 0, 2, 1};
+
+/* Counters the host sees through the mailbox. */
+enum {
+    C_FRAMES, C_BYTES, C_SENDS, C_IRQS, C_RAP_OUT, C_RAP_IN, C_RDP_OUT, C_RDP_IN,
+    C_BDP_OUT, C_BDP_IN, C_RESET_IN, C_RX_FRAMES, C_RING_FULL, C_ARP_TIMEOUT, C_N
+};
+static const char *const counter_names[C_N] = {
+    "frames_sent", "bytes_sent", "sends", "nic_irqs", "port_rap_out", "port_rap_in",
+    "port_rdp_out", "port_rdp_in", "port_bdp_out", "port_bdp_in", "port_reset_in",
+    "frames_received", "tx_ring_full_waits", "arp_timeouts",
+};
+static u64 counters[C_N];
+
+static void nic_out(u16 off, u16 v) {
+    counters[off == RAP ? C_RAP_OUT : off == RDP ? C_RDP_OUT : C_BDP_OUT]++;
+    outw(io + off, v);
+}
+
+static u16 nic_in(u16 off) {
+    counters[off == RAP ? C_RAP_IN : off == RDP ? C_RDP_IN : off == BDP ? C_BDP_IN : C_RESET_IN]++;
+    return inw(io + off);
+}
+
+static u16 csr_read(u16 n) {
+    nic_out(RAP, n);
+    return nic_in(RDP);
+}
+
+static void csr_write(u16 n, u16 v) {
+    nic_out(RAP, n);
+    nic_out(RDP, v);
+}
+
+static void bcr_write(u16 n, u16 v) {
+    nic_out(RAP, n);
+    nic_out(BDP, v);
+}
+
+static u16 bswap16(u16 v) { return (u16)((v >> 8) | (v << 8)); }
+
+static u16 ip_checksum(const u8 *h) {
+    u32 sum = 0;
+    for (int i = 0; i < 20; i += 2)
+        sum += (u32)h[i] << 8 | h[i + 1];
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (u16)~sum;
+}
+
+static void rx_arm(int i) {
+    rx_ring[i].misc = 0;
+    rx_ring[i].addr = (u32)(u64)rx_buf[i];
+    rx_ring[i].flags = OWN | ONES | ((u32)(-RX_BUF) & 0xfff);
+}
+
+/* Gives back transmit descriptors the chip has finished with. */
+static void tx_reclaim(void) {
+    while (tx_done != tx_next && !(tx_ring[tx_done].flags & OWN))
+        tx_done = (tx_done + 1) % TX_N;
+}
+
+static int tx_free(void) { return TX_N - 1 - ((tx_next - tx_done + TX_N) % TX_N); }
+
+static void tx_kick(void) {
+    nic_out(RAP, 0);
+    nic_out(RDP, 0x0048); /* TDMD | INEA */
+}
+
+/* Queues a frame of a header buffer and an optional body. */
+static void tx_frame(int slot_hdr_len, const u8 *body, u64 body_len) {
+    int first = tx_next;
+    int second = (first + 1) % TX_N;
+    tx_ring[first].addr = (u32)(u64)tx_hdr[first];
+    tx_ring[first].misc = 0;
+    if (body_len) {
+        tx_ring[second].addr = (u32)(u64)body;
+        tx_ring[second].misc = 0;
+        tx_ring[second].flags = OWN | ENP | ONES | ((u32)(-(int)body_len) & 0xfff);
+        tx_next = (second + 1) % TX_N;
+        /* The chip may take the chain once STP is owned: set it last. */
+        tx_ring[first].flags = OWN | STP | ONES | ((u32)(-slot_hdr_len) & 0xfff);
+    } else {
+        tx_next = second;
+        tx_ring[first].flags = OWN | STP | ENP | ONES | ((u32)(-slot_hdr_len) & 0xfff);
+    }
+}
+
+/* Waits, with interrupts on, until `need` descriptors are free. */
+static void tx_wait(int need) {
+    tx_reclaim();
+    while (tx_free() < need) {
+        counters[C_RING_FULL]++;
+        u64 flags = irq_save();
+        __asm__ volatile("sti; hlt; cli");
+        irq_restore(flags);
+        tx_reclaim();
+    }
+}
+
+static void arp_send(u16 op, const u8 *target_mac, const u8 *target_ip) {
+    tx_wait(1);
+    u8 *f = tx_hdr[tx_next];
+    memset(f, 0, 60);
+    memcpy(f, op == 1 ? (const u8 *)"\xff\xff\xff\xff\xff\xff" : target_mac, 6);
+    memcpy(f + 6, mac, 6);
+    f[12] = 0x08, f[13] = 0x06;
+    f[14] = 0, f[15] = 1, f[16] = 0x08, f[17] = 0, f[18] = 6, f[19] = 4;
+    f[20] = 0, f[21] = (u8)op;
+    memcpy(f + 22, mac, 6);
+    memcpy(f + 28, my_ip, 4);
+    memcpy(f + 32, target_mac, 6);
+    memcpy(f + 38, target_ip, 4);
+    tx_frame(60, 0, 0);
+    tx_kick();
+}
+
+static void rx_frame(const u8 *f, u64 len) {
+    counters[C_RX_FRAMES]++;
+    if (len < 42 || f[12] != 0x08 || f[13] != 0x06)
+        return;
+    u16 op = (u16)(f[20] << 8 | f[21]);
+    if (op == 2 && !memcmp(f + 28, peer_ip, 4)) {
+        memcpy(peer_mac, f + 22, 6);
+        peer_known = 1;
+    } else if (op == 1 && !memcmp(f + 38, my_ip, 4)) {
+        arp_send(2, f + 22, f + 28);
+    }
+}
+
+static void rx_poll(void) {
+    for (int n = 0; n < RX_N && !(rx_ring[rx_cur].flags & OWN); n++) {
+        struct desc *d = &rx_ring[rx_cur];
+        if ((d->flags & (STP | ENP)) == (STP | ENP) && !(d->flags & 0x40000000u)) {
+            u64 len = d->misc & 0xfff;
+            if (len >= 64)
+                rx_frame(rx_buf[rx_cur], len - 4);
+        }
+        rx_arm(rx_cur);
+        rx_cur = (rx_cur + 1) % RX_N;
+    }
+}
+
+static void pcnet_isr(void) {
+    counters[C_IRQS]++;
+    u16 saved = nic_in(RAP);
+    nic_out(RAP, 0);
+    u16 csr0 = nic_in(RDP);
+    for (int loops = 0; (csr0 & 0x8700) && loops < 5; loops++) {
+        nic_out(RAP, 0);
+        nic_out(RDP, csr0 & ~0x004f); /* ack what we saw; INEA off meanwhile */
+        if (csr0 & 0x0400)
+            rx_poll();
+        if (csr0 & 0x0200)
+            tx_reclaim();
+        nic_out(RAP, 0);
+        csr0 = nic_in(RDP);
+    }
+    nic_out(RAP, 0);
+    nic_out(RDP, 0x7940); /* clear errors and IDON, INEA back on */
+    nic_out(RAP, saved);
+}
+
+int net_init(void) {
+    int dev;
+    for (dev = 0; dev < 32; dev++)
+        if (pci_read(dev, 0) == 0x20001022u)
+            break;
+    if (dev == 32) {
+        kprint("net: no PCnet on PCI bus 0\n");
+        return -1;
+    }
+    io = (u16)(pci_read(dev, 0x10) & ~3u);
+    irq_line = (int)(pci_read(dev, 0x3c) & 0xff);
+    pci_write(dev, 0x04, pci_read(dev, 0x04) | 0x5); /* I/O space, bus master */
+
+    nic_in(RESET);
+    bcr_write(20, 2); /* software style 2: 32-bit descriptors */
+    for (int i = 0; i < 6; i++)
+        mac[i] = inb(io + i);
+    for (int i = 0; i < RX_N; i++)
+        rx_arm(i);
+    ib.mode = 0;
+    ib.rlen = RX_LOG2 << 4;
+    ib.tlen = TX_LOG2 << 4;
+    memcpy(ib.padr, mac, 6);
+    ib.rdra = (u32)(u64)rx_ring;
+    ib.tdra = (u32)(u64)tx_ring;
+    csr_write(1, (u16)((u64)&ib & 0xffff));
+    csr_write(2, (u16)((u64)&ib >> 16));
+    csr_write(4, 0x0915);
+    csr_write(0, 0x0001); /* INIT */
+    int tries = 0;
+    while (!(csr_read(0) & 0x0100) && ++tries < 100)
+        ;
+    if (tries == 100) {
+        kprint("net: the NIC did not initialise\n");
+        return -1;
+    }
+    irq_set_handler(irq_line, pcnet_isr);
+    irq_set_level(irq_line);
+    irq_unmask(irq_line);
+    if (irq_line >= 8)
+        irq_unmask(2);
+    csr_write(0, 0x0042); /* STRT | INEA: IDON raises the first interrupt */
+
+    /* Resolve the peer; without an answer (no host stack) use broadcast. */
+    arp_send(1, (const u8 *)"\0\0\0\0\0\0", peer_ip);
+    u64 deadline = timer_ticks + 50;
+    while (!peer_known && timer_ticks < deadline)
+        __asm__ volatile("sti; hlt");
+    if (!peer_known) {
+        counters[C_ARP_TIMEOUT]++;
+        memset(peer_mac, 0xff, 6);
+        kprint("net: no ARP reply from 192.0.2.1; sending to broadcast\n");
+    }
+    return 0;
+}
+
+/* Like a real kernel's transmit path, this runs with interrupts enabled
+ * between datagrams, so each one's transmit interrupt is taken as it comes;
+ * building and queueing a datagram is a critical section, the kick is not. */
+u64 net_send(const u8 *buf, u64 len) {
+    u64 datagrams = 0;
+    counters[C_SENDS]++;
+    while (len > 0) {
+        u64 chunk = len > NET_MAX_PAYLOAD - 8 ? NET_MAX_PAYLOAD - 8 : len;
+        u64 flags = irq_save();
+        tx_wait(2);
+        u8 *h = tx_hdr[tx_next];
+        memcpy(h, peer_mac, 6);
+        memcpy(h + 6, mac, 6);
+        h[12] = 0x08, h[13] = 0x00;
+        u8 *ip = h + 14;
+        u16 total = (u16)(20 + 8 + 8 + chunk);
+        ip[0] = 0x45, ip[1] = 0;
+        *(u16 *)(ip + 2) = bswap16(total);
+        *(u16 *)(ip + 4) = bswap16(ip_id++);
+        ip[6] = 0x40, ip[7] = 0, ip[8] = 64, ip[9] = 17;
+        ip[10] = ip[11] = 0;
+        memcpy(ip + 12, my_ip, 4);
+        memcpy(ip + 16, peer_ip, 4);
+        *(u16 *)(ip + 10) = bswap16(ip_checksum(ip));
+        u8 *udp = ip + 20;
+        *(u16 *)(udp + 0) = bswap16(NET_PORT);
+        *(u16 *)(udp + 2) = bswap16(NET_PORT);
+        *(u16 *)(udp + 4) = bswap16((u16)(8 + 8 + chunk));
+        udp[6] = udp[7] = 0;
+        memcpy(udp + 8, &seq, 8);
+        seq++;
+        tx_frame(HDR, buf, chunk);
+        counters[C_FRAMES]++;
+        counters[C_BYTES] += chunk;
+        irq_restore(flags);
+        /* Kick with interrupts on, so the transmit interrupt is taken as
+         * soon as the guest re-enters (on PVM, a pending interrupt is
+         * injected only at an entry with IF set). */
+        tx_kick();
+        buf += chunk;
+        len -= chunk;
+        datagrams++;
+    }
+    return datagrams;
+}
+
+void net_report(void) { report_counters(counter_names, counters, C_N); }
+
+u64 net_syscall(u64 n, u64 a, u64 b, u64 c) {
+    (void)c;
+    if (n == SYS_SEND) {
+        if (!io)
+            return (u64)-1;
+        /* System calls arrive with interrupts off; a kernel sends with them on. */
+        __asm__ volatile("sti" ::: "memory");
+        u64 r = net_send((const u8 *)a, b);
+        __asm__ volatile("cli" ::: "memory");
+        return r;
+    }
+    return (u64)-1;
+}

@@ -1,0 +1,20 @@
+/* The guest network stack: a PCnet driver written from the chip's
+ * semantics, ARP, and UDP/IPv4 datagrams to the host peer. */
+#ifndef WS_NET_H
+#define WS_NET_H
+
+#include "kernel.h"
+
+#define NET_PORT 9000
+/* UDP payload bytes per datagram: 1500 MTU - 20 IP - 8 UDP. The first 8
+ * carry the sequence number. */
+#define NET_MAX_PAYLOAD 1472
+
+/* Finds the NIC, resets and starts it, resolves the peer. 0 on success. */
+int net_init(void);
+/* Sends len bytes from buf (zero copy) as datagrams; returns datagrams. */
+u64 net_send(const u8 *buf, u64 len);
+/* Reports the driver's counters through the mailbox. */
+void net_report(void);
+
+#endif

@@ -1,0 +1,141 @@
+//! The PCnet on the port I/O bus: the chip, guest RAM for its DMA, the VMNet
+//! backend its frames go to, frames queued by the I/O thread, and the
+//! level-triggered interrupt line, re-evaluated after every access.
+
+use super::rings::Drops;
+use super::Pcnet;
+use crate::devices::bus::{BusAction, PioDevice};
+use crate::vmnet::{frames, Backend, LinkCounters};
+use kvm_ioctls::VmFd;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use vm_memory::GuestMemoryMmap;
+
+/// What the NIC needs from the VM builder's caller.
+pub struct NicConfig {
+    /// Where frames go.
+    pub backend: Box<dyn Backend>,
+    /// Frames from the host.
+    pub rx: Receiver<Vec<u8>>,
+    /// Shared counters.
+    pub counters: Arc<LinkCounters>,
+    /// The chip's drop reasons, filled in when the VM ends.
+    pub final_drops: Arc<Mutex<Option<Drops>>>,
+}
+
+/// The level of one interrupt line, changed through KVM_IRQ_LINE only when
+/// it changes.
+pub struct IrqLine {
+    vm: Arc<VmFd>,
+    gsi: u32,
+    level: bool,
+}
+
+impl IrqLine {
+    /// A line at `gsi`, low.
+    pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
+        Self {
+            vm,
+            gsi,
+            level: false,
+        }
+    }
+
+    /// Drives the line; true when it changed.
+    fn set(&mut self, level: bool) -> bool {
+        if level == self.level {
+            return false;
+        }
+        // A failure leaves the line where it was; the next access retries.
+        if self.vm.set_irq_line(self.gsi, level).is_ok() {
+            self.level = level;
+            return true;
+        }
+        false
+    }
+}
+
+/// The PCnet as a bus device.
+pub struct PcnetPort {
+    chip: Pcnet,
+    ram: GuestMemoryMmap,
+    nic: NicConfig,
+    irq: IrqLine,
+}
+
+impl PcnetPort {
+    /// A NIC with address `mac` doing DMA in `ram`, interrupting on `irq`.
+    pub fn new(mac: [u8; 6], ram: GuestMemoryMmap, nic: NicConfig, irq: IrqLine) -> Self {
+        Self {
+            chip: Pcnet::new(mac),
+            ram,
+            nic,
+            irq,
+        }
+    }
+
+    /// Transmits what the driver asked for, takes in frames from the host,
+    /// and updates the interrupt line.
+    fn service(&mut self) {
+        if self.chip.tx_demanded() {
+            let (backend, counters) = (&mut self.nic.backend, &self.nic.counters);
+            self.chip
+                .transmit(&self.ram, &mut |frame: &[u8]| match backend.send(frame) {
+                    Ok(()) => {
+                        counters.frames_written.fetch_add(1, Ordering::Relaxed);
+                        if frames::parse(frame).is_some() {
+                            counters.nettest_written.fetch_add(1, Ordering::Relaxed);
+                        }
+                        true
+                    }
+                    Err(_) => {
+                        counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
+                });
+        }
+        while let Ok(frame) = self.nic.rx.try_recv() {
+            if self.chip.receive(&self.ram, &frame) {
+                self.nic
+                    .counters
+                    .rx_delivered
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if self.irq.set(self.chip.irq_level()) {
+            self.nic.counters.irq_edges.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl PioDevice for PcnetPort {
+    fn name(&self) -> &'static str {
+        "pcnet"
+    }
+
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
+        self.chip.read_port(offset, data);
+        self.service();
+    }
+
+    fn write(&mut self, offset: u16, data: &[u8]) -> BusAction {
+        self.chip.write_port(offset, data, &self.ram);
+        self.service();
+        BusAction::None
+    }
+
+    fn poll(&mut self) {
+        self.service();
+    }
+}
+
+impl Drop for PcnetPort {
+    fn drop(&mut self) {
+        *self
+            .nic
+            .final_drops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(self.chip.drops().clone());
+    }
+}

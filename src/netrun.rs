@@ -1,0 +1,219 @@
+//! The network side of a run: choosing and building the VMNet backend for
+//! the NIC, starting its I/O thread once the VM exists, and the frame
+//! accounting at the end.
+
+use crate::devices::pcnet::port::NicConfig;
+use crate::devices::pcnet::rings::Drops;
+use crate::vmm::kick::Kicker;
+use crate::vmnet::peer::PeerReport;
+use crate::vmnet::sequence::SequenceCounts;
+use crate::vmnet::sink::Sink;
+use crate::vmnet::tap::TapLink;
+use crate::vmnet::{Backend, LinkCounters, NetKind, SharedPeer};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+
+/// Frames from the host waiting for the vCPU, at most.
+const RX_QUEUE: usize = 256;
+
+/// A run's link: the backend's other half, and what it counts.
+pub struct NetRun {
+    kind: NetKind,
+    tap: Option<TapLink>,
+    peer: SharedPeer,
+    counters: Arc<LinkCounters>,
+    final_drops: Arc<Mutex<Option<Drops>>>,
+    rx_sender: Option<SyncSender<Vec<u8>>>,
+    /// Why the run fell back to the sink, when it did.
+    pub notice: Option<String>,
+}
+
+/// The frame accounting of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetReport {
+    /// `tap` or `sink`.
+    pub backend: NetKind,
+    /// Goodput: UDP payload bits the peer received per second, in Mb/s.
+    pub throughput_mbps: f64,
+    /// Ethernet frame bits the peer received per second, in Mb/s.
+    pub wire_mbps: f64,
+    /// Datagrams the peer received per second.
+    pub frames_per_sec: f64,
+    /// Exits to user space per delivered frame (from kvm:kvm_userspace_exit
+    /// where it can be read, else worldswitch's own count).
+    pub exits_per_frame: Option<f64>,
+    /// Where `exits_per_frame` came from.
+    pub exits_source: &'static str,
+    /// Port accesses per frame the guest counted.
+    pub port_accesses_per_frame_guest: Option<f64>,
+    /// Port accesses per frame from kvm:kvm_pio (in-kernel ones included).
+    pub port_accesses_per_frame_tracepoint: Option<f64>,
+    /// Datagrams the guest says it handed to the NIC (its last report).
+    pub frames_sent_by_guest: Option<u64>,
+    /// Datagrams the NIC handed to the host (written to the backend).
+    pub frames_received_by_host: u64,
+    /// Datagrams the peer received.
+    pub frames_delivered: u64,
+    /// Frames dropped, by reason (NIC, backend, and the peer's own).
+    pub frames_dropped: BTreeMap<String, u64>,
+    /// Received by the host, neither delivered nor dropped. 0 after a
+    /// quiesce unless something was lost without a reason.
+    pub frames_in_flight: i64,
+    /// Sequence anomalies at the peer.
+    pub sequence_errors: SequenceCounts,
+    /// Frames from the host to the guest: queued, dropped because the
+    /// queue was full, and delivered to the receive ring.
+    pub rx_queued: u64,
+    /// See `rx_queued`.
+    pub rx_queue_full: u64,
+    /// See `rx_queued`.
+    pub rx_delivered: u64,
+    /// Interrupt line changes.
+    pub irq_edges: u64,
+}
+
+impl NetRun {
+    /// Builds the backend `kind` asks for; without one, TAP where possible
+    /// and the sink otherwise (with a notice).
+    pub fn new(kind: Option<NetKind>) -> anyhow::Result<(Self, NicConfig)> {
+        let peer = SharedPeer::default();
+        let (tap, backend, kind, notice): (
+            Option<TapLink>,
+            Box<dyn Backend>,
+            NetKind,
+            Option<String>,
+        ) = match kind {
+            Some(NetKind::Sink) => (None, Box::new(Sink::new(peer.clone())), NetKind::Sink, None),
+            Some(NetKind::Tap) => {
+                let (link, backend) = TapLink::create(peer.clone())?;
+                (Some(link), Box::new(backend), NetKind::Tap, None)
+            }
+            None => match TapLink::create(peer.clone()) {
+                Ok((link, backend)) => (Some(link), Box::new(backend), NetKind::Tap, None),
+                Err(e) => (
+                    None,
+                    Box::new(Sink::new(peer.clone())),
+                    NetKind::Sink,
+                    Some(format!("{e}; frames go to the in-process sink instead")),
+                ),
+            },
+        };
+        let (rx_sender, rx) = mpsc::sync_channel(RX_QUEUE);
+        let counters = Arc::new(LinkCounters::default());
+        let final_drops = Arc::new(Mutex::new(None));
+        let nic = NicConfig {
+            backend,
+            rx,
+            counters: counters.clone(),
+            final_drops: final_drops.clone(),
+        };
+        Ok((
+            Self {
+                kind,
+                tap,
+                peer,
+                counters,
+                final_drops,
+                rx_sender: Some(rx_sender),
+                notice,
+            },
+            nic,
+        ))
+    }
+
+    /// Starts the I/O thread that brings frames from the host to the vCPU.
+    pub fn start(&mut self, kicker: Kicker) -> anyhow::Result<()> {
+        if let (Some(tap), Some(sender)) = (self.tap.as_mut(), self.rx_sender.take()) {
+            tap.start_receiver(
+                sender,
+                Box::new(move || kicker.kick()),
+                self.counters.clone(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Stops the link and lets the peer drain; call after the VM finished.
+    pub fn quiesce(&mut self) {
+        if let Some(tap) = self.tap.as_mut() {
+            tap.quiesce();
+        }
+    }
+
+    /// The accounting, after [`NetRun::quiesce`].
+    pub fn report(
+        &self,
+        seconds: f64,
+        guest: &BTreeMap<String, u64>,
+        exits: Option<(u64, &'static str)>,
+        kvm_pio: Option<u64>,
+    ) -> NetReport {
+        let peer: PeerReport = self.peer.lock().unwrap_or_else(|e| e.into_inner()).report();
+        let c = &self.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let mut dropped = BTreeMap::new();
+        if let Some(d) = self
+            .final_drops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(d) {
+                for (k, v) in map {
+                    if let Some(n) = v.as_u64().filter(|&n| n > 0) {
+                        dropped.insert(format!("nic {k}"), n);
+                    }
+                }
+            }
+        }
+        let send_errors = load(&c.send_errors);
+        if send_errors > 0 {
+            dropped.insert("backend write failed".into(), send_errors);
+        }
+        let mut peer_drops = 0;
+        for (reason, n) in &peer.drops {
+            if *n > 0 {
+                dropped.insert(reason.clone(), *n);
+                peer_drops += n;
+            }
+        }
+        let received = load(&c.nettest_written);
+        let delivered = peer.frames;
+        let per_frame = |n: u64| (delivered > 0).then(|| n as f64 / delivered as f64);
+        let guest_ports: Option<u64> = {
+            let sum: u64 = guest
+                .iter()
+                .filter(|(k, _)| k.starts_with("port_"))
+                .map(|(_, v)| v)
+                .sum();
+            (sum > 0).then_some(sum)
+        };
+        let frames_sent_by_guest = guest.get("frames_sent").copied();
+        NetReport {
+            backend: self.kind,
+            throughput_mbps: peer.payload_bytes as f64 * 8.0 / seconds.max(1e-9) / 1e6,
+            wire_mbps: peer.wire_bytes as f64 * 8.0 / seconds.max(1e-9) / 1e6,
+            frames_per_sec: delivered as f64 / seconds.max(1e-9),
+            exits_per_frame: exits.and_then(|(n, _)| per_frame(n)),
+            exits_source: exits.map_or("unavailable", |(_, s)| s),
+            port_accesses_per_frame_guest: match (guest_ports, frames_sent_by_guest) {
+                (Some(p), Some(f)) if f > 0 => Some(p as f64 / f as f64),
+                _ => None,
+            },
+            port_accesses_per_frame_tracepoint: kvm_pio.and_then(per_frame),
+            frames_sent_by_guest,
+            frames_received_by_host: received,
+            frames_delivered: delivered,
+            frames_dropped: dropped,
+            frames_in_flight: received as i64 - delivered as i64 - peer_drops as i64,
+            sequence_errors: peer.sequence,
+            rx_queued: load(&c.rx_queued),
+            rx_queue_full: load(&c.rx_queue_full),
+            rx_delivered: load(&c.rx_delivered),
+            irq_edges: load(&c.irq_edges),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! VMNet: where the virtual NIC's frames go. Backends behind one trait: a
+//! TAP device in a network namespace of worldswitch's own with a receiving
+//! peer (`tap`), or an in-process receiver (`sink`). Both count what
+//! arrives and check the guest's sequence numbers.
+
+pub mod frames;
+pub mod peer;
+pub mod sequence;
+pub mod sink;
+pub mod tap;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+/// The host side of the link.
+pub const HOST_IP: [u8; 4] = [192, 0, 2, 1];
+/// The guest.
+pub const GUEST_IP: [u8; 4] = [192, 0, 2, 2];
+/// The guest NIC's station address (locally administered).
+pub const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x57, 0x53, 0x01];
+/// The UDP port the peer receives nettest datagrams on.
+pub const NETTEST_PORT: u16 = 9000;
+
+/// Why a frame could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The host refused the write.
+    #[error("the host refused the frame: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where transmitted frames go. Called on the vCPU thread, once per frame.
+pub trait Backend: Send {
+    /// Short name: `tap` or `sink`.
+    fn name(&self) -> &'static str;
+    /// Puts one Ethernet frame (no FCS) on the wire.
+    fn send(&mut self, frame: &[u8]) -> Result<(), SendError>;
+}
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetKind {
+    /// A TAP device in worldswitch's own network namespace.
+    Tap,
+    /// An in-process receiver.
+    Sink,
+}
+
+/// What the receiving side counted, shared with its owner.
+pub type SharedPeer = Arc<Mutex<peer::PeerStats>>;
+
+/// Counters the front end reads while the guest runs (relaxed atomics: one
+/// increment per frame, no locks).
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// Frames the backend accepted.
+    pub frames_written: AtomicU64,
+    /// Of those, nettest datagrams.
+    pub nettest_written: AtomicU64,
+    /// Frames the backend refused.
+    pub send_errors: AtomicU64,
+    /// Frames from the host the I/O thread queued.
+    pub rx_queued: AtomicU64,
+    /// Frames from the host that found the queue full.
+    pub rx_queue_full: AtomicU64,
+    /// Frames from the host that reached the guest's receive ring.
+    pub rx_delivered: AtomicU64,
+    /// Interrupt line changes.
+    pub irq_edges: AtomicU64,
+}

@@ -1,0 +1,315 @@
+//! The `tap` backend: a TAP device in a network namespace of worldswitch's
+//! own, and the peer that plays the paper's receiving PC. A setup thread
+//! unshares a new network namespace (only that thread moves), creates the
+//! TAP device, its address, a static neighbour entry and the peer's socket
+//! there, and stays to run the peer. The fds keep the namespace alive; it
+//! vanishes with them. No traffic leaves it.
+
+use super::{
+    Backend, LinkCounters, SendError, SharedPeer, GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT,
+};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tun_rs::{DeviceBuilder, Layer, SyncDevice};
+
+/// The TAP device's name inside the namespace.
+pub const TAP_NAME: &str = "ws0";
+const PEER_RCVBUF: libc::c_int = 8 << 20;
+const POLL_MS: libc::c_int = 50;
+
+/// Why the TAP link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// unshare(CLONE_NEWNET) failed.
+    #[error("cannot create a network namespace ({0}); run as root, or use --net sink")]
+    Namespace(io::Error),
+    /// The TAP device could not be created.
+    #[error("cannot create a TAP device ({0}); run as root with /dev/net/tun, or use --net sink")]
+    Device(io::Error),
+    /// Configuring the namespace failed.
+    #[error("cannot configure the TAP device: {0}")]
+    Configure(String),
+    /// The peer socket could not be opened.
+    #[error("cannot open the peer's socket: {0}")]
+    Socket(io::Error),
+    /// The setup thread died.
+    #[error("the network setup thread failed to start: {0}")]
+    Thread(String),
+}
+
+/// A TAP link: the device, the peer thread and, once started, the I/O
+/// thread that reads frames coming back from the host.
+pub struct TapLink {
+    dev: Arc<SyncDevice>,
+    stop: Arc<AtomicBool>,
+    peer: Option<JoinHandle<()>>,
+    io: Option<JoinHandle<()>>,
+}
+
+/// Writes frames to the TAP device (on the vCPU thread).
+pub struct TapBackend {
+    dev: Arc<SyncDevice>,
+}
+
+impl Backend for TapBackend {
+    fn name(&self) -> &'static str {
+        "tap"
+    }
+
+    fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        self.dev.send(frame)?;
+        Ok(())
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), TapError> {
+    let out = Command::new("ip").args(args).output().map_err(|e| {
+        TapError::Configure(format!(
+            "running ip {}: {e} (install iproute2)",
+            args.join(" ")
+        ))
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(TapError::Configure(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Runs on the setup thread, inside the new namespace.
+fn setup() -> Result<(SyncDevice, UdpSocket), TapError> {
+    // SAFETY: unshare affects only the calling thread, which is ours.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(TapError::Namespace(io::Error::last_os_error()));
+    }
+    let dev = DeviceBuilder::new()
+        .name(TAP_NAME)
+        .layer(Layer::L2)
+        .mtu(1500)
+        .build_sync()
+        .map_err(TapError::Device)?;
+    // No IPv6 on the TAP: a fresh one would send ND/MLD frames.
+    let v6 = format!("/proc/sys/net/ipv6/conf/{TAP_NAME}/disable_ipv6");
+    if std::path::Path::new(&v6).exists() {
+        std::fs::write(&v6, "1").map_err(|e| TapError::Configure(format!("{v6}: {e}")))?;
+    }
+    let host = Ipv4Addr::from(HOST_IP).to_string();
+    let guest = Ipv4Addr::from(GUEST_IP).to_string();
+    let mac: Vec<String> = GUEST_MAC.iter().map(|b| format!("{b:02x}")).collect();
+    ip(&["addr", "add", &format!("{host}/24"), "dev", TAP_NAME])?;
+    ip(&["link", "set", TAP_NAME, "up"])?;
+    ip(&[
+        "neigh",
+        "replace",
+        &guest,
+        "lladdr",
+        &mac.join(":"),
+        "dev",
+        TAP_NAME,
+        "nud",
+        "permanent",
+    ])?;
+    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(HOST_IP), NETTEST_PORT))
+        .map_err(TapError::Socket)?;
+    // SAFETY: setsockopt on a socket we own with a pointer to a c_int.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&PEER_RCVBUF as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_millis(POLL_MS as u64)))
+        .map_err(TapError::Socket)?;
+    Ok((dev, socket))
+}
+
+/// Drop counters the namespace's kernel keeps, read from the calling
+/// thread's own view of /proc (it must be the thread inside the namespace).
+fn namespace_drops() -> Vec<(&'static str, u64)> {
+    let mut out = Vec::new();
+    if let Ok(snmp) = std::fs::read_to_string("/proc/thread-self/net/snmp") {
+        let lines: Vec<&str> = snmp.lines().collect();
+        for pair in lines.chunks(2) {
+            let [names, values] = pair else { continue };
+            let (Some((proto, names)), Some((_, values))) =
+                (names.split_once(':'), values.split_once(':'))
+            else {
+                continue;
+            };
+            for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+                let reason = match (proto, name) {
+                    ("Udp", "RcvbufErrors") => "peer socket overflow",
+                    ("Udp", "InErrors") => "peer UDP errors",
+                    ("Udp", "NoPorts") => "no peer socket",
+                    ("Ip", "InHdrErrors") => "host IP header errors",
+                    ("Ip", "InDiscards") => "host IP discards",
+                    _ => continue,
+                };
+                out.push((reason, value.parse().unwrap_or(0)));
+            }
+        }
+    }
+    if let Ok(dev) = std::fs::read_to_string("/proc/thread-self/net/dev") {
+        for line in dev.lines() {
+            if let Some(rest) = line.trim_start().strip_prefix(&format!("{TAP_NAME}:")) {
+                // Receive columns: bytes packets errs drop ...
+                let drop = rest.split_whitespace().nth(3).and_then(|v| v.parse().ok());
+                out.push(("TAP rx_dropped", drop.unwrap_or(0)));
+            }
+        }
+    }
+    out
+}
+
+fn peer_loop(socket: UdpSocket, peer: SharedPeer, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 65536];
+    let mut quiet_after_stop = false;
+    loop {
+        match socket.recv(&mut buf) {
+            Ok(n) if n >= 8 => {
+                let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                peer.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .datagram(seq, n);
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let drops = namespace_drops();
+                let mut p = peer.lock().unwrap_or_else(|e| e.into_inner());
+                for (reason, n) in drops {
+                    p.set_drops(reason, n);
+                }
+                // After a stop, one quiet interval means drained.
+                if quiet_after_stop {
+                    return;
+                }
+                quiet_after_stop = stop.load(Ordering::Acquire);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl TapLink {
+    /// Creates the namespace, the TAP device and the peer.
+    pub fn create(peer: SharedPeer) -> Result<(TapLink, TapBackend), TapError> {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_peer = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vmnet-peer".into())
+            .spawn(move || match setup() {
+                Ok((dev, socket)) => {
+                    let dev = Arc::new(dev);
+                    if tx.send(Ok(dev)).is_ok() {
+                        peer_loop(socket, peer, stop_peer);
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            })
+            .map_err(|e| TapError::Thread(e.to_string()))?;
+        let dev = match rx.recv() {
+            Ok(Ok(dev)) => dev,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(TapError::Thread("it ended without a word".into()));
+            }
+        };
+        Ok((
+            TapLink {
+                dev: dev.clone(),
+                stop,
+                peer: Some(thread),
+                io: None,
+            },
+            TapBackend { dev },
+        ))
+    }
+
+    /// Starts the I/O thread: frames the host sends to the guest go into
+    /// `queue`, and `kick` wakes the vCPU to deliver them; `counters` count
+    /// them, and those that find the queue full.
+    pub fn start_receiver(
+        &mut self,
+        queue: SyncSender<Vec<u8>>,
+        kick: Box<dyn Fn() + Send>,
+        counters: Arc<LinkCounters>,
+    ) -> io::Result<()> {
+        let dev = self.dev.clone();
+        let stop = self.stop.clone();
+        dev.set_nonblocking(true)?;
+        let handle = std::thread::Builder::new()
+            .name("vmnet-io".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let fd = dev.as_raw_fd();
+                while !stop.load(Ordering::Acquire) {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd for the duration of the call.
+                    let ready = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+                    if ready <= 0 {
+                        continue;
+                    }
+                    while let Ok(n) = dev.recv(&mut buf) {
+                        match queue.try_send(buf[..n].to_vec()) {
+                            Ok(()) => {
+                                counters.rx_queued.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(TrySendError::Full(_)) => {
+                                counters.rx_queue_full.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(TrySendError::Disconnected(_)) => return,
+                        }
+                    }
+                    kick();
+                }
+            })?;
+        self.io = Some(handle);
+        Ok(())
+    }
+
+    /// Stops the I/O thread, lets the peer drain what is in flight, and
+    /// waits for both.
+    pub fn quiesce(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in [self.io.take(), self.peer.take()].into_iter().flatten() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TapLink {
+    fn drop(&mut self) {
+        self.quiesce();
+    }
+}
