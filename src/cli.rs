@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The guest `worldswitch` and `worldswitch run` boot when none is named.
-pub const DEFAULT_GUEST: &str = "exitbench";
+pub const DEFAULT_GUEST: &str = "nettest";
 
 /// worldswitch: see what virtualized I/O costs on KVM.
 #[derive(Debug, Parser)]

@@ -39,9 +39,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout();
-    let mut sink = std::io::sink();
+    let (mut sink, mut sink2, mut stderr) = (std::io::sink(), std::io::sink(), std::io::stderr());
     let console: &mut dyn Write = if args.json { &mut sink } else { &mut stdout };
-    let result = run::run(args, console)?;
+    let status: &mut dyn Write = if args.json { &mut sink2 } else { &mut stderr };
+    let result = run::run(args, console, status)?;
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &result)?;
         writeln!(stdout)?;

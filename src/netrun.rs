@@ -136,6 +136,12 @@ impl NetRun {
         Ok(())
     }
 
+    /// What the peer has received so far: (datagrams, payload bytes).
+    pub fn delivered(&self) -> (u64, u64) {
+        let p = self.peer.lock().unwrap_or_else(|e| e.into_inner());
+        (p.frames, p.payload_bytes)
+    }
+
     /// Stops the link and lets the peer drain; call after the VM finished.
     pub fn quiesce(&mut self) {
         if let Some(tap) = self.tap.as_mut() {

@@ -160,14 +160,22 @@ pub fn outcome(finish: &Finish, image: &GuestImage) -> Outcome {
 }
 
 /// Boots the guest `args` name and follows it to the end; console lines go
-/// to `console` as they arrive.
-pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult> {
+/// to `console` as they arrive, and a status line about the link goes to
+/// `status` every second while frames flow.
+pub fn run(
+    args: &RunArgs,
+    console: &mut dyn Write,
+    status: &mut dyn Write,
+) -> anyhow::Result<RunResult> {
     let image = GuestImage::resolve(&args.guest)?;
     let cmdline = args.cmdline();
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
+    // Fail on KVM before building the network, so the error is the one
+    // that matters.
+    drop(vm::open_kvm()?);
     let (mut net, nic) = NetRun::new(args.net)?;
     if let Some(notice) = &net.notice {
         eprintln!("worldswitch: notice: {notice}");
@@ -195,7 +203,23 @@ pub fn run(args: &RunArgs, console: &mut dyn Write) -> anyhow::Result<RunResult>
     let mut phases = Vec::new();
     let mut open_phases: BTreeMap<(String, u64), Instant> = BTreeMap::new();
     let mut bad_messages = Vec::new();
+    let mut last_status = (Instant::now(), (0u64, 0u64));
     let (finish, stats) = loop {
+        if last_status.0.elapsed() >= Duration::from_secs(1) {
+            let now = (Instant::now(), net.delivered());
+            let dt = now.0.duration_since(last_status.0).as_secs_f64();
+            let (frames, bytes) = (now.1 .0 - last_status.1 .0, now.1 .1 - last_status.1 .1);
+            if frames > 0 {
+                let _ = writeln!(
+                    status,
+                    "{:7.1} s  {:8.2} Mb/s  {:8.0} frames/s",
+                    started.elapsed().as_secs_f64(),
+                    bytes as f64 * 8.0 / dt / 1e6,
+                    frames as f64 / dt
+                );
+            }
+            last_status = now;
+        }
         let timed_out = args.duration.is_some_and(|d| started.elapsed() >= d);
         if !stop_sent && (timed_out || interrupted.load(Ordering::Relaxed)) {
             vm.command(Command::Stop);

@@ -5,6 +5,7 @@
 mod boot;
 mod cli_errors;
 mod guest_code;
+mod net;
 mod qemu;
 mod vcpu_states;
 

@@ -1,0 +1,132 @@
+//! The NIC end to end: nettest's frames through the PCnet model to a TAP
+//! device in worldswitch's own namespace (or the sink), with exact frame
+//! accounting and sequence checks.
+
+use crate::{kvm_or_skip, run_json};
+use serde_json::Value;
+
+fn tap_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !std::path::Path::new("/dev/net/tun").exists() {
+        eprintln!("SKIP {test}: needs root and /dev/net/tun for a TAP device");
+        return false;
+    }
+    true
+}
+
+fn assert_accounting_exact(r: &Value) {
+    let n = &r["net"];
+    let sent = n["frames_sent_by_guest"].as_u64().unwrap();
+    let received = n["frames_received_by_host"].as_u64().unwrap();
+    let delivered = n["frames_delivered"].as_u64().unwrap();
+    let dropped: u64 = n["frames_dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(sent > 0, "{n}");
+    assert_eq!(sent, received, "guest vs host: {n}");
+    assert_eq!(received, delivered + dropped, "host vs peer: {n}");
+    assert_eq!(n["frames_in_flight"], 0, "{n}");
+    let seq = &n["sequence_errors"];
+    assert_eq!(
+        (
+            seq["missing"].as_u64(),
+            seq["duplicate"].as_u64(),
+            seq["reordered"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+}
+
+fn nettest(net: &str, megabytes: u64) -> Value {
+    let (out, r) = run_json(&[
+        "--guest",
+        "nettest",
+        "--net",
+        net,
+        "--guest-arg",
+        &format!("megabytes={megabytes}"),
+    ]);
+    assert!(out.status.success(), "{}", r["outcome"]);
+    assert_eq!(r["net"]["backend"], net);
+    r
+}
+
+#[test]
+fn nettest_over_tap_accounts_for_every_frame() {
+    if !kvm_or_skip("nettest tap") || !tap_or_skip("nettest tap") {
+        return;
+    }
+    let r = nettest("tap", 2);
+    assert_accounting_exact(&r);
+    let n = &r["net"];
+    // 2 MiB in 4096-byte sends of three datagrams each.
+    assert_eq!(n["frames_delivered"], 3 * 512);
+    assert_eq!(r["guest_counters"]["bytes_sent"], 2 << 20);
+    assert_eq!(
+        r["guest_counters"]["arp_timeouts"], 0,
+        "the namespace answered ARP"
+    );
+    assert!(n["throughput_mbps"].as_f64().unwrap() > 0.0);
+    assert!(n["exits_per_frame"].as_f64().unwrap() > 1.0);
+    let guest_ports = n["port_accesses_per_frame_guest"].as_f64().unwrap();
+    assert!((2.0..20.0).contains(&guest_ports), "{guest_ports}");
+}
+
+#[test]
+fn nettest_over_the_sink_accounts_for_every_frame() {
+    if !kvm_or_skip("nettest sink") {
+        return;
+    }
+    let r = nettest("sink", 1);
+    assert_accounting_exact(&r);
+    assert_eq!(
+        r["guest_counters"]["arp_timeouts"], 1,
+        "nobody answers ARP on the sink"
+    );
+}
+
+#[test]
+fn a_stopped_nettest_quiesces_to_zero_in_flight() {
+    if !kvm_or_skip("nettest duration") || !tap_or_skip("nettest duration") {
+        return;
+    }
+    let (out, r) = run_json(&["--guest", "nettest", "--duration", "2s"]);
+    assert!(out.status.success(), "{}", r["outcome"]);
+    assert_eq!(r["outcome"]["kind"], "host_stop");
+    let n = &r["net"];
+    let received = n["frames_received_by_host"].as_u64().unwrap();
+    assert!(received > 100, "{n}");
+    assert_eq!(n["frames_in_flight"], 0, "{n}");
+    assert_eq!(n["sequence_errors"]["missing"], 0, "{n}");
+}
+
+#[test]
+fn wide_and_narrow_writes() {
+    if !kvm_or_skip("write sizes") {
+        return;
+    }
+    for (size, per_send) in [(512u64, 1u64), (8192, 6)] {
+        let (out, r) = run_json(&[
+            "--guest",
+            "nettest",
+            "--net",
+            "sink",
+            "--guest-arg",
+            &format!("write_size={size}"),
+            "--guest-arg",
+            "megabytes=1",
+        ]);
+        assert!(out.status.success(), "{}", r["outcome"]);
+        assert_accounting_exact(&r);
+        let sends = (1u64 << 20) / size;
+        assert_eq!(
+            r["net"]["frames_delivered"],
+            sends * per_send,
+            "write_size={size}"
+        );
+    }
+}
