@@ -1,53 +1,79 @@
-//! Our guests are honest PVH guests: the exported hello.elf boots under QEMU
-//! (`-accel kvm -kernel`), without worldswitch's mailbox.
+//! Our guests are honest PVH guests and our driver fits an independent
+//! PCnet model: the exported ELF files boot under QEMU (`-accel kvm
+//! -kernel`), without worldswitch's mailbox.
 
 use crate::{kvm_or_skip, worldswitch};
-use std::process::Command;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
-#[test]
-fn hello_elf_boots_under_qemu() {
-    if !kvm_or_skip("qemu") {
-        return;
+const QEMU: &str = "qemu-system-x86_64";
+
+fn qemu_or_skip(test: &str) -> bool {
+    if !kvm_or_skip(test) {
+        return false;
     }
-    let qemu = "qemu-system-x86_64";
-    if Command::new(qemu).arg("--version").output().is_err() {
+    if Command::new(QEMU).arg("--version").output().is_err() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{qemu} is missing in CI: .ci/run installs qemu-system-x86"
+            "{QEMU} is missing in CI: .ci/run installs qemu-system-x86"
         );
-        eprintln!("SKIP qemu: {qemu} is not installed (apt-get install qemu-system-x86)");
-        return;
+        eprintln!("SKIP {test}: {QEMU} is not installed (apt-get install qemu-system-x86)");
+        return false;
     }
-    let dir = std::env::temp_dir().join(format!("ws-qemu-{}", std::process::id()));
+    true
+}
+
+/// Exports the built-in guests into a fresh directory.
+fn export(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ws-qemu-{tag}-{}", std::process::id()));
     let out = worldswitch(&["guests", "--export", dir.to_str().unwrap()]);
     assert!(out.status.success());
-    let serial = dir.join("serial.txt");
-    let mut child = Command::new(qemu)
+    dir
+}
+
+/// Boots `elf` under QEMU with `extra` arguments; returns its status and
+/// what the guest printed on the serial port.
+fn boot(dir: &Path, elf: &str, extra: &[&str]) -> (ExitStatus, String) {
+    let serial = dir.join(format!("{elf}.serial"));
+    let mut child = Command::new(QEMU)
         .args([
             "-accel", "kvm", "-m", "64", "-display", "none", "-monitor", "none",
         ])
-        .args(["-net", "none", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args([
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", serial.display()))
+        .args(extra)
         .arg("-kernel")
-        .arg(dir.join("hello.elf"))
+        .arg(dir.join(elf))
         .spawn()
         .expect("starting qemu");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             child.kill().unwrap();
             child.wait().unwrap();
-            panic!("qemu did not finish in 60 s");
+            panic!("qemu did not finish in 120 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let text = std::fs::read_to_string(&serial).unwrap_or_default();
+    (status, std::fs::read_to_string(&serial).unwrap_or_default())
+}
+
+#[test]
+fn hello_elf_boots_under_qemu() {
+    if !qemu_or_skip("qemu hello") {
+        return;
+    }
+    let dir = export("hello");
+    let (status, text) = boot(&dir, "hello.elf", &["-net", "none"]);
     std::fs::remove_dir_all(&dir).unwrap();
     // isa-debug-exit makes QEMU exit with (status << 1) | 1.
     assert_eq!(status.code(), Some(1), "qemu status; serial: {text}");
@@ -58,4 +84,54 @@ fn hello_elf_boots_under_qemu() {
     assert!(text.contains("mailbox: absent"), "{text}");
     assert!(text.contains("hello from CPL3"), "{text}");
     assert!(text.contains("counter user_status=0"), "{text}");
+}
+
+/// Frames in a pcap file (little-endian, microsecond timestamps).
+fn pcap_frames(bytes: &[u8]) -> Vec<&[u8]> {
+    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "pcap magic");
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let start = at + 16;
+        frames.push(&bytes[start..(start + len).min(bytes.len())]);
+        at = start + len;
+    }
+    frames
+}
+
+#[test]
+fn nettest_drives_qemus_pcnet_and_its_frames_come_out() {
+    if !qemu_or_skip("qemu pcnet") {
+        return;
+    }
+    let dir = export("pcnet");
+    let dump = dir.join("dump.pcap");
+    let filter = format!("filter-dump,id=f0,netdev=n0,file={}", dump.display());
+    let (status, text) = boot(
+        &dir,
+        "nettest.elf",
+        &[
+            "-netdev",
+            "user,id=n0,restrict=on",
+            "-device",
+            "pcnet,netdev=n0",
+            "-object",
+            &filter,
+            "-append",
+            "megabytes=1",
+        ],
+    );
+    let bytes = std::fs::read(&dump).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(status.code(), Some(1), "nettest under qemu; serial: {text}");
+    assert!(text.contains("nettest: done"), "{text}");
+    let seqs: Vec<u64> = pcap_frames(&bytes)
+        .into_iter()
+        .filter_map(worldswitch::vmnet::frames::parse)
+        .map(|d| d.seq)
+        .collect();
+    // 1 MiB in 4096-byte sends, three datagrams each, in order.
+    assert_eq!(seqs, (0..768).collect::<Vec<u64>>());
+    assert!(text.contains("counter frames_sent=768"), "{text}");
 }
