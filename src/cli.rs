@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// possible, else sink with a notice.
     #[arg(long, value_enum)]
     pub net: Option<crate::vmnet::NetKind>,
+    /// Cap the wire at this many bits per second (100M, 1G, 512k), like the
+    /// paper's 100 Mb/s Ethernet; default: as fast as the host goes.
+    #[arg(long, value_parser = crate::vmnet::pace::parse_rate, value_name = "RATE")]
+    pub link_rate: Option<u64>,
     /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
     #[arg(long, default_value_t = 0, value_name = "NS")]
     pub halt_poll_ns: u64,

@@ -5,6 +5,7 @@
 use crate::devices::pcnet::port::NicConfig;
 use crate::devices::pcnet::rings::Drops;
 use crate::vmm::kick::Kicker;
+use crate::vmnet::pace::Paced;
 use crate::vmnet::peer::PeerReport;
 use crate::vmnet::sequence::SequenceCounts;
 use crate::vmnet::sink::Sink;
@@ -78,7 +79,7 @@ pub struct NetReport {
 impl NetRun {
     /// Builds the backend `kind` asks for; without one, TAP where possible
     /// and the sink otherwise (with a notice).
-    pub fn new(kind: Option<NetKind>) -> anyhow::Result<(Self, NicConfig)> {
+    pub fn new(kind: Option<NetKind>, link_rate: Option<u64>) -> anyhow::Result<(Self, NicConfig)> {
         let peer = SharedPeer::default();
         let (tap, backend, kind, notice): (
             Option<TapLink>,
@@ -100,6 +101,10 @@ impl NetRun {
                     Some(format!("{e}; frames go to the in-process sink instead")),
                 ),
             },
+        };
+        let backend: Box<dyn Backend> = match link_rate {
+            Some(rate) => Box::new(Paced::new(backend, rate)),
+            None => backend,
         };
         let (rx_sender, rx) = mpsc::sync_channel(RX_QUEUE);
         let counters = Arc::new(LinkCounters::default());

@@ -176,7 +176,7 @@ pub fn run(
     // Fail on KVM before building the network, so the error is the one
     // that matters.
     drop(vm::open_kvm()?);
-    let (mut net, nic) = NetRun::new(args.net)?;
+    let (mut net, nic) = NetRun::new(args.net, args.link_rate)?;
     if let Some(notice) = &net.notice {
         eprintln!("worldswitch: notice: {notice}");
     }

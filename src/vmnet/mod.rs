@@ -4,6 +4,7 @@
 //! arrives and check the guest's sequence numbers.
 
 pub mod frames;
+pub mod pace;
 pub mod peer;
 pub mod sequence;
 pub mod sink;
