@@ -15,6 +15,14 @@ const GUESTS: &[(&str, &str)] = &[
         "the paper's workload: send() of write_size bytes (4096) in a loop to the host peer over UDP; megabytes=N to stop",
     ),
     (
+        "nettest-rx",
+        "receives a stream from the host peer: datagrams=N of size=B at rate=R/s, with sequence checks",
+    ),
+    (
+        "pingpong",
+        "request/response latency: rounds=N small datagrams to the peer's echo port, RTT in guest TSC cycles",
+    ),
+    (
         "faults",
         "ends in a chosen failure (mode=1 triple fault, 2 SSE at CPL0, 3 dead halt, else #UD)",
     ),

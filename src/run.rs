@@ -83,6 +83,22 @@ pub struct RunResult {
     pub console: String,
     /// The NIC's frame accounting.
     pub net: NetReport,
+    /// The host TSC rate, measured at the end of the run, for turning the
+    /// guest's TSC cycle counts into time (the guest's TSC ticks at the
+    /// host's rate on PVM and on VT-x/AMD-V without TSC scaling).
+    pub host_tsc_mhz: f64,
+}
+
+/// Measures the host TSC rate against CLOCK_MONOTONIC over 20 ms.
+pub fn host_tsc_mhz() -> f64 {
+    let tsc = || {
+        // SAFETY: RDTSC has no preconditions on x86-64.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    };
+    let (t0, c0) = (Instant::now(), tsc());
+    std::thread::sleep(Duration::from_millis(20));
+    let (t1, c1) = (Instant::now(), tsc());
+    (c1 - c0) as f64 / t1.duration_since(t0).as_secs_f64() / 1e6
 }
 
 /// Describes how a run finished.
@@ -303,6 +319,7 @@ pub fn run(
         bad_messages,
         console: text,
         net: net_report,
+        host_tsc_mhz: host_tsc_mhz(),
     })
 }
 
@@ -390,6 +407,22 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
             n.frames_dropped,
             n.frames_in_flight,
             n.sequence_errors
+        )?;
+    }
+    let g = &r.guest_counters;
+    if let (Some(min), Some(mean), Some(max)) = (
+        g.get("rtt_cycles_min"),
+        g.get("rtt_cycles_mean"),
+        g.get("rtt_cycles_max"),
+    ) {
+        let us = |c: &u64| *c as f64 / r.host_tsc_mhz;
+        writeln!(
+            out,
+            "pingpong round trip: min {:.1} us, mean {:.1} us, max {:.1} us (TSC {:.0} MHz)",
+            us(min),
+            us(mean),
+            us(max),
+            r.host_tsc_mhz
         )?;
     }
     for b in &r.bad_messages {

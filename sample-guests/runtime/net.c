@@ -168,8 +168,27 @@ static void arp_send(u16 op, const u8 *target_mac, const u8 *target_ip) {
     tx_kick();
 }
 
+void (*udp_rx_hook)(u16 port, const u8 *payload, u64 len);
+
+static void rx_udp(const u8 *f, u64 len) {
+    const u8 *ip = f + 14;
+    if (len < 42 || ip[0] != 0x45 || ip[9] != 17 || memcmp(ip + 16, my_ip, 4))
+        return;
+    u64 total = (u64)(ip[2] << 8 | ip[3]);
+    const u8 *udp = ip + 20;
+    u64 udp_len = (u64)(udp[4] << 8 | udp[5]);
+    if (total + 14 > len || udp_len < 8 || udp_len + 20 > total)
+        return;
+    if (udp_rx_hook)
+        udp_rx_hook((u16)(udp[2] << 8 | udp[3]), udp + 8, udp_len - 8);
+}
+
 static void rx_frame(const u8 *f, u64 len) {
     counters[C_RX_FRAMES]++;
+    if (len >= 42 && f[12] == 0x08 && f[13] == 0x00) {
+        rx_udp(f, len);
+        return;
+    }
     if (len < 42 || f[12] != 0x08 || f[13] != 0x06)
         return;
     u16 op = (u16)(f[20] << 8 | f[21]);
@@ -270,6 +289,29 @@ int net_init(void) {
     return 0;
 }
 
+/* Builds Ethernet, IPv4 and UDP headers for `payload` bytes (sequence
+ * number included) to the peer's `port` in transmit slot `slot`. */
+static void udp_header(int slot, u16 port, u64 payload) {
+    u8 *h = tx_hdr[slot];
+    memcpy(h, peer_mac, 6);
+    memcpy(h + 6, mac, 6);
+    h[12] = 0x08, h[13] = 0x00;
+    u8 *ip = h + 14;
+    ip[0] = 0x45, ip[1] = 0;
+    *(u16 *)(ip + 2) = bswap16((u16)(20 + 8 + payload));
+    *(u16 *)(ip + 4) = bswap16(ip_id++);
+    ip[6] = 0x40, ip[7] = 0, ip[8] = 64, ip[9] = 17;
+    ip[10] = ip[11] = 0;
+    memcpy(ip + 12, my_ip, 4);
+    memcpy(ip + 16, peer_ip, 4);
+    *(u16 *)(ip + 10) = bswap16(ip_checksum(ip));
+    u8 *udp = ip + 20;
+    *(u16 *)(udp + 0) = bswap16(port);
+    *(u16 *)(udp + 2) = bswap16(port);
+    *(u16 *)(udp + 4) = bswap16((u16)(8 + payload));
+    udp[6] = udp[7] = 0;
+}
+
 /* Like a real kernel's transmit path, this runs with interrupts enabled
  * between datagrams, so each one's transmit interrupt is taken as it comes;
  * building and queueing a datagram is a critical section, the kick is not. */
@@ -280,26 +322,8 @@ u64 net_send(const u8 *buf, u64 len) {
         u64 chunk = len > NET_MAX_PAYLOAD - 8 ? NET_MAX_PAYLOAD - 8 : len;
         u64 flags = irq_save();
         tx_wait(2);
-        u8 *h = tx_hdr[tx_next];
-        memcpy(h, peer_mac, 6);
-        memcpy(h + 6, mac, 6);
-        h[12] = 0x08, h[13] = 0x00;
-        u8 *ip = h + 14;
-        u16 total = (u16)(20 + 8 + 8 + chunk);
-        ip[0] = 0x45, ip[1] = 0;
-        *(u16 *)(ip + 2) = bswap16(total);
-        *(u16 *)(ip + 4) = bswap16(ip_id++);
-        ip[6] = 0x40, ip[7] = 0, ip[8] = 64, ip[9] = 17;
-        ip[10] = ip[11] = 0;
-        memcpy(ip + 12, my_ip, 4);
-        memcpy(ip + 16, peer_ip, 4);
-        *(u16 *)(ip + 10) = bswap16(ip_checksum(ip));
-        u8 *udp = ip + 20;
-        *(u16 *)(udp + 0) = bswap16(NET_PORT);
-        *(u16 *)(udp + 2) = bswap16(NET_PORT);
-        *(u16 *)(udp + 4) = bswap16((u16)(8 + 8 + chunk));
-        udp[6] = udp[7] = 0;
-        memcpy(udp + 8, &seq, 8);
+        udp_header(tx_next, NET_PORT, 8 + chunk);
+        memcpy(tx_hdr[tx_next] + 42, &seq, 8);
         seq++;
         tx_frame(HDR, buf, chunk);
         counters[C_FRAMES]++;
@@ -314,6 +338,18 @@ u64 net_send(const u8 *buf, u64 len) {
         datagrams++;
     }
     return datagrams;
+}
+
+void net_send_to(u16 port, const u8 *payload, u64 len) {
+    if (len > 64 - HDR + 8)
+        len = 64 - HDR + 8; /* small control datagrams: header buffer only */
+    u64 flags = irq_save();
+    tx_wait(1);
+    udp_header(tx_next, port, len);
+    memcpy(tx_hdr[tx_next] + 42, payload, len);
+    tx_frame((int)(42 + len), 0, 0);
+    irq_restore(flags);
+    tx_kick();
 }
 
 void net_report(void) { report_counters(counter_names, counters, C_N); }

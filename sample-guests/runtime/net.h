@@ -14,6 +14,10 @@
 int net_init(void);
 /* Sends len bytes from buf (zero copy) as datagrams; returns datagrams. */
 u64 net_send(const u8 *buf, u64 len);
+/* Sends a small datagram (at most 22 bytes of payload) to the peer's port. */
+void net_send_to(u16 port, const u8 *payload, u64 len);
+/* Called from the NIC interrupt for every UDP datagram to the guest. */
+extern void (*udp_rx_hook)(u16 port, const u8 *payload, u64 len);
 /* Reports the driver's counters through the mailbox. */
 void net_report(void);
 

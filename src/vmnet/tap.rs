@@ -1,5 +1,7 @@
 //! The `tap` backend: a TAP device in a network namespace of worldswitch's
-//! own, and the peer that plays the paper's receiving PC. A setup thread
+//! own, and the peer that plays the paper's receiving PC: it counts the
+//! guest's nettest stream (UDP 9000), streams datagrams to the guest on
+//! request (UDP 9001, for nettest-rx) and echoes (UDP 9002, for pingpong). A setup thread
 //! unshares a new network namespace (only that thread moves), creates the
 //! TAP device, its address, a static neighbour entry and the peer's socket
 //! there, and stays to run the peer. The fds keep the namespace alive; it
@@ -22,6 +24,10 @@ use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 /// The TAP device's name inside the namespace.
 pub const TAP_NAME: &str = "ws0";
 const PEER_RCVBUF: libc::c_int = 8 << 20;
+/// Where nettest-rx asks for a stream, and where the stream goes.
+pub const STREAM_PORT: u16 = 9001;
+/// Where pingpong's requests are echoed.
+pub const ECHO_PORT: u16 = 9002;
 const POLL_MS: libc::c_int = 50;
 
 /// Why the TAP link could not be set up.
@@ -87,8 +93,22 @@ fn ip(args: &[&str]) -> Result<(), TapError> {
     }
 }
 
+/// The peer's sockets, all inside the namespace.
+struct PeerSockets {
+    nettest: UdpSocket,
+    stream: UdpSocket,
+    echo: UdpSocket,
+}
+
+fn peer_socket(port: u16) -> Result<UdpSocket, TapError> {
+    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(HOST_IP), port))
+        .map_err(TapError::Socket)?;
+    socket.set_nonblocking(true).map_err(TapError::Socket)?;
+    Ok(socket)
+}
+
 /// Runs on the setup thread, inside the new namespace.
-fn setup() -> Result<(SyncDevice, UdpSocket), TapError> {
+fn setup() -> Result<(SyncDevice, PeerSockets), TapError> {
     // SAFETY: unshare affects only the calling thread, which is ours.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(TapError::Namespace(io::Error::last_os_error()));
@@ -120,8 +140,7 @@ fn setup() -> Result<(SyncDevice, UdpSocket), TapError> {
         "nud",
         "permanent",
     ])?;
-    let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(HOST_IP), NETTEST_PORT))
-        .map_err(TapError::Socket)?;
+    let socket = peer_socket(NETTEST_PORT)?;
     // SAFETY: setsockopt on a socket we own with a pointer to a c_int.
     unsafe {
         libc::setsockopt(
@@ -132,10 +151,12 @@ fn setup() -> Result<(SyncDevice, UdpSocket), TapError> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    socket
-        .set_read_timeout(Some(Duration::from_millis(POLL_MS as u64)))
-        .map_err(TapError::Socket)?;
-    Ok((dev, socket))
+    let sockets = PeerSockets {
+        nettest: socket,
+        stream: peer_socket(STREAM_PORT)?,
+        echo: peer_socket(ECHO_PORT)?,
+    };
+    Ok((dev, sockets))
 }
 
 /// Drop counters the namespace's kernel keeps, read from the calling
@@ -176,37 +197,87 @@ fn namespace_drops() -> Vec<(&'static str, u64)> {
     out
 }
 
-fn peer_loop(socket: UdpSocket, peer: SharedPeer, stop: Arc<AtomicBool>) {
+/// Sends `count` datagrams of `size` bytes (sequence number first) to
+/// `to`, `rate` per second, until done or stopped.
+fn stream(
+    socket: UdpSocket,
+    to: std::net::SocketAddr,
+    count: u64,
+    size: usize,
+    rate: u32,
+    stop: Arc<AtomicBool>,
+) {
+    let size = size.clamp(8, 1472);
+    let mut buf = vec![0x5au8; size];
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let start = std::time::Instant::now();
+    for seq in 0..count {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let due = start + interval * seq as u32;
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        buf[..8].copy_from_slice(&seq.to_le_bytes());
+        // A full socket buffer drops the datagram; the guest counts it missing.
+        let _ = socket.send_to(&buf, to);
+    }
+}
+
+fn peer_loop(sockets: PeerSockets, peer: SharedPeer, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65536];
     let mut quiet_after_stop = false;
+    let mut streams = Vec::new();
     loop {
-        match socket.recv(&mut buf) {
-            Ok(n) if n >= 8 => {
+        let mut fds = [&sockets.nettest, &sockets.stream, &sockets.echo].map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: three valid pollfds for the duration of the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, POLL_MS) };
+        if ready <= 0 {
+            let drops = namespace_drops();
+            let mut p = peer.lock().unwrap_or_else(|e| e.into_inner());
+            for (reason, n) in drops {
+                p.set_drops(reason, n);
+            }
+            // After a stop, one quiet interval means drained.
+            if quiet_after_stop {
+                break;
+            }
+            quiet_after_stop = stop.load(Ordering::Acquire);
+            continue;
+        }
+        while let Ok(n) = sockets.nettest.recv(&mut buf) {
+            if n >= 8 {
                 let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
                 peer.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .datagram(seq, n);
             }
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                let drops = namespace_drops();
-                let mut p = peer.lock().unwrap_or_else(|e| e.into_inner());
-                for (reason, n) in drops {
-                    p.set_drops(reason, n);
-                }
-                // After a stop, one quiet interval means drained.
-                if quiet_after_stop {
-                    return;
-                }
-                quiet_after_stop = stop.load(Ordering::Acquire);
-            }
-            Err(_) => return,
         }
+        while let Ok((n, from)) = sockets.echo.recv_from(&mut buf) {
+            let _ = sockets.echo.send_to(&buf[..n], from);
+        }
+        while let Ok((n, from)) = sockets.stream.recv_from(&mut buf) {
+            if n < 16 {
+                continue;
+            }
+            let count = u64::from_le_bytes(buf[..8].try_into().unwrap());
+            let size = u32::from_le_bytes(buf[8..12].try_into().unwrap()) as usize;
+            let rate = u32::from_le_bytes(buf[12..16].try_into().unwrap());
+            if let Ok(socket) = sockets.stream.try_clone() {
+                let stop = stop.clone();
+                streams.push(std::thread::spawn(move || {
+                    stream(socket, from, count, size, rate, stop)
+                }));
+            }
+        }
+    }
+    for s in streams {
+        let _ = s.join();
     }
 }
 
@@ -219,10 +290,10 @@ impl TapLink {
         let thread = std::thread::Builder::new()
             .name("vmnet-peer".into())
             .spawn(move || match setup() {
-                Ok((dev, socket)) => {
+                Ok((dev, sockets)) => {
                     let dev = Arc::new(dev);
                     if tx.send(Ok(dev)).is_ok() {
-                        peer_loop(socket, peer, stop_peer);
+                        peer_loop(sockets, peer, stop_peer);
                     }
                 }
                 Err(e) => {

@@ -130,3 +130,57 @@ fn wide_and_narrow_writes() {
         );
     }
 }
+
+#[test]
+fn nettest_rx_receives_the_peers_stream_in_order() {
+    if !kvm_or_skip("nettest-rx") || !tap_or_skip("nettest-rx") {
+        return;
+    }
+    let (out, r) = run_json(&[
+        "--guest",
+        "nettest-rx",
+        "--net",
+        "tap",
+        "--guest-arg",
+        "datagrams=2000",
+        "--guest-arg",
+        "rate=4000",
+    ]);
+    assert!(out.status.success(), "{}", r["outcome"]);
+    let g = &r["guest_counters"];
+    assert_eq!(g["rx_datagrams"], 2000, "{g}");
+    assert_eq!(g["rx_missing"], 0, "{g}");
+    assert_eq!(g["rx_late"], 0, "{g}");
+    assert_eq!(
+        r["net"]["rx_delivered"].as_u64().unwrap(),
+        g["frames_received"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn pingpong_gets_every_echo() {
+    if !kvm_or_skip("pingpong") || !tap_or_skip("pingpong") {
+        return;
+    }
+    let (out, r) = run_json(&[
+        "--guest",
+        "pingpong",
+        "--net",
+        "tap",
+        "--guest-arg",
+        "rounds=100",
+    ]);
+    assert!(out.status.success(), "{}", r["outcome"]);
+    let g = &r["guest_counters"];
+    assert_eq!(
+        (g["pings"].as_u64(), g["pongs"].as_u64()),
+        (Some(100), Some(100)),
+        "{g}"
+    );
+    let (min, mean, max) = (
+        g["rtt_cycles_min"].as_u64().unwrap(),
+        g["rtt_cycles_mean"].as_u64().unwrap(),
+        g["rtt_cycles_max"].as_u64().unwrap(),
+    );
+    assert!(0 < min && min <= mean && mean <= max, "{g}");
+}
