@@ -97,6 +97,20 @@ pub fn checks() -> Vec<Check> {
     }
     out.push(tap());
     out.push(netns());
+    out.push(match std::process::Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => check(
+            "iproute2",
+            Status::Ok,
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            None,
+        ),
+        _ => check(
+            "iproute2",
+            Status::Missing,
+            "no 'ip' command: the TAP backend cannot configure its namespace",
+            Some("apt-get install iproute2"),
+        ),
+    });
     out.extend(perf());
     out.push(match tracepoints::tracefs() {
         Some(p) => check("tracefs", Status::Ok, p.display().to_string(), None),
