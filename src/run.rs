@@ -81,7 +81,8 @@ pub struct RunResult {
     pub bad_messages: Vec<String>,
     /// Guest console output (the last 64 KiB).
     pub console: String,
-    /// The NIC's frame accounting.
+    /// The NIC's frame accounting, at the top level of the JSON.
+    #[serde(flatten)]
     pub net: NetReport,
     /// The host TSC rate, measured at the end of the run, for turning the
     /// guest's TSC cycle counts into time (the guest's TSC ticks at the

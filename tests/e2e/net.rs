@@ -16,7 +16,7 @@ fn tap_or_skip(test: &str) -> bool {
 }
 
 fn assert_accounting_exact(r: &Value) {
-    let n = &r["net"];
+    let n = &r;
     let sent = n["frames_sent_by_guest"].as_u64().unwrap();
     let received = n["frames_received_by_host"].as_u64().unwrap();
     let delivered = n["frames_delivered"].as_u64().unwrap();
@@ -51,7 +51,7 @@ fn nettest(net: &str, megabytes: u64) -> Value {
         &format!("megabytes={megabytes}"),
     ]);
     assert!(out.status.success(), "{}", r["outcome"]);
-    assert_eq!(r["net"]["backend"], net);
+    assert_eq!(r["backend"], net);
     r
 }
 
@@ -62,7 +62,7 @@ fn nettest_over_tap_accounts_for_every_frame() {
     }
     let r = nettest("tap", 2);
     assert_accounting_exact(&r);
-    let n = &r["net"];
+    let n = &r;
     // 2 MiB in 4096-byte sends of three datagrams each.
     assert_eq!(n["frames_delivered"], 3 * 512);
     assert_eq!(r["guest_counters"]["bytes_sent"], 2 << 20);
@@ -97,7 +97,7 @@ fn a_stopped_nettest_quiesces_to_zero_in_flight() {
     let (out, r) = run_json(&["--guest", "nettest", "--duration", "2s"]);
     assert!(out.status.success(), "{}", r["outcome"]);
     assert_eq!(r["outcome"]["kind"], "host_stop");
-    let n = &r["net"];
+    let n = &r;
     let received = n["frames_received_by_host"].as_u64().unwrap();
     assert!(received > 100, "{n}");
     assert_eq!(n["frames_in_flight"], 0, "{n}");
@@ -123,11 +123,7 @@ fn wide_and_narrow_writes() {
         assert!(out.status.success(), "{}", r["outcome"]);
         assert_accounting_exact(&r);
         let sends = (1u64 << 20) / size;
-        assert_eq!(
-            r["net"]["frames_delivered"],
-            sends * per_send,
-            "write_size={size}"
-        );
+        assert_eq!(r["frames_delivered"], sends * per_send, "write_size={size}");
     }
 }
 
@@ -152,7 +148,7 @@ fn nettest_rx_receives_the_peers_stream_in_order() {
     assert_eq!(g["rx_missing"], 0, "{g}");
     assert_eq!(g["rx_late"], 0, "{g}");
     assert_eq!(
-        r["net"]["rx_delivered"].as_u64().unwrap(),
+        r["rx_delivered"].as_u64().unwrap(),
         g["frames_received"].as_u64().unwrap()
     );
 }
