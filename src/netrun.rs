@@ -58,8 +58,12 @@ pub struct NetReport {
     pub frames_received_by_host: u64,
     /// Datagrams the peer received.
     pub frames_delivered: u64,
-    /// Frames dropped, by reason (NIC, backend, and the peer's own).
+    /// Frames from the guest dropped, by reason (NIC, backend, and the
+    /// peer's own).
     pub frames_dropped: BTreeMap<String, u64>,
+    /// Frames to the guest dropped, by reason (the TAP's queue, our queue to
+    /// the vCPU, the NIC's receive side).
+    pub rx_dropped: BTreeMap<String, u64>,
     /// Received by the host, neither delivered nor dropped. 0 after a
     /// quiesce unless something was lost without a reason.
     pub frames_in_flight: i64,
@@ -165,7 +169,7 @@ impl NetRun {
         let peer: PeerReport = self.peer.lock().unwrap_or_else(|e| e.into_inner()).report();
         let c = &self.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let mut dropped = BTreeMap::new();
+        let (mut dropped, mut rx_dropped) = (BTreeMap::new(), BTreeMap::new());
         if let Some(d) = self
             .final_drops
             .lock()
@@ -175,7 +179,12 @@ impl NetRun {
             if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(d) {
                 for (k, v) in map {
                     if let Some(n) = v.as_u64().filter(|&n| n > 0) {
-                        dropped.insert(format!("nic {k}"), n);
+                        let map = if k.starts_with("rx_") {
+                            &mut rx_dropped
+                        } else {
+                            &mut dropped
+                        };
+                        map.insert(format!("nic {k}"), n);
                     }
                 }
             }
@@ -190,6 +199,14 @@ impl NetRun {
                 dropped.insert(reason.clone(), *n);
                 peer_drops += n;
             }
+        }
+        for (reason, n) in &peer.to_guest_drops {
+            if *n > 0 {
+                rx_dropped.insert(reason.clone(), *n);
+            }
+        }
+        if load(&c.rx_queue_full) > 0 {
+            rx_dropped.insert("vCPU queue full".into(), load(&c.rx_queue_full));
         }
         let received = load(&c.nettest_written);
         let delivered = peer.frames;
@@ -219,6 +236,7 @@ impl NetRun {
             frames_received_by_host: received,
             frames_delivered: delivered,
             frames_dropped: dropped,
+            rx_dropped,
             frames_in_flight: received as i64 - delivered as i64 - peer_drops as i64,
             sequence_errors: peer.sequence,
             rx_queued: load(&c.rx_queued),

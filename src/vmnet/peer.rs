@@ -20,6 +20,8 @@ pub struct PeerStats {
     pub other_frames: u64,
     /// Drops the receiving side reports, by reason.
     pub drops: BTreeMap<String, u64>,
+    /// Drops on the way from the host to the guest, by reason.
+    pub to_guest_drops: BTreeMap<String, u64>,
     sequence: SequenceChecker,
 }
 
@@ -36,6 +38,8 @@ pub struct PeerReport {
     pub other_frames: u64,
     /// Drops by reason.
     pub drops: BTreeMap<String, u64>,
+    /// Drops on the way to the guest, by reason.
+    pub to_guest_drops: BTreeMap<String, u64>,
     /// Sequence anomalies.
     pub sequence: SequenceCounts,
 }
@@ -58,9 +62,15 @@ impl PeerStats {
         }
     }
 
-    /// Sets the drop count the receiving side reports for `reason`.
-    pub fn set_drops(&mut self, reason: &str, count: u64) {
-        self.drops.insert(reason.to_string(), count);
+    /// Sets the drop count the host reports for `reason`, on the way from
+    /// the guest (or, with `to_guest`, on the way to it).
+    pub fn set_drops(&mut self, reason: &str, count: u64, to_guest: bool) {
+        let map = if to_guest {
+            &mut self.to_guest_drops
+        } else {
+            &mut self.drops
+        };
+        map.insert(reason.to_string(), count);
     }
 
     /// A copy for reports.
@@ -71,6 +81,7 @@ impl PeerStats {
             wire_bytes: self.wire_bytes,
             other_frames: self.other_frames,
             drops: self.drops.clone(),
+            to_guest_drops: self.to_guest_drops.clone(),
             sequence: self.sequence.counts().clone(),
         }
     }

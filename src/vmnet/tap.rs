@@ -160,8 +160,9 @@ fn setup() -> Result<(SyncDevice, PeerSockets), TapError> {
 }
 
 /// Drop counters the namespace's kernel keeps, read from the calling
-/// thread's own view of /proc (it must be the thread inside the namespace).
-fn namespace_drops() -> Vec<(&'static str, u64)> {
+/// thread's own view of /proc (it must be the thread inside the namespace):
+/// (reason, count, whether on the way to the guest).
+fn namespace_drops() -> Vec<(&'static str, u64, bool)> {
     let mut out = Vec::new();
     if let Ok(snmp) = std::fs::read_to_string("/proc/thread-self/net/snmp") {
         let lines: Vec<&str> = snmp.lines().collect();
@@ -181,16 +182,18 @@ fn namespace_drops() -> Vec<(&'static str, u64)> {
                     ("Ip", "InDiscards") => "host IP discards",
                     _ => continue,
                 };
-                out.push((reason, value.parse().unwrap_or(0)));
+                out.push((reason, value.parse().unwrap_or(0), false));
             }
         }
     }
     if let Ok(dev) = std::fs::read_to_string("/proc/thread-self/net/dev") {
         for line in dev.lines() {
             if let Some(rest) = line.trim_start().strip_prefix(&format!("{TAP_NAME}:")) {
-                // Receive columns: bytes packets errs drop ...
-                let drop = rest.split_whitespace().nth(3).and_then(|v| v.parse().ok());
-                out.push(("TAP rx_dropped", drop.unwrap_or(0)));
+                // 8 receive columns (bytes packets errs drop ...), then 8
+                // transmit columns; the TAP transmits toward our reader.
+                let col = |i: usize| rest.split_whitespace().nth(i).and_then(|v| v.parse().ok());
+                out.push(("TAP rx_dropped", col(3).unwrap_or(0), false));
+                out.push(("TAP tx_dropped", col(11).unwrap_or(0), true));
             }
         }
     }
@@ -202,11 +205,11 @@ fn namespace_drops() -> Vec<(&'static str, u64)> {
 fn stream(
     socket: UdpSocket,
     to: std::net::SocketAddr,
-    count: u64,
-    size: usize,
-    rate: u32,
+    (count, size, rate): (u64, usize, u32),
+    peer: SharedPeer,
     stop: Arc<AtomicBool>,
 ) {
+    let mut failed = 0u64;
     let size = size.clamp(8, 1472);
     let mut buf = vec![0x5au8; size];
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
@@ -220,8 +223,16 @@ fn stream(
             std::thread::sleep(wait);
         }
         buf[..8].copy_from_slice(&seq.to_le_bytes());
-        // A full socket buffer drops the datagram; the guest counts it missing.
-        let _ = socket.send_to(&buf, to);
+        // A send the host refuses is a drop with a reason; the guest counts
+        // the datagram missing.
+        if socket.send_to(&buf, to).is_err() {
+            failed += 1;
+            peer.lock().unwrap_or_else(|e| e.into_inner()).set_drops(
+                "peer send failed",
+                failed,
+                true,
+            );
+        }
     }
 }
 
@@ -240,8 +251,8 @@ fn peer_loop(sockets: PeerSockets, peer: SharedPeer, stop: Arc<AtomicBool>) {
         if ready <= 0 {
             let drops = namespace_drops();
             let mut p = peer.lock().unwrap_or_else(|e| e.into_inner());
-            for (reason, n) in drops {
-                p.set_drops(reason, n);
+            for (reason, n, to_guest) in drops {
+                p.set_drops(reason, n, to_guest);
             }
             // After a stop, one quiet interval means drained.
             if quiet_after_stop {
@@ -269,9 +280,9 @@ fn peer_loop(sockets: PeerSockets, peer: SharedPeer, stop: Arc<AtomicBool>) {
             let size = u32::from_le_bytes(buf[8..12].try_into().unwrap()) as usize;
             let rate = u32::from_le_bytes(buf[12..16].try_into().unwrap());
             if let Ok(socket) = sockets.stream.try_clone() {
-                let stop = stop.clone();
+                let (stop, peer) = (stop.clone(), peer.clone());
                 streams.push(std::thread::spawn(move || {
-                    stream(socket, from, count, size, rate, stop)
+                    stream(socket, from, (count, size, rate), peer, stop)
                 }));
             }
         }

