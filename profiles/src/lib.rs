@@ -2,4 +2,6 @@
 //! KVM. Everything here is plain data and pure functions.
 #![forbid(unsafe_code)]
 
+pub mod rules;
 pub mod stats;
+pub mod taxonomy;
