@@ -16,6 +16,8 @@ pub mod guest_image;
 pub mod guests;
 /// The network side of a run: backend choice and frame accounting.
 pub mod netrun;
+/// The profiler's collectors.
+pub mod profiler;
 /// Headless runs and their results.
 pub mod run;
 /// Kernel tracepoint counters through perf events.

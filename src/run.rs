@@ -9,6 +9,8 @@ use crate::vmm::events::{Finish, VmEvent};
 use crate::vmm::exits::ExitStats;
 use crate::vmm::vcpu::Command;
 use crate::vmm::vm::{self, VmConfig};
+use profiles::table::{Measured, Table};
+use profiles::taxonomy::Category;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -84,6 +86,8 @@ pub struct RunResult {
     /// The NIC's frame accounting, at the top level of the JSON.
     #[serde(flatten)]
     pub net: NetReport,
+    /// Where the vCPU thread's CPU time went, from its markers.
+    pub profile: Table,
     /// The host TSC rate, measured at the end of the run, for turning the
     /// guest's TSC cycle counts into time (the guest's TSC ticks at the
     /// host's rate on PVM and on VT-x/AMD-V without TSC scaling).
@@ -221,7 +225,7 @@ pub fn run(
     let mut open_phases: BTreeMap<(String, u64), Instant> = BTreeMap::new();
     let mut bad_messages = Vec::new();
     let mut last_status = (Instant::now(), (0u64, 0u64));
-    let (finish, stats) = loop {
+    let (finish, stats, profile) = loop {
         if last_status.0.elapsed() >= Duration::from_secs(1) {
             let now = (Instant::now(), net.delivered());
             let dt = now.0.duration_since(last_status.0).as_secs_f64();
@@ -286,7 +290,11 @@ pub fn run(
             }
             VmEvent::BadMessage(why) => bad_messages.push(why),
             VmEvent::State(_) => {}
-            VmEvent::Finished { finish, stats } => break (finish, stats),
+            VmEvent::Finished {
+                finish,
+                stats,
+                profile,
+            } => break (finish, stats, profile),
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -306,6 +314,8 @@ pub fn run(
         tracepoints.get(PIO).copied(),
     );
     keep_tail(&mut text, CONSOLE_KEEP);
+    let tsc_mhz = host_tsc_mhz();
+    let profile = vcpu_table(&profile, tsc_mhz, seconds);
     Ok(RunResult {
         guest: image.name.clone(),
         guest_build_id: image.build_id.clone(),
@@ -320,8 +330,48 @@ pub fn run(
         bad_messages,
         console: text,
         net: net_report,
-        host_tsc_mhz: host_tsc_mhz(),
+        profile,
+        host_tsc_mhz: tsc_mhz,
     })
+}
+
+/// The vCPU thread's overhead table from its markers. The rows inside
+/// KVM_RUN and the other threads' rows need the sampling collectors.
+fn vcpu_table(p: &crate::vmm::events::VcpuProfile, tsc_mhz: f64, wall: f64) -> Table {
+    let measured: Vec<Measured> = p
+        .markers
+        .iter()
+        .map(|m| Measured {
+            key: m.key.to_string(),
+            count: m.count,
+            cycles: m.cycles,
+            p50_cycles: m.p50_cycles,
+            p99_cycles: m.p99_cycles,
+        })
+        .collect();
+    let sampling = "needs perf sampling of the vCPU thread, which this build does not collect yet";
+    let missing: Vec<(Category, String)> = [
+        Category::GuestNative,
+        Category::GuestIdle,
+        Category::WorldSwitch,
+        Category::EmulatedOrdinary,
+        Category::Privileged,
+        Category::Iret,
+        Category::PioInKernel,
+        Category::IrqDelivery,
+        Category::ExitToUser,
+        Category::Preempted,
+    ]
+    .into_iter()
+    .map(|c| (c, sampling.to_string()))
+    .chain([Category::VmnetRx, Category::Peer].into_iter().map(|c| {
+        (
+            c,
+            "an I/O-thread row; I/O-thread markers are not collected yet".to_string(),
+        )
+    }))
+    .collect();
+    Table::from_markers(&measured, tsc_mhz, p.cpu_seconds, wall, &missing)
 }
 
 /// Drops the front of `text` so at most `keep` bytes remain, at a character
@@ -408,6 +458,36 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
             n.frames_dropped,
             n.frames_in_flight,
             n.sequence_errors
+        )?;
+    }
+    let t = &r.profile;
+    writeln!(
+        out,
+        "\nwhere the vCPU thread's time went (100% = {:.3} s of its CPU time):",
+        t.denominator_seconds
+    )?;
+    writeln!(
+        out,
+        "{:<55} {:>7} {:>10} {:>11} {:>9} {:>9} {:>7}",
+        "row", "share", "count", "per second", "avg us", "p99 us", "paper"
+    )?;
+    for row in &t.rows {
+        let paper = row
+            .paper_share_pct
+            .map_or(String::new(), |p| format!("{p:.1}%"));
+        let label: String = row.label.chars().take(55).collect();
+        writeln!(
+            out,
+            "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9.2} {:>7}",
+            row.share_pct, row.count, row.rate_per_sec, row.avg_us, row.p99_us, paper
+        )?;
+    }
+    if !t.unavailable.is_empty() {
+        let keys: Vec<&str> = t.unavailable.iter().map(|u| u.category).collect();
+        writeln!(
+            out,
+            "not measured yet: {} (see the JSON for why)",
+            keys.join(", ")
         )?;
     }
     let g = &r.guest_counters;

@@ -4,4 +4,5 @@
 
 pub mod rules;
 pub mod stats;
+pub mod table;
 pub mod taxonomy;

@@ -79,7 +79,7 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
                     *slot = Some(us / args.iterations as f64);
                 }
             }
-            VmEvent::Finished { finish, stats } => break (finish, stats),
+            VmEvent::Finished { finish, stats, .. } => break (finish, stats),
             _ => {}
         }
     };

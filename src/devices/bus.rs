@@ -1,5 +1,7 @@
 //! The port I/O bus: a range map from I/O ports to the devices that own them.
 
+use crate::profiler::markers;
+use profiles::taxonomy::Category;
 use std::fmt;
 
 /// What a device asks of the VMM after an access.
@@ -27,6 +29,10 @@ pub trait PioDevice: Send {
     /// Work that waits for the vCPU thread (frames from the host), done when
     /// the vCPU is kicked.
     fn poll(&mut self) {}
+    /// The profile row an access at `offset` is charged to.
+    fn category(&self, _offset: u16, _write: bool) -> Category {
+        Category::OtherDevices
+    }
 }
 
 /// Errors building a bus.
@@ -132,7 +138,11 @@ impl PioBus {
     /// A guest IN.
     pub fn read(&mut self, port: u16, data: &mut [u8]) {
         match self.find(port) {
-            Some((dev, offset)) => self.devices[dev].read(offset, data),
+            Some((dev, offset)) => {
+                let device = &mut self.devices[dev];
+                let _m = markers::scope(device.category(offset, false));
+                device.read(offset, data)
+            }
             None => {
                 self.unclaimed += 1;
                 data.fill(0xff);
@@ -143,7 +153,11 @@ impl PioBus {
     /// A guest OUT.
     pub fn write(&mut self, port: u16, data: &[u8]) -> BusAction {
         match self.find(port) {
-            Some((dev, offset)) => self.devices[dev].write(offset, data),
+            Some((dev, offset)) => {
+                let device = &mut self.devices[dev];
+                let _m = markers::scope(device.category(offset, true));
+                device.write(offset, data)
+            }
             None => {
                 self.unclaimed += 1;
                 BusAction::None
@@ -153,6 +167,7 @@ impl PioBus {
 
     /// Lets every device do the work that waits for the vCPU thread.
     pub fn poll(&mut self) {
+        let _m = markers::scope(Category::HostEvents);
         for d in &mut self.devices {
             d.poll();
         }

@@ -2,6 +2,7 @@
 //! changes and how the run finished, over one channel.
 
 use super::exits::ExitStats;
+use crate::profiler::markers::MarkerRow;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -67,7 +68,20 @@ pub enum VmEvent {
     /// The run state changed.
     State(VcpuState),
     /// The run is over; the last event.
-    Finished { finish: Finish, stats: ExitStats },
+    Finished {
+        finish: Finish,
+        stats: ExitStats,
+        profile: VcpuProfile,
+    },
+}
+
+/// What the vCPU thread measured about itself.
+#[derive(Debug, Clone, Default)]
+pub struct VcpuProfile {
+    /// CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID), in seconds.
+    pub cpu_seconds: f64,
+    /// Its markers: time inside `KVM_RUN` and the VMApp rows, in TSC cycles.
+    pub markers: Vec<MarkerRow>,
 }
 
 /// The sending side; sending never fails the sender, since a front end that

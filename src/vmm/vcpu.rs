@@ -2,13 +2,15 @@
 //! by commands over a channel, the `KVM_RUN` loop, and exit dispatch to the
 //! port I/O bus. It owns the device models.
 
-use super::events::{EventSink, Fault, Finish, VcpuState, VmEvent};
+use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
 use super::exits::{ExitCounters, ExitStats};
 use super::floor::{self, FloorSchedule};
 use super::kick;
 use crate::devices::bus::{BusAction, PioBus};
+use crate::profiler::markers;
 use kvm_bindings::KVM_MP_STATE_HALTED;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use profiles::taxonomy::Category;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -47,6 +49,7 @@ impl Machine {
     pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
         match exit {
             Ok(VcpuExit::IoOut(port, data)) => {
+                let _m = markers::scope(Category::PioDispatch);
                 self.counters.out(port);
                 match self.bus.write(port, data) {
                     BusAction::None => Flow::Continue,
@@ -62,6 +65,7 @@ impl Machine {
                 }
             }
             Ok(VcpuExit::IoIn(port, data)) => {
+                let _m = markers::scope(Category::PioDispatch);
                 self.counters.inp(port);
                 self.bus.read(port, data);
                 Flow::Continue
@@ -126,7 +130,15 @@ impl Vcpu {
         // Dropping the bus flushes the console before the last event.
         drop(self.machine.bus);
         self.events.send(VmEvent::State(VcpuState::Finished));
-        self.events.send(VmEvent::Finished { finish, stats });
+        let profile = VcpuProfile {
+            cpu_seconds: thread_cpu_seconds(),
+            markers: markers::snapshot(),
+        };
+        self.events.send(VmEvent::Finished {
+            finish,
+            stats,
+            profile,
+        });
     }
 
     fn run_loop(&mut self) -> Finish {
@@ -134,7 +146,9 @@ impl Vcpu {
             let flow = if self.machine.in_floor_phase {
                 floor::run(&mut self.fd, &mut self.machine)
             } else {
+                let entered = markers::now();
                 let exit = self.fd.run();
+                markers::kvm_run(markers::now() - entered);
                 self.machine.handle(exit)
             };
             match flow {
@@ -235,4 +249,15 @@ impl Vcpu {
             bytes,
         }
     }
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }

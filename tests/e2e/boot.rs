@@ -140,3 +140,43 @@ fn bench_exits_interleaves_dispatch_and_floor() {
     assert!(r["floor_us"]["median"].as_f64().unwrap() > 0.0);
     assert!(r["ratio"]["median"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
+    if !kvm_or_skip("markers") {
+        return;
+    }
+    let n = 2000u64;
+    let (out, r) = run_json(&[
+        "--guest",
+        "exitbench",
+        "--guest-arg",
+        &format!("iterations={n}"),
+    ]);
+    assert!(out.status.success(), "{r}");
+    let rows = r["profile"]["rows"].as_array().unwrap();
+    let row = |key: &str| {
+        rows.iter()
+            .find(|x| x["category"] == key)
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Every OUT and IN that reached user space went through the dispatch
+    // marker exactly once; every KVM_RUN return was timed.
+    let exits = &r["exits"];
+    let io = exits["io_out"].as_u64().unwrap() + exits["io_in"].as_u64().unwrap();
+    assert_eq!(row("pio_dispatch")["count"].as_u64(), Some(io));
+    assert_eq!(row("kvm_run")["count"], exits["kvm_run_returns"]);
+    assert!(row("pio_dispatch")["avg_us"].as_f64().unwrap() > 0.0);
+    for key in ["kvm_run", "pio_dispatch"] {
+        assert_eq!(row(key)["thread"], "vcpu");
+    }
+    // The rows account for the thread's CPU time: what is left over is
+    // small (it grows when the host preempts the vCPU inside KVM_RUN).
+    let rest = row("unattributed")["share_pct"].as_f64().unwrap();
+    assert!(rest.abs() < 25.0, "unattributed {rest}%");
+    let unavailable = r["profile"]["unavailable"].as_array().unwrap();
+    assert!(unavailable
+        .iter()
+        .any(|u| u["category"] == "world_switch" && u["reason"].as_str().is_some()));
+}

@@ -47,7 +47,7 @@ fn paused_resumed_and_stopped_by_command() {
     assert_eq!(next_state(&vm), VcpuState::Running);
     vm.command(Command::Stop);
     let (finish, stats) = loop {
-        if let VmEvent::Finished { finish, stats } =
+        if let VmEvent::Finished { finish, stats, .. } =
             vm.events().recv_timeout(Duration::from_secs(20)).unwrap()
         {
             break (finish, stats);

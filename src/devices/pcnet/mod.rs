@@ -99,6 +99,11 @@ impl Pcnet {
         self.rx = RingState::default();
     }
 
+    /// The register address port's value.
+    pub fn rap(&self) -> u16 {
+        self.rap
+    }
+
     /// Whether the chip is in double-word I/O mode.
     pub fn dwio(&self) -> bool {
         self.bcr[BCR_BSBC] & BCR18_DWIO != 0

@@ -2,11 +2,14 @@
 //! backend its frames go to, frames queued by the I/O thread, and the
 //! level-triggered interrupt line, re-evaluated after every access.
 
+use super::registers::{DWIO_RAP, WIO_RAP};
 use super::rings::Drops;
 use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
+use crate::profiler::markers;
 use crate::vmnet::{frames, Backend, LinkCounters};
 use kvm_ioctls::VmFd;
+use profiles::taxonomy::Category;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,7 @@ impl IrqLine {
         if level == self.level {
             return false;
         }
+        let _m = markers::scope(Category::UserIrq);
         // A failure leaves the line where it was; the next access retries.
         if self.vm.set_irq_line(self.gsi, level).is_ok() {
             self.level = level;
@@ -79,9 +83,14 @@ impl PcnetPort {
     /// and updates the interrupt line.
     fn service(&mut self) {
         if self.chip.tx_demanded() {
+            let _m = markers::scope(Category::LanceTx);
             let (backend, counters) = (&mut self.nic.backend, &self.nic.counters);
-            self.chip
-                .transmit(&self.ram, &mut |frame: &[u8]| match backend.send(frame) {
+            self.chip.transmit(&self.ram, &mut |frame: &[u8]| {
+                let sent = {
+                    let _m = markers::scope(Category::VmnetTx);
+                    backend.send(frame)
+                };
+                match sent {
                     Ok(()) => {
                         counters.frames_written.fetch_add(1, Ordering::Relaxed);
                         if frames::parse(frame).is_some() {
@@ -93,9 +102,11 @@ impl PcnetPort {
                         counters.send_errors.fetch_add(1, Ordering::Relaxed);
                         false
                     }
-                });
+                }
+            });
         }
         while let Ok(frame) = self.nic.rx.try_recv() {
+            let _m = markers::scope(Category::LanceRx);
             if self.chip.receive(&self.ram, &frame) {
                 self.nic
                     .counters
@@ -127,6 +138,15 @@ impl PioDevice for PcnetPort {
 
     fn poll(&mut self) {
         self.service();
+    }
+
+    fn category(&self, offset: u16, _write: bool) -> Category {
+        let rap = if self.chip.dwio() { DWIO_RAP } else { WIO_RAP };
+        match offset {
+            o if o == rap => Category::LanceRap,
+            0x10..=0x1f if self.chip.rap() == 0 => Category::LanceCsr0,
+            _ => Category::OtherDevices,
+        }
     }
 }
 

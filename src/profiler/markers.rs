@@ -1,0 +1,244 @@
+//! Markers: exact counts and durations per category on the thread that does
+//! the work, for the VMApp rows and the time inside `KVM_RUN`. Each thread
+//! keeps its own accumulators in a thread-local: no allocation, no lock and
+//! no system call per marker, only two TSC reads. Scopes nest, and a
+//! category is charged only its exclusive time (a transmit's TAP write is
+//! "transmitting via VMNet", not "Lance transmit path").
+
+use profiles::taxonomy::Category;
+use serde::Serialize;
+use std::cell::RefCell;
+
+const CATEGORIES: usize = Category::ALL.len();
+/// Histogram buckets: powers of two of TSC cycles.
+const BUCKETS: usize = 48;
+const MAX_DEPTH: usize = 8;
+
+#[derive(Clone, Copy)]
+struct Accumulator {
+    count: u64,
+    cycles: u64,
+    hist: [u64; BUCKETS],
+}
+
+impl Accumulator {
+    const EMPTY: Self = Self {
+        count: 0,
+        cycles: 0,
+        hist: [0; BUCKETS],
+    };
+
+    #[inline]
+    fn add(&mut self, cycles: u64) {
+        self.count += 1;
+        self.cycles += cycles;
+        let b = (64 - cycles.leading_zeros() as usize).min(BUCKETS - 1);
+        self.hist[b] += 1;
+    }
+
+    /// The `q` quantile in cycles, as the geometric middle of its bucket.
+    fn quantile(&self, q: f64) -> f64 {
+        let target = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, &n) in self.hist.iter().enumerate() {
+            seen += n;
+            if seen >= target {
+                return match b {
+                    0 => 0.0,
+                    b => 2f64.powf(b as f64 - 0.5),
+                };
+            }
+        }
+        0.0
+    }
+}
+
+struct Frame {
+    category: usize,
+    start: u64,
+    children: u64,
+}
+
+struct Markers {
+    rows: [Accumulator; CATEGORIES],
+    kvm_run: Accumulator,
+    stack: [Frame; MAX_DEPTH],
+    depth: usize,
+}
+
+thread_local! {
+    static MARKERS: RefCell<Markers> = const {
+        RefCell::new(Markers {
+            rows: [Accumulator::EMPTY; CATEGORIES],
+            kvm_run: Accumulator::EMPTY,
+            stack: [const { Frame { category: 0, start: 0, children: 0 } }; MAX_DEPTH],
+            depth: 0,
+        })
+    };
+}
+
+/// The TSC: the markers' clock.
+#[inline]
+pub fn now() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn index(c: Category) -> usize {
+    Category::ALL.iter().position(|&x| x == c).unwrap_or(0)
+}
+
+/// Starts charging `category`; the returned guard stops it.
+#[inline]
+pub fn scope(category: Category) -> Scope {
+    let start = now();
+    MARKERS.with(|m| {
+        let mut m = m.borrow_mut();
+        let d = m.depth;
+        if d < MAX_DEPTH {
+            m.stack[d] = Frame {
+                category: index(category),
+                start,
+                children: 0,
+            };
+        }
+        m.depth = d + 1;
+    });
+    Scope(())
+}
+
+/// Charges an open scope its exclusive time when dropped.
+pub struct Scope(());
+
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        let end = now();
+        MARKERS.with(|m| {
+            let mut m = m.borrow_mut();
+            let Some(d) = m.depth.checked_sub(1) else {
+                return;
+            };
+            m.depth = d;
+            if d >= MAX_DEPTH {
+                return;
+            }
+            let f = &m.stack[d];
+            let (cat, elapsed, children) = (f.category, end.saturating_sub(f.start), f.children);
+            m.rows[cat].add(elapsed.saturating_sub(children));
+            if let Some(parent) = d.checked_sub(1) {
+                m.stack[parent].children += elapsed;
+            }
+        });
+    }
+}
+
+/// Records one stay inside `KVM_RUN` of `cycles`.
+#[inline]
+pub fn kvm_run(cycles: u64) {
+    MARKERS.with(|m| m.borrow_mut().kvm_run.add(cycles));
+}
+
+/// One row of a marker snapshot, in TSC cycles.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MarkerRow {
+    /// The category key, or `kvm_run` for the time inside `KVM_RUN`.
+    pub key: &'static str,
+    /// Events.
+    pub count: u64,
+    /// Total cycles.
+    pub cycles: u64,
+    /// Median cycles per event (from a power-of-two histogram).
+    pub p50_cycles: f64,
+    /// 99th percentile cycles per event.
+    pub p99_cycles: f64,
+}
+
+/// What this thread's markers have accumulated: the rows with events.
+pub fn snapshot() -> Vec<MarkerRow> {
+    MARKERS.with(|m| {
+        let m = m.borrow();
+        let row = |key, a: &Accumulator| MarkerRow {
+            key,
+            count: a.count,
+            cycles: a.cycles,
+            p50_cycles: a.quantile(0.5),
+            p99_cycles: a.quantile(0.99),
+        };
+        std::iter::once(row("kvm_run", &m.kvm_run))
+            .chain(
+                Category::ALL
+                    .iter()
+                    .zip(m.rows.iter())
+                    .map(|(c, a)| row(c.key(), a)),
+            )
+            .filter(|r| r.count > 0)
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spin(cycles: u64) {
+        let t = now();
+        while now() - t < cycles {}
+    }
+
+    fn row(rows: &[MarkerRow], key: &str) -> MarkerRow {
+        rows.iter().find(|r| r.key == key).cloned().unwrap()
+    }
+
+    #[test]
+    fn nested_scopes_charge_exclusive_time() {
+        std::thread::spawn(|| {
+            for _ in 0..10 {
+                let _tx = scope(Category::LanceTx);
+                spin(100_000);
+                let _write = scope(Category::VmnetTx);
+                spin(300_000);
+            }
+            kvm_run(1234);
+            let rows = snapshot();
+            let (tx, net) = (row(&rows, "lance_tx"), row(&rows, "vmnet_tx"));
+            assert_eq!((tx.count, net.count), (10, 10));
+            assert!(net.cycles >= 3_000_000, "{net:?}");
+            // The transmit path got its own spin, not the TAP write's.
+            assert!(tx.cycles >= 1_000_000 && tx.cycles < 2_500_000, "{tx:?}");
+            assert!(
+                tx.p50_cycles > 50_000.0 && tx.p50_cycles < 400_000.0,
+                "{tx:?}"
+            );
+            assert_eq!(row(&rows, "kvm_run").cycles, 1234);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn threads_keep_their_own_markers() {
+        std::thread::spawn(|| {
+            drop(scope(Category::OtherDevices));
+            assert_eq!(row(&snapshot(), "other_devices").count, 1);
+        })
+        .join()
+        .unwrap();
+        std::thread::spawn(|| assert!(snapshot().is_empty()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded_not_fatal() {
+        std::thread::spawn(|| {
+            let guards: Vec<Scope> = (0..MAX_DEPTH + 4)
+                .map(|_| scope(Category::LanceRx))
+                .collect();
+            drop(guards);
+            assert_eq!(row(&snapshot(), "lance_rx").count, MAX_DEPTH as u64);
+        })
+        .join()
+        .unwrap();
+    }
+}
