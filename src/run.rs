@@ -4,6 +4,7 @@
 use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
 use crate::netrun::{NetReport, NetRun};
+use crate::profiler::sampler::{SampleSummary, VcpuSampler, DEFAULT_HZ};
 use crate::tracepoints::ThreadCounters;
 use crate::vmm::events::{Finish, VmEvent};
 use crate::vmm::exits::ExitStats;
@@ -211,6 +212,7 @@ pub fn run(
         nic: Some(nic),
     })?;
     net.start(vm.kicker())?;
+    let sampler = VcpuSampler::start(vm.vcpu_tid(), DEFAULT_HZ);
     let (mut counters, unavailable) =
         match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT, PIO]) {
             Ok(c) => (Some(c), None),
@@ -303,6 +305,7 @@ pub fn run(
         _ => BTreeMap::new(),
     };
     net.quiesce();
+    let samples = sampler.map(VcpuSampler::finish);
     let exits = match tracepoints.get(USERSPACE_EXIT) {
         Some(&n) => Some((n, "kvm:kvm_userspace_exit")),
         None => Some((stats.kvm_run_returns, "worldswitch's own count")),
@@ -315,7 +318,12 @@ pub fn run(
     );
     keep_tail(&mut text, CONSOLE_KEEP);
     let tsc_mhz = host_tsc_mhz();
-    let profile = vcpu_table(&profile, tsc_mhz, seconds);
+    let profile = vcpu_table(
+        &profile,
+        samples.as_ref().map_err(String::as_str),
+        tsc_mhz,
+        seconds,
+    );
     Ok(RunResult {
         guest: image.name.clone(),
         guest_build_id: image.build_id.clone(),
@@ -337,8 +345,13 @@ pub fn run(
 
 /// The vCPU thread's overhead table from its markers. The rows inside
 /// KVM_RUN and the other threads' rows need the sampling collectors.
-fn vcpu_table(p: &crate::vmm::events::VcpuProfile, tsc_mhz: f64, wall: f64) -> Table {
-    let measured: Vec<Measured> = p
+fn vcpu_table(
+    p: &crate::vmm::events::VcpuProfile,
+    samples: Result<&SampleSummary, &str>,
+    tsc_mhz: f64,
+    wall: f64,
+) -> Table {
+    let mut measured: Vec<Measured> = p
         .markers
         .iter()
         .map(|m| Measured {
@@ -347,10 +360,10 @@ fn vcpu_table(p: &crate::vmm::events::VcpuProfile, tsc_mhz: f64, wall: f64) -> T
             cycles: m.cycles,
             p50_cycles: m.p50_cycles,
             p99_cycles: m.p99_cycles,
+            samples: None,
         })
         .collect();
-    let sampling = "needs perf sampling of the vCPU thread, which this build does not collect yet";
-    let missing: Vec<(Category, String)> = [
+    let kvm_rows = [
         Category::GuestNative,
         Category::GuestIdle,
         Category::WorldSwitch,
@@ -360,18 +373,53 @@ fn vcpu_table(p: &crate::vmm::events::VcpuProfile, tsc_mhz: f64, wall: f64) -> T
         Category::PioInKernel,
         Category::IrqDelivery,
         Category::ExitToUser,
+    ];
+    let mut missing: Vec<(Category, String)> = Vec::new();
+    match samples {
+        Ok(s) if s.by_category.values().sum::<u64>() > 0 => {
+            // Split the exact time inside KVM_RUN by the sampled shares.
+            let in_run: u64 = s.by_category.values().sum();
+            if let Some(i) = measured.iter().position(|m| m.key == "kvm_run") {
+                let run = measured.remove(i);
+                for (cat, &n) in &s.by_category {
+                    measured.push(Measured {
+                        key: cat.key().to_string(),
+                        count: 0,
+                        cycles: (run.cycles as f64 * n as f64 / in_run as f64) as u64,
+                        p50_cycles: 0.0,
+                        p99_cycles: 0.0,
+                        samples: Some(n),
+                    });
+                }
+            }
+            for c in kvm_rows {
+                if !s.by_category.contains_key(&c) {
+                    missing.push((c, "no samples fell in this row".into()));
+                }
+            }
+        }
+        Ok(_) => missing
+            .extend(kvm_rows.map(|c| (c, "no samples were taken inside KVM_RUN".to_string()))),
+        Err(why) => missing.extend(kvm_rows.map(|c| (c, why.to_string()))),
+    }
+    missing.push((
         Category::Preempted,
-    ]
-    .into_iter()
-    .map(|c| (c, sampling.to_string()))
-    .chain([Category::VmnetRx, Category::Peer].into_iter().map(|c| {
-        (
-            c,
-            "an I/O-thread row; I/O-thread markers are not collected yet".to_string(),
-        )
-    }))
-    .collect();
-    Table::from_markers(&measured, tsc_mhz, p.cpu_seconds, wall, &missing)
+        "needs scheduler events, which this build does not collect yet".into(),
+    ));
+    let missing: Vec<(Category, String)> = missing
+        .into_iter()
+        .chain([Category::VmnetRx, Category::Peer].into_iter().map(|c| {
+            (
+                c,
+                "an I/O-thread row; I/O-thread markers are not collected yet".to_string(),
+            )
+        }))
+        .collect();
+    let mut table = Table::from_markers(&measured, tsc_mhz, p.cpu_seconds, wall, &missing);
+    if let Ok(s) = samples {
+        table.profiler_cost_seconds = s.cost_seconds;
+    }
+    table
 }
 
 /// Drops the front of `text` so at most `keep` bytes remain, at a character
@@ -476,12 +524,26 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
             .paper_share_pct
             .map_or(String::new(), |p| format!("{p:.1}%"));
         let label: String = row.label.chars().take(55).collect();
+        if let Some(samples) = row.samples {
+            let samples = format!("~{samples} smp");
+            writeln!(
+                out,
+                "{label:<55} {:>6.1}% {samples:>10} {:>11} {:>9} {:>9} {paper:>7}",
+                row.share_pct, "-", "-", "-"
+            )?;
+            continue;
+        }
         writeln!(
             out,
             "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9.2} {:>7}",
             row.share_pct, row.count, row.rate_per_sec, row.avg_us, row.p99_us, paper
         )?;
     }
+    writeln!(
+        out,
+        "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks; the profiler itself used {:.3} s of CPU)",
+        t.profiler_cost_seconds
+    )?;
     if !t.unavailable.is_empty() {
         let keys: Vec<&str> = t.unavailable.iter().map(|u| u.category).collect();
         writeln!(

@@ -18,6 +18,9 @@ pub struct Measured {
     pub p50_cycles: f64,
     /// 99th percentile cycles per event.
     pub p99_cycles: f64,
+    /// For a row estimated by sampling: its samples (count and times per
+    /// event are then not known).
+    pub samples: Option<u64>,
 }
 
 /// One row of the table.
@@ -47,6 +50,10 @@ pub struct Row {
     pub p99_us: f64,
     /// The paper's share for the matching row, with its table.
     pub paper_share_pct: Option<f64>,
+    /// `markers` (exact) or `sampling` (an estimate).
+    pub source: &'static str,
+    /// Samples behind a sampled row.
+    pub samples: Option<u64>,
 }
 
 /// A row that could not be measured, and why.
@@ -69,6 +76,9 @@ pub struct Table {
     pub rows: Vec<Row>,
     /// Rows that could not be measured.
     pub unavailable: Vec<Unavailable>,
+    /// CPU seconds the profiler itself spent, shown apart (not part of the
+    /// denominator).
+    pub profiler_cost_seconds: f64,
 }
 
 impl Table {
@@ -109,6 +119,12 @@ impl Table {
                     p50_us: us(m.p50_cycles),
                     p99_us: us(m.p99_cycles),
                     paper_share_pct: cat.and_then(Category::paper_share).map(|(_, s)| s),
+                    source: if m.samples.is_some() {
+                        "sampling"
+                    } else {
+                        "markers"
+                    },
+                    samples: m.samples,
                 }
             })
             .collect();
@@ -128,6 +144,8 @@ impl Table {
             p50_us: 0.0,
             p99_us: 0.0,
             paper_share_pct: None,
+            source: "markers",
+            samples: None,
         });
         Table {
             denominator: "CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID)".into(),
@@ -140,6 +158,7 @@ impl Table {
                     reason: why.clone(),
                 })
                 .collect(),
+            profiler_cost_seconds: 0.0,
         }
     }
 
@@ -160,6 +179,7 @@ mod tests {
             cycles,
             p50_cycles: cycles as f64 / count.max(1) as f64,
             p99_cycles: cycles as f64 / count.max(1) as f64,
+            samples: None,
         }
     }
 

@@ -2,4 +2,6 @@
 //! work (exact counts and durations per category). Sampling and tracepoint
 //! collectors join them here.
 
+pub mod kallsyms;
 pub mod markers;
+pub mod sampler;

@@ -1,0 +1,207 @@
+//! Sampling the vCPU thread with perf events (cpu-clock, kernel callchains,
+//! CLOCK_MONOTONIC timestamps) on a profiler thread of its own. Kernel
+//! stacks under `KVM_RUN` go into the VMM rows by the rules in `profiles`;
+//! samples the CPU took in guest mode (or, on PVM, in host user mode at the
+//! guest's RIP while inside `KVM_RUN`) are guest time.
+
+use super::kallsyms::Kallsyms;
+use perf_event::data::Record;
+use perf_event::events::Software;
+use perf_event::{Builder, Clock, SampleFlag};
+use profiles::rules;
+use profiles::taxonomy::Category;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Samples per second by default.
+pub const DEFAULT_HZ: u64 = 1000;
+const CONTEXT_MAX: u64 = -4095i64 as u64;
+const CONTEXT_KERNEL: u64 = -128i64 as u64;
+const MISC_CPUMODE_MASK: u16 = 7;
+const MISC_GUEST_KERNEL: u16 = 4;
+const MISC_GUEST_USER: u16 = 5;
+
+/// What the sampler saw.
+#[derive(Debug, Default, Clone)]
+pub struct SampleSummary {
+    /// Samples read.
+    pub total: u64,
+    /// Samples in a VMM or guest row, by category.
+    pub by_category: BTreeMap<Category, u64>,
+    /// Samples in worldswitch's own code or kernel work outside KVM_RUN.
+    pub outside_kvm_run: u64,
+    /// Records lost in the ring buffer.
+    pub lost: u64,
+    /// The sampler thread's own CPU time, in seconds.
+    pub cost_seconds: f64,
+}
+
+/// A running sampler.
+pub struct VcpuSampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<SampleSummary>,
+}
+
+impl VcpuSampler {
+    /// Starts sampling thread `tid` at `hz`.
+    pub fn start(tid: libc::pid_t, hz: u64) -> Result<Self, String> {
+        let kallsyms = Kallsyms::load().map_err(|e| format!("cannot read kernel symbols: {e}"))?;
+        let mut builder = Builder::new(Software::CPU_CLOCK);
+        builder
+            .observe_pid(tid)
+            .any_cpu()
+            .include_kernel()
+            .sample_frequency(hz)
+            .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::CALLCHAIN)
+            .clockid(Clock::MONOTONIC);
+        let counter = builder
+            .build()
+            .map_err(|e| format!("perf_event_open refused cpu-clock sampling: {e}; run as root or lower kernel.perf_event_paranoid"))?;
+        let mut sampler = counter
+            .sampled(1 << 20)
+            .map_err(|e| format!("cannot map the perf ring buffer: {e}"))?;
+        sampler
+            .enable()
+            .map_err(|e| format!("cannot enable sampling: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("profiler".into())
+            .spawn(move || {
+                let mut summary = SampleSummary::default();
+                let mut frames: Vec<&str> = Vec::with_capacity(64);
+                loop {
+                    let stopping = stop_thread.load(Ordering::Acquire);
+                    while let Some(record) = sampler.next_record() {
+                        let Ok(parsed) = record.parse_record() else {
+                            continue;
+                        };
+                        match parsed {
+                            Record::Sample(s) => {
+                                summary.total += 1;
+                                let mode = record.misc() & MISC_CPUMODE_MASK;
+                                let category =
+                                    if matches!(mode, MISC_GUEST_KERNEL | MISC_GUEST_USER) {
+                                        Some(Category::GuestNative)
+                                    } else {
+                                        frames.clear();
+                                        kernel_frames(
+                                            s.callchain().unwrap_or(&[]),
+                                            &kallsyms,
+                                            &mut frames,
+                                        );
+                                        classify(&frames)
+                                    };
+                                match category {
+                                    Some(c) => *summary.by_category.entry(c).or_insert(0) += 1,
+                                    None => summary.outside_kvm_run += 1,
+                                }
+                            }
+                            Record::Lost(l) => summary.lost += l.lost,
+                            _ => {}
+                        }
+                    }
+                    if stopping {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                summary.cost_seconds = thread_cpu_seconds();
+                summary
+            })
+            .map_err(|e| format!("cannot start the profiler thread: {e}"))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops sampling and returns what was seen.
+    pub fn finish(self) -> SampleSummary {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The kernel frames of a leaf-first callchain, root first.
+fn kernel_frames<'k>(chain: &[u64], kallsyms: &'k Kallsyms, out: &mut Vec<&'k str>) {
+    let mut in_kernel = false;
+    for &ip in chain {
+        if ip >= CONTEXT_MAX {
+            in_kernel = ip == CONTEXT_KERNEL;
+            continue;
+        }
+        if in_kernel {
+            if let Some(name) = kallsyms.name(ip) {
+                out.push(name);
+            }
+        }
+    }
+    out.reverse();
+}
+
+/// The row of a sample with these kernel frames: a VMM row under KVM_RUN;
+/// on PVM, a sample with no kernel frame while the thread is inside
+/// KVM_RUN is the guest running at CPL3, which callchains cannot tell from
+/// worldswitch's own user code, so it counts as outside.
+fn classify(frames: &[&str]) -> Option<Category> {
+    if frames.is_empty() {
+        return None;
+    }
+    let under_run = frames
+        .iter()
+        .any(|f| *f == "kvm_arch_vcpu_ioctl_run" || f.starts_with("kvm_vcpu_ioctl"));
+    if !under_run {
+        return None;
+    }
+    rules::classify(frames.iter().copied())
+}
+
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stacks_under_kvm_run_are_vmm_samples() {
+        assert_eq!(
+            classify(&[
+                "do_syscall_64",
+                "__x64_sys_ioctl",
+                "kvm_vcpu_ioctl",
+                "kvm_arch_vcpu_ioctl_run",
+                "vcpu_load"
+            ]),
+            Some(Category::WorldSwitch)
+        );
+        assert_eq!(
+            classify(&["do_syscall_64", "ksys_write", "tun_chr_write_iter"]),
+            None
+        );
+        assert_eq!(classify(&[]), None);
+    }
+
+    #[test]
+    fn callchains_keep_only_kernel_frames_root_first() {
+        let k = Kallsyms::parse("ffffffff81000000 T leaf\nffffffff81001000 T root\n").unwrap();
+        let chain = [
+            CONTEXT_KERNEL,
+            0xffffffff81000010,
+            0xffffffff81001010,
+            -512i64 as u64,
+            0x401000,
+        ];
+        let mut out = Vec::new();
+        kernel_frames(&chain, &k, &mut out);
+        assert_eq!(out, ["root", "leaf"]);
+    }
+}
