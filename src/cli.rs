@@ -44,6 +44,52 @@ pub enum Command {
     /// Benchmarks that print figures measured on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run a guest like `run` and save its profile to a file.
+    Record(RecordArgs),
+    /// Print a saved profile: the overhead tables like the paper's Table 1.
+    Report {
+        /// A profile written by `worldswitch record`.
+        file: PathBuf,
+        /// table, json or csv.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
+    /// Write a saved profile's sampled stacks as a flamegraph SVG.
+    Flamegraph {
+        /// A profile written by `worldswitch record`.
+        file: PathBuf,
+        /// Where to write the SVG.
+        #[arg(short, long, value_name = "OUT.svg")]
+        output: PathBuf,
+        /// Draw an icicle graph (roots at the top).
+        #[arg(long)]
+        inverted: bool,
+        /// The graph's title (default: the guest and host).
+        #[arg(long)]
+        title: Option<String>,
+    },
+}
+
+/// Options of `record`.
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Where to save the profile (JSON).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Options of `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Tables for people.
+    Table,
+    /// The whole profile: `rows`, `unavailable`, provenance.
+    Json,
+    /// The rows as CSV.
+    Csv,
 }
 
 /// The benchmarks.

@@ -148,6 +148,16 @@ pub fn checks() -> Vec<Check> {
     out
 }
 
+/// The kind of hardware virtualization KVM uses here: VT-x, AMD-V, PVM.
+pub fn virtualization_name() -> String {
+    virtualization_kind()
+        .detail
+        .split(' ')
+        .next()
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 fn virtualization_kind() -> Check {
     let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let has = |f: &str| {

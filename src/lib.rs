@@ -18,6 +18,8 @@ pub mod guests;
 pub mod netrun;
 /// The profiler's collectors.
 pub mod profiler;
+/// Saving and reading profiles: record, report, flamegraph.
+pub mod record;
 /// Headless runs and their results.
 pub mod run;
 /// Kernel tracepoint counters through perf events.

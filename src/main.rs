@@ -30,6 +30,29 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             worldswitch::doctor::command(json, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Record(args)) => {
+            let mut stderr = std::io::stderr();
+            let r = worldswitch::record::record(&args, &mut std::io::stdout(), &mut stderr)?;
+            Ok(if r.outcome.failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Some(Command::Report { file, format }) => {
+            worldswitch::record::report(&file, format, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Flamegraph {
+            file,
+            output,
+            inverted,
+            title,
+        }) => {
+            worldswitch::record::flamegraph(&file, &output, inverted, title.as_deref())?;
+            println!("{}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::Exits(args))) => {
             worldswitch::bench::exits::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

@@ -89,6 +89,9 @@ pub struct RunResult {
     pub net: NetReport,
     /// Where the vCPU thread's CPU time went, from its markers.
     pub profile: Table,
+    /// Sampled stacks, folded (saved by `record`, not printed by `run`).
+    #[serde(skip)]
+    pub folded: BTreeMap<String, u64>,
     /// The host TSC rate, measured at the end of the run, for turning the
     /// guest's TSC cycle counts into time (the guest's TSC ticks at the
     /// host's rate on PVM and on VT-x/AMD-V without TSC scaling).
@@ -339,6 +342,7 @@ pub fn run(
         console: text,
         net: net_report,
         profile,
+        folded: samples.map(|s| s.folded).unwrap_or_default(),
         host_tsc_mhz: tsc_mhz,
     })
 }
@@ -433,6 +437,81 @@ fn keep_tail(text: &mut String, keep: usize) {
     }
 }
 
+/// Prints an overhead table like the paper's Table 1 ("Total time"), then
+/// its VMM rows as shares of VMM time.
+pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nwhere the vCPU thread's time went (100% = {:.3} s of its CPU time):",
+        t.denominator_seconds
+    )?;
+    writeln!(
+        out,
+        "{:<55} {:>7} {:>10} {:>11} {:>9} {:>9} {:>7}",
+        "row", "share", "count", "per second", "avg us", "p99 us", "paper"
+    )?;
+    for row in &t.rows {
+        let paper = match (row.paper_table, row.paper_share_pct) {
+            (Some(profiles::taxonomy::PaperTable::Total), Some(p)) => format!("{p:.1}%"),
+            _ => String::new(),
+        };
+        let label: String = row.label.chars().take(55).collect();
+        if let Some(samples) = row.samples {
+            let samples = format!("~{samples} smp");
+            writeln!(
+                out,
+                "{label:<55} {:>6.1}% {samples:>10} {:>11} {:>9} {:>9} {paper:>7}",
+                row.share_pct, "-", "-", "-"
+            )?;
+            continue;
+        }
+        writeln!(
+            out,
+            "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9.2} {:>7}",
+            row.share_pct, row.count, row.rate_per_sec, row.avg_us, row.p99_us, paper
+        )?;
+    }
+    writeln!(
+        out,
+        "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks; the profiler itself used {:.3} s of CPU)",
+        t.profiler_cost_seconds
+    )?;
+    if !t.unavailable.is_empty() {
+        let keys: Vec<&str> = t.unavailable.iter().map(|u| u.category.as_str()).collect();
+        writeln!(
+            out,
+            "not measured yet: {} (see the JSON for why)",
+            keys.join(", ")
+        )?;
+    }
+    let vmm: Vec<_> = t
+        .rows
+        .iter()
+        .filter(|r| r.world == Some(profiles::taxonomy::World::Vmm))
+        .collect();
+    let vmm_total: f64 = vmm.iter().map(|r| r.total_us).sum();
+    if vmm_total > 0.0 {
+        writeln!(
+            out,
+            "\nVMM time (100% = {:.3} s in the KVM module; paper column: its VMM-time shares):",
+            vmm_total / 1e6
+        )?;
+        for r in vmm {
+            let paper = match (r.paper_table, r.paper_share_pct) {
+                (Some(profiles::taxonomy::PaperTable::Vmm), Some(p)) => format!("{p:.1}%"),
+                _ => String::new(),
+            };
+            let label: String = r.label.chars().take(55).collect();
+            writeln!(
+                out,
+                "{label:<55} {:>6.1}% {paper:>52}",
+                r.total_us / vmm_total * 100.0
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Prints a result for people.
 pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "\n{}", r.outcome.message)?;
@@ -508,50 +587,7 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
             n.sequence_errors
         )?;
     }
-    let t = &r.profile;
-    writeln!(
-        out,
-        "\nwhere the vCPU thread's time went (100% = {:.3} s of its CPU time):",
-        t.denominator_seconds
-    )?;
-    writeln!(
-        out,
-        "{:<55} {:>7} {:>10} {:>11} {:>9} {:>9} {:>7}",
-        "row", "share", "count", "per second", "avg us", "p99 us", "paper"
-    )?;
-    for row in &t.rows {
-        let paper = row
-            .paper_share_pct
-            .map_or(String::new(), |p| format!("{p:.1}%"));
-        let label: String = row.label.chars().take(55).collect();
-        if let Some(samples) = row.samples {
-            let samples = format!("~{samples} smp");
-            writeln!(
-                out,
-                "{label:<55} {:>6.1}% {samples:>10} {:>11} {:>9} {:>9} {paper:>7}",
-                row.share_pct, "-", "-", "-"
-            )?;
-            continue;
-        }
-        writeln!(
-            out,
-            "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9.2} {:>7}",
-            row.share_pct, row.count, row.rate_per_sec, row.avg_us, row.p99_us, paper
-        )?;
-    }
-    writeln!(
-        out,
-        "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks; the profiler itself used {:.3} s of CPU)",
-        t.profiler_cost_seconds
-    )?;
-    if !t.unavailable.is_empty() {
-        let keys: Vec<&str> = t.unavailable.iter().map(|u| u.category).collect();
-        writeln!(
-            out,
-            "not measured yet: {} (see the JSON for why)",
-            keys.join(", ")
-        )?;
-    }
+    print_table(&r.profile, out)?;
     let g = &r.guest_counters;
     if let (Some(min), Some(mean), Some(max)) = (
         g.get("rtt_cycles_min"),

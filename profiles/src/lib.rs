@@ -2,6 +2,8 @@
 //! KVM. Everything here is plain data and pure functions.
 #![forbid(unsafe_code)]
 
+pub mod flame;
+pub mod profile;
 pub mod rules;
 pub mod stats;
 pub mod table;

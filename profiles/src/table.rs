@@ -2,8 +2,8 @@
 //! time per event, over a stated denominator, with the unattributed rest as
 //! a row of its own and the rows that could not be measured listed apart.
 
-use crate::taxonomy::{Category, Thread, World};
-use serde::Serialize;
+use crate::taxonomy::{Category, PaperTable, Thread, World};
+use serde::{Deserialize, Serialize};
 
 /// A measured interval class, in TSC cycles, as a collector reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +24,7 @@ pub struct Measured {
 }
 
 /// One row of the table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     /// The world.
     pub world: Option<World>,
@@ -48,25 +48,27 @@ pub struct Row {
     pub p50_us: f64,
     /// 99th percentile microseconds per event.
     pub p99_us: f64,
-    /// The paper's share for the matching row, with its table.
+    /// The paper's share for the matching row...
     pub paper_share_pct: Option<f64>,
+    /// ...and which half of its Table 1 it is a share of.
+    pub paper_table: Option<PaperTable>,
     /// `markers` (exact) or `sampling` (an estimate).
-    pub source: &'static str,
+    pub source: String,
     /// Samples behind a sampled row.
     pub samples: Option<u64>,
 }
 
 /// A row that could not be measured, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unavailable {
     /// The category key.
-    pub category: &'static str,
+    pub category: String,
     /// Why.
     pub reason: String,
 }
 
 /// The table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Table {
     /// What 100% is.
     pub denominator: String,
@@ -119,11 +121,13 @@ impl Table {
                     p50_us: us(m.p50_cycles),
                     p99_us: us(m.p99_cycles),
                     paper_share_pct: cat.and_then(Category::paper_share).map(|(_, s)| s),
+                    paper_table: cat.and_then(Category::paper_share).map(|(t, _)| t),
                     source: if m.samples.is_some() {
                         "sampling"
                     } else {
                         "markers"
-                    },
+                    }
+                    .into(),
                     samples: m.samples,
                 }
             })
@@ -144,7 +148,8 @@ impl Table {
             p50_us: 0.0,
             p99_us: 0.0,
             paper_share_pct: None,
-            source: "markers",
+            paper_table: None,
+            source: "markers".into(),
             samples: None,
         });
         Table {
@@ -154,7 +159,7 @@ impl Table {
             unavailable: missing
                 .iter()
                 .map(|(c, why)| Unavailable {
-                    category: c.key(),
+                    category: c.key().into(),
                     reason: why.clone(),
                 })
                 .collect(),

@@ -9,7 +9,7 @@ use perf_event::data::Record;
 use perf_event::events::Software;
 use perf_event::{Builder, Clock, SampleFlag};
 use profiles::rules;
-use profiles::taxonomy::Category;
+use profiles::taxonomy::{Category, World};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub struct SampleSummary {
     pub outside_kvm_run: u64,
     /// Records lost in the ring buffer.
     pub lost: u64,
+    /// Folded stacks, `vcpu;world;category;frames...`, with sample counts.
+    pub folded: BTreeMap<String, u64>,
     /// The sampler thread's own CPU time, in seconds.
     pub cost_seconds: f64,
 }
@@ -99,6 +101,7 @@ impl VcpuSampler {
                                     Some(c) => *summary.by_category.entry(c).or_insert(0) += 1,
                                     None => summary.outside_kvm_run += 1,
                                 }
+                                *summary.folded.entry(fold(category, &frames)).or_insert(0) += 1;
                             }
                             Record::Lost(l) => summary.lost += l.lost,
                             _ => {}
@@ -120,6 +123,33 @@ impl VcpuSampler {
     pub fn finish(self) -> SampleSummary {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The folded stack of a sample: thread, world, row, then its frames.
+fn fold(category: Option<Category>, frames: &[&str]) -> String {
+    let (world, row) = match category {
+        Some(c) => (world_key(c.world()), c.key()),
+        None => ("vmapp", "outside_kvm_run"),
+    };
+    let mut s = format!("vcpu;{world};{row}");
+    if frames.is_empty() && category != Some(Category::GuestNative) {
+        s.push_str(";[user space]");
+    }
+    for f in frames {
+        s.push(';');
+        s.push_str(f);
+    }
+    s
+}
+
+fn world_key(w: World) -> &'static str {
+    match w {
+        World::Guest => "guest",
+        World::Vmm => "vmm",
+        World::Vmapp => "vmapp",
+        World::Host => "host",
+        World::Workbench => "workbench",
     }
 }
 
@@ -188,6 +218,22 @@ mod tests {
             None
         );
         assert_eq!(classify(&[]), None);
+    }
+
+    #[test]
+    fn folded_stacks_name_thread_world_and_row() {
+        assert_eq!(
+            fold(
+                Some(Category::WorldSwitch),
+                &["kvm_vcpu_ioctl", "vcpu_load"]
+            ),
+            "vcpu;vmm;world_switch;kvm_vcpu_ioctl;vcpu_load"
+        );
+        assert_eq!(
+            fold(Some(Category::GuestNative), &[]),
+            "vcpu;guest;guest_native"
+        );
+        assert_eq!(fold(None, &[]), "vcpu;vmapp;outside_kvm_run;[user space]");
     }
 
     #[test]

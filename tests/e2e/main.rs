@@ -6,6 +6,7 @@ mod boot;
 mod cli_errors;
 mod guest_code;
 mod net;
+mod profile;
 mod qemu;
 mod vcpu_states;
 

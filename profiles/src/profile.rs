@@ -1,0 +1,291 @@
+//! Saved profiles: a versioned, documented JSON format with the run's
+//! provenance, the overhead table and the folded stacks, and its exports.
+//!
+//! Format (`format` = "worldswitch-profile", `version` = 1): `provenance`
+//! (kernel, KVM flavour, CPU, clocksource, halt polling, toggles, guest and
+//! its build ID, worldswitch version, command line), `seconds` (wall time),
+//! `table` (see [`Table`]), `folded` (stack -> samples; stacks are
+//! `thread;world;category;frames...`, root first) and `extra` (free-form
+//! run figures: exits, link accounting).
+
+use crate::table::Table;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// The `format` field of every profile.
+pub const FORMAT: &str = "worldswitch-profile";
+/// The version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Where and how a profile was recorded.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Provenance {
+    /// `uname -r`.
+    pub kernel: String,
+    /// VT-x, AMD-V or PVM.
+    pub kvm_flavour: String,
+    /// The CPU model.
+    pub cpu: String,
+    /// The host clocksource.
+    pub clocksource: String,
+    /// Halt polling set for the VM, in ns.
+    pub halt_poll_ns: u64,
+    /// Optimization toggles and their states.
+    pub toggles: BTreeMap<String, bool>,
+    /// The guest's name or path.
+    pub guest: String,
+    /// Its GNU build ID.
+    pub guest_build_id: Option<String>,
+    /// worldswitch's version.
+    pub worldswitch: String,
+    /// The command line that recorded it.
+    pub command_line: Vec<String>,
+}
+
+/// A saved profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`VERSION`] when written by this build.
+    pub version: u32,
+    /// Where it came from.
+    pub provenance: Provenance,
+    /// Wall seconds recorded.
+    pub seconds: f64,
+    /// The overhead table.
+    pub table: Table,
+    /// Folded stacks with their sample counts.
+    pub folded: BTreeMap<String, u64>,
+    /// Other figures of the run.
+    pub extra: serde_json::Value,
+}
+
+/// Why a profile could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// Not JSON, or JSON of another shape.
+    #[error(
+        "{path} is not a worldswitch profile ({why}); record one with 'worldswitch record -o FILE'"
+    )]
+    NotAProfile {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        why: String,
+    },
+    /// Another version of the format.
+    #[error("{path} is a version {found} profile; this worldswitch reads version {VERSION}")]
+    Version {
+        /// The file.
+        path: String,
+        /// Its version.
+        found: u64,
+    },
+}
+
+impl Profile {
+    /// A profile of this version.
+    pub fn new(
+        provenance: Provenance,
+        seconds: f64,
+        table: Table,
+        folded: BTreeMap<String, u64>,
+        extra: serde_json::Value,
+    ) -> Self {
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            provenance,
+            seconds,
+            table,
+            folded,
+            extra,
+        }
+    }
+
+    /// Writes the profile as JSON to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
+        let io = |source| ProfileError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self).map_err(|e| io(e.into()))?;
+        std::fs::write(path, text).map_err(io)
+    }
+
+    /// Reads a profile, checking its format and version first.
+    pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        let name = path.display().to_string();
+        let text = std::fs::read(path).map_err(|source| ProfileError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| ProfileError::NotAProfile {
+                path: name.clone(),
+                why: e.to_string(),
+            })?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(ProfileError::NotAProfile {
+                path: name,
+                why: format!("its format is not \"{FORMAT}\""),
+            });
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(VERSION) => {}
+            found => {
+                return Err(ProfileError::Version {
+                    path: name,
+                    found: found.unwrap_or(0),
+                })
+            }
+        }
+        serde_json::from_value(value).map_err(|e| ProfileError::NotAProfile {
+            path: name,
+            why: e.to_string(),
+        })
+    }
+
+    /// The folded stacks, one `stack count` line each, sorted.
+    pub fn folded_lines(&self) -> Vec<String> {
+        self.folded
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect()
+    }
+
+    /// The table as CSV.
+    pub fn write_csv(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(out, "world,category,thread,source,share_pct,count,rate_per_sec,total_us,avg_us,p50_us,p99_us,samples,paper_share_pct")?;
+        for r in &self.table.rows {
+            let world = r
+                .world
+                .map(|w| {
+                    serde_json::to_value(w)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let thread = serde_json::to_value(r.thread).unwrap();
+            writeln!(
+                out,
+                "{world},{},{},{},{:.4},{},{:.2},{:.2},{:.4},{:.4},{:.4},{},{}",
+                r.category,
+                thread.as_str().unwrap_or(""),
+                r.source,
+                r.share_pct,
+                r.count,
+                r.rate_per_sec,
+                r.total_us,
+                r.avg_us,
+                r.p50_us,
+                r.p99_us,
+                r.samples.map_or(String::new(), |s| s.to_string()),
+                r.paper_share_pct.map_or(String::new(), |p| p.to_string())
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Measured;
+
+    fn sample() -> Profile {
+        let table = Table::from_markers(
+            &[Measured {
+                key: "lance_tx".into(),
+                count: 10,
+                cycles: 1000,
+                p50_cycles: 100.0,
+                p99_cycles: 100.0,
+                samples: None,
+            }],
+            1000.0,
+            1.0,
+            1.0,
+            &[],
+        );
+        let mut folded = BTreeMap::new();
+        folded.insert("vcpu;vmm;world_switch;vcpu_load".to_string(), 7);
+        Profile::new(
+            Provenance::default(),
+            1.0,
+            table,
+            folded,
+            serde_json::json!({"x": 1}),
+        )
+    }
+
+    #[test]
+    fn round_trips_and_exports() {
+        let dir = std::env::temp_dir().join(format!("ws-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.json");
+        let p = sample();
+        p.save(&path).unwrap();
+        let q = Profile::load(&path).unwrap();
+        assert_eq!(q.table.rows.len(), p.table.rows.len());
+        assert_eq!(
+            q.folded_lines(),
+            vec!["vcpu;vmm;world_switch;vcpu_load 7".to_string()]
+        );
+        let mut csv = Vec::new();
+        q.write_csv(&mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("vmapp,lance_tx,vcpu,markers,"),
+            "{csv}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn other_versions_and_garbage_are_refused_plainly() {
+        let dir = std::env::temp_dir().join(format!("ws-profile-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.json");
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["version"] = 99.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = Profile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("version 99 profile"), "{e}");
+        std::fs::write(
+            &path,
+            b"{\"format\": \"worldswitch-profile\", \"version\": 1}",
+        )
+        .unwrap();
+        assert!(Profile::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not a worldswitch profile"));
+        std::fs::write(&path, b"\x00garbage").unwrap();
+        assert!(matches!(
+            Profile::load(&path),
+            Err(ProfileError::NotAProfile { .. })
+        ));
+        assert!(matches!(
+            Profile::load(&dir.join("none")),
+            Err(ProfileError::Io { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,153 @@
+//! `record`, `report` and `flamegraph`: saving a run's profile with its
+//! provenance, and reading it back as tables, JSON, CSV or an SVG.
+
+use crate::cli::{RecordArgs, ReportFormat};
+use crate::run::{self, RunResult};
+use anyhow::Context;
+use profiles::profile::{Profile, Provenance};
+use std::io::Write;
+use std::path::Path;
+
+fn first_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Where and how this run happened.
+pub fn provenance(r: &RunResult, halt_poll_ns: u64) -> Provenance {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Provenance {
+        kernel: first_line("/proc/sys/kernel/osrelease"),
+        kvm_flavour: crate::doctor::virtualization_name(),
+        cpu,
+        clocksource: first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+        halt_poll_ns,
+        toggles: Default::default(),
+        guest: r.guest.clone(),
+        guest_build_id: r.guest_build_id.clone(),
+        worldswitch: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: std::env::args().collect(),
+    }
+}
+
+/// Runs the guest and saves its profile to `args.output`.
+pub fn record(
+    args: &RecordArgs,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> anyhow::Result<RunResult> {
+    // Fail before the run, not after it, when the file cannot be written.
+    std::fs::File::create(&args.output).with_context(|| {
+        format!(
+            "cannot write {}: choose a path you can write to",
+            args.output.display()
+        )
+    })?;
+    let mut console = std::io::sink();
+    let result = run::run(&args.run, &mut console, status)?;
+    let extra = serde_json::json!({
+        "outcome": result.outcome,
+        "exits": result.exits,
+        "tracepoints": result.tracepoints,
+        "guest_counters": result.guest_counters,
+        "net": result.net,
+        "host_tsc_mhz": result.host_tsc_mhz,
+    });
+    let profile = Profile::new(
+        provenance(&result, args.run.halt_poll_ns),
+        result.seconds,
+        result.profile.clone(),
+        result.folded.clone(),
+        extra,
+    );
+    profile.save(&args.output)?;
+    writeln!(
+        out,
+        "{} Profile of {} ({:.1} s, {} sampled stacks) saved to {}.",
+        result.outcome.message,
+        result.guest,
+        result.seconds,
+        result.folded.values().sum::<u64>(),
+        args.output.display()
+    )?;
+    Ok(result)
+}
+
+/// Prints a saved profile.
+pub fn report(file: &Path, format: ReportFormat, out: &mut dyn Write) -> anyhow::Result<()> {
+    let p = Profile::load(file)?;
+    match format {
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(
+                &mut *out,
+                &serde_json::json!({
+                    "provenance": p.provenance,
+                    "seconds": p.seconds,
+                    "denominator": p.table.denominator,
+                    "denominator_seconds": p.table.denominator_seconds,
+                    "rows": p.table.rows,
+                    "unavailable": p.table.unavailable,
+                    "profiler_cost_seconds": p.table.profiler_cost_seconds,
+                    "extra": p.extra,
+                }),
+            )?;
+            writeln!(out)?;
+        }
+        ReportFormat::Csv => p.write_csv(out)?,
+        ReportFormat::Table => {
+            let v = &p.provenance;
+            writeln!(
+                out,
+                "{} ({}) on {} {} ({}), {:.1} s, recorded by worldswitch {}",
+                v.guest,
+                v.guest_build_id
+                    .as_deref()
+                    .map_or("no build id", |b| &b[..b.len().min(12)]),
+                v.kvm_flavour,
+                v.kernel,
+                v.cpu,
+                p.seconds,
+                v.worldswitch
+            )?;
+            run::print_table(&p.table, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a saved profile's stacks as a flamegraph SVG.
+pub fn flamegraph(
+    file: &Path,
+    output: &Path,
+    inverted: bool,
+    title: Option<&str>,
+) -> anyhow::Result<()> {
+    let p = Profile::load(file)?;
+    let lines = p.folded_lines();
+    anyhow::ensure!(
+        !lines.is_empty(),
+        "{} holds no sampled stacks (was perf sampling available when it was recorded?)",
+        file.display()
+    );
+    let default_title = format!(
+        "{} on {} ({})",
+        p.provenance.guest, p.provenance.kvm_flavour, p.provenance.kernel
+    );
+    let svg = profiles::flame::svg(&lines, title.unwrap_or(&default_title), inverted)?;
+    std::fs::write(output, svg).with_context(|| {
+        format!(
+            "cannot write {}: choose a path you can write to",
+            output.display()
+        )
+    })?;
+    Ok(())
+}

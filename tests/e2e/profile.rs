@@ -1,0 +1,117 @@
+//! `record`, `report` and `flamegraph` end to end.
+
+use crate::{kvm_or_skip, worldswitch};
+
+#[test]
+fn record_then_report_and_draw() {
+    if !kvm_or_skip("record") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ws-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.json");
+    let file = file.to_str().unwrap();
+    let out = worldswitch(&[
+        "record",
+        "--guest",
+        "nettest",
+        "--net",
+        "sink",
+        "--duration",
+        "2s",
+        "-o",
+        file,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = worldswitch(&["report", file, "--format", "json"]);
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    for row in rows {
+        for key in [
+            "world",
+            "category",
+            "thread",
+            "share_pct",
+            "count",
+            "avg_us",
+        ] {
+            assert!(row.get(key).is_some(), "{key} missing in {row}");
+        }
+    }
+    let tx = rows.iter().find(|x| x["category"] == "vmnet_tx").unwrap();
+    assert!(tx["count"].as_u64().unwrap() > 100, "{tx}");
+    assert_eq!(tx["world"], "vmapp");
+    assert!(r["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["reason"].is_string()));
+    assert_eq!(r["provenance"]["guest"], "nettest");
+
+    let out = worldswitch(&["report", file]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("transmitting via VMNet") && text.contains("8.7%"),
+        "{text}"
+    );
+    let out = worldswitch(&["report", file, "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.starts_with("world,category,thread,"), "{csv}");
+
+    let sampled = rows.iter().any(|x| x["source"] == "sampling");
+    let svg = dir.join("p.svg");
+    let out = worldswitch(&[
+        "flamegraph",
+        file,
+        "-o",
+        svg.to_str().unwrap(),
+        "--title",
+        "test graph",
+    ]);
+    if sampled {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.starts_with("<?xml") && text.trim_end().ends_with("</svg>"));
+        assert!(text.contains("test graph"));
+        for frame in ["vcpu", "vmm", "kvm_vcpu_ioctl"] {
+            assert!(text.contains(frame), "{frame} missing from the SVG");
+        }
+    } else {
+        eprintln!("note: no sampled stacks (perf sampling unavailable); flamegraph refused");
+        assert!(!out.status.success());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn profiles_that_cannot_be_read_or_written_say_so() {
+    let out = worldswitch(&["report", "/nonexistent/p.json"]);
+    assert!(!out.status.success());
+    let dir = std::env::temp_dir().join(format!("ws-badprofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"format\": \"worldswitch-profile\", \"version\": 7}",
+    )
+    .unwrap();
+    let out = worldswitch(&["report", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("version 7 profile"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = worldswitch(&["record", "--guest", "hello", "-o", "/proc/nope/p.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("choose a path you can write to"), "{err}");
+}
