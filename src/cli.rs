@@ -147,6 +147,14 @@ pub struct RunArgs {
     /// paper's 100 Mb/s Ethernet; default: as fast as the host goes.
     #[arg(long, value_parser = crate::vmnet::pace::parse_rate, value_name = "RATE")]
     pub link_rate: Option<u64>,
+    /// Samples per second of the vCPU thread's stacks (0: no sampling; the
+    /// rows inside KVM_RUN then stay one undivided row).
+    #[arg(long, default_value_t = crate::profiler::sampler::DEFAULT_HZ, value_name = "HZ")]
+    pub sample_hz: u64,
+    /// Trace kvm:kvm_emulate_insn in 50 ms windows each second to split
+    /// instruction emulation by kind (costs guest kernel speed while on).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub emulation_windows: bool,
     /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
     #[arg(long, default_value_t = 0, value_name = "NS")]
     pub halt_poll_ns: u64,
@@ -189,6 +197,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("'{text}' must be a positive duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `on` or `off`.
+pub fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("'{text}' is neither on nor off")),
+    }
 }
 
 /// Parses a privilege level the exit benchmark can run at: 0 or 3.

@@ -4,7 +4,8 @@
 use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
 use crate::netrun::{NetReport, NetRun};
-use crate::profiler::sampler::{SampleSummary, VcpuSampler, DEFAULT_HZ};
+use crate::profiler::emulation::{EmulationSummary, EmulationWindows};
+use crate::profiler::sampler::{SampleSummary, VcpuSampler};
 use crate::tracepoints::ThreadCounters;
 use crate::vmm::events::{Finish, VmEvent};
 use crate::vmm::exits::ExitStats;
@@ -89,6 +90,8 @@ pub struct RunResult {
     pub net: NetReport,
     /// Where the vCPU thread's CPU time went, from its markers.
     pub profile: Table,
+    /// The emulated-instruction mix from `kvm:kvm_emulate_insn` windows.
+    pub emulation: Option<EmulationSummary>,
     /// Sampled stacks, folded (saved by `record`, not printed by `run`).
     #[serde(skip)]
     pub folded: BTreeMap<String, u64>,
@@ -215,7 +218,15 @@ pub fn run(
         nic: Some(nic),
     })?;
     net.start(vm.kicker())?;
-    let sampler = VcpuSampler::start(vm.vcpu_tid(), DEFAULT_HZ);
+    let sampler = match args.sample_hz {
+        0 => Err("sampling is off (--sample-hz 0)".to_string()),
+        hz => VcpuSampler::start(vm.vcpu_tid(), hz),
+    };
+    let windows = if args.emulation_windows {
+        EmulationWindows::start(vm.vcpu_tid())
+    } else {
+        Err("emulation windows are off".to_string())
+    };
     let (mut counters, unavailable) =
         match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT, PIO]) {
             Ok(c) => (Some(c), None),
@@ -309,6 +320,7 @@ pub fn run(
     };
     net.quiesce();
     let samples = sampler.map(VcpuSampler::finish);
+    let emulation = windows.map(EmulationWindows::finish);
     let exits = match tracepoints.get(USERSPACE_EXIT) {
         Some(&n) => Some((n, "kvm:kvm_userspace_exit")),
         None => Some((stats.kvm_run_returns, "worldswitch's own count")),
@@ -321,12 +333,21 @@ pub fn run(
     );
     keep_tail(&mut text, CONSOLE_KEEP);
     let tsc_mhz = host_tsc_mhz();
-    let profile = vcpu_table(
+    // Of the port accesses the guest made, the share KVM completed itself.
+    let user_pio = stats.io_in + stats.io_out;
+    let in_kernel_pio = tracepoints
+        .get(PIO)
+        .filter(|&&n| n > 0)
+        .map(|&n| n.saturating_sub(user_pio) as f64 / n as f64);
+    let mut profile = vcpu_table(
         &profile,
         samples.as_ref().map_err(String::as_str),
         tsc_mhz,
         seconds,
     );
+    if let Ok(e) = &emulation {
+        split_emulation(&mut profile, e, in_kernel_pio.unwrap_or(0.0));
+    }
     Ok(RunResult {
         guest: image.name.clone(),
         guest_build_id: image.build_id.clone(),
@@ -343,6 +364,7 @@ pub fn run(
         net: net_report,
         profile,
         folded: samples.map(|s| s.folded).unwrap_or_default(),
+        emulation: emulation.ok(),
         host_tsc_mhz: tsc_mhz,
     })
 }
@@ -426,6 +448,71 @@ fn vcpu_table(
     table
 }
 
+/// Splits the sampled instruction-emulation row by the instruction mix the
+/// tracepoint windows saw: privileged ones and IRETs to their rows, port
+/// I/O between in-kernel and exit-to-user by `in_kernel_pio`.
+fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
+    let total = e.total();
+    let Some(i) = t
+        .rows
+        .iter()
+        .position(|r| r.category == "emulated_ordinary" && r.samples.is_some())
+    else {
+        return;
+    };
+    if total == 0 {
+        return;
+    }
+    let base = t.rows[i].clone();
+    let parts = [
+        (Category::Privileged, e.privileged as f64 / total as f64),
+        (Category::Iret, e.iret as f64 / total as f64),
+        (
+            Category::PioInKernel,
+            e.pio as f64 / total as f64 * in_kernel_pio,
+        ),
+        (
+            Category::ExitToUser,
+            e.pio as f64 / total as f64 * (1.0 - in_kernel_pio),
+        ),
+    ];
+    let mut kept = 1.0;
+    for (cat, f) in parts {
+        if f <= 0.0 {
+            continue;
+        }
+        kept -= f;
+        let share = base.share_pct * f;
+        let us = base.total_us * f;
+        match t.rows.iter_mut().find(|r| r.category == cat.key()) {
+            Some(r) => {
+                r.share_pct += share;
+                r.total_us += us;
+            }
+            None => {
+                let mut r = base.clone();
+                r.category = cat.key().into();
+                r.label = cat.label().into();
+                r.paper_share_pct = cat.paper_share().map(|(_, s)| s);
+                r.paper_table = cat.paper_share().map(|(t, _)| t);
+                r.share_pct = share;
+                r.total_us = us;
+                r.samples = None;
+                r.source = "emulate_insn windows".into();
+                t.rows.push(r);
+                t.unavailable.retain(|u| u.category != cat.key());
+            }
+        }
+    }
+    let r = &mut t.rows[i];
+    r.share_pct *= kept;
+    r.total_us *= kept;
+    let rest = t.rows.pop_if(|r| r.category == "unattributed");
+    t.rows.sort_by(|a, b| b.share_pct.total_cmp(&a.share_pct));
+    t.rows.extend(rest);
+    t.profiler_cost_seconds += e.cost_seconds;
+}
+
 /// Drops the front of `text` so at most `keep` bytes remain, at a character
 /// boundary.
 fn keep_tail(text: &mut String, keep: usize) {
@@ -456,8 +543,10 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             _ => String::new(),
         };
         let label: String = row.label.chars().take(55).collect();
-        if let Some(samples) = row.samples {
-            let samples = format!("~{samples} smp");
+        if row.source != "markers" {
+            let samples = row
+                .samples
+                .map_or("est.".to_string(), |n| format!("~{n} smp"));
             writeln!(
                 out,
                 "{label:<55} {:>6.1}% {samples:>10} {:>11} {:>9} {:>9} {paper:>7}",
@@ -473,7 +562,7 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(
         out,
-        "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks; the profiler itself used {:.3} s of CPU)",
+        "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks, and instruction emulation by the emulate_insn mix; the profiler itself used {:.3} s of CPU)",
         t.profiler_cost_seconds
     )?;
     if !t.unavailable.is_empty() {

@@ -52,7 +52,8 @@ pub struct Row {
     pub paper_share_pct: Option<f64>,
     /// ...and which half of its Table 1 it is a share of.
     pub paper_table: Option<PaperTable>,
-    /// `markers` (exact) or `sampling` (an estimate).
+    /// `markers` (exact), `sampling` (an estimate from stack samples) or
+    /// `emulate_insn windows` (a share of the sampled emulation time).
     pub source: String,
     /// Samples behind a sampled row.
     pub samples: Option<u64>,

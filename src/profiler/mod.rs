@@ -2,6 +2,18 @@
 //! work (exact counts and durations per category). Sampling and tracepoint
 //! collectors join them here.
 
+pub mod emulation;
 pub mod kallsyms;
 pub mod markers;
 pub mod sampler;
+
+/// The calling thread's CPU time, in seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}

@@ -131,7 +131,7 @@ impl Vcpu {
         drop(self.machine.bus);
         self.events.send(VmEvent::State(VcpuState::Finished));
         let profile = VcpuProfile {
-            cpu_seconds: thread_cpu_seconds(),
+            cpu_seconds: crate::profiler::thread_cpu_seconds(),
             markers: markers::snapshot(),
         };
         self.events.send(VmEvent::Finished {
@@ -249,15 +249,4 @@ impl Vcpu {
             bytes,
         }
     }
-}
-
-/// The calling thread's CPU time.
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }

@@ -176,7 +176,7 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
         // The exact KVM_RUN time is split by samples into VMM and guest rows.
         assert!(rows.iter().all(|x| x["category"] != "kvm_run"));
         for s in &sampled {
-            assert!(s["samples"].as_u64().unwrap() > 0);
+            assert!(s["samples"].as_u64().unwrap() > 0, "{s}");
             assert_ne!(s["world"], "vmapp", "{s}");
         }
     }

@@ -1,0 +1,209 @@
+//! Guest kernel time on hosts that emulate it (PVM): `kvm:kvm_emulate_insn`
+//! fires once per emulated instruction with its bytes, which say what kind
+//! of instruction it was. Tracing every one slows guest CPL0 code a lot, so
+//! the collector traces the vCPU thread in short windows (50 ms a second)
+//! and reports the mix, which the table uses to split the emulation row.
+//! Its figures are estimates and say so.
+
+use crate::tracepoints;
+use perf_event::data::Record;
+use perf_event::events::Tracepoint;
+use perf_event::{Builder, SampleFlag};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long each window traces, and how often one starts.
+pub const WINDOW: Duration = Duration::from_millis(50);
+/// See [`WINDOW`].
+pub const PERIOD: Duration = Duration::from_secs(1);
+const TRACEPOINT: &str = "kvm/kvm_emulate_insn";
+
+/// What an emulated instruction is, for the overhead table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsnClass {
+    /// Would run natively if the guest kernel were not emulated.
+    Ordinary,
+    /// Privileged or sensitive (CR, MSR, descriptor tables, CLI/STI, HLT, CPUID).
+    Privileged,
+    /// Port I/O.
+    Pio,
+    /// IRET.
+    Iret,
+}
+
+/// Classifies x86-64 instruction bytes.
+pub fn classify(bytes: &[u8]) -> InsnClass {
+    let mut i = 0;
+    while i < bytes.len()
+        && matches!(
+            bytes[i],
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 | 0x40
+                ..=0x4f
+        )
+    {
+        i += 1;
+    }
+    match (bytes.get(i), bytes.get(i + 1)) {
+        (Some(0xcf), _) => InsnClass::Iret,
+        (Some(0xe4..=0xe7 | 0xec..=0xef | 0x6c..=0x6f), _) => InsnClass::Pio,
+        (Some(0xfa | 0xfb | 0xf4), _) => InsnClass::Privileged,
+        (Some(0x0f), Some(0x00 | 0x01 | 0x05..=0x09 | 0x20..=0x23 | 0x30 | 0x32 | 0xa2)) => {
+            InsnClass::Privileged
+        }
+        _ => InsnClass::Ordinary,
+    }
+}
+
+/// The instruction mix the windows saw.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct EmulationSummary {
+    /// Instructions traced, by class.
+    pub ordinary: u64,
+    /// See `ordinary`.
+    pub privileged: u64,
+    /// See `ordinary`.
+    pub pio: u64,
+    /// See `ordinary`.
+    pub iret: u64,
+    /// Records the ring buffer lost.
+    pub lost: u64,
+    /// Windows traced.
+    pub windows: u64,
+    /// Seconds traced in all.
+    pub traced_seconds: f64,
+    /// Emulated instructions per second, estimated from the windows.
+    pub estimated_per_second: f64,
+    /// The collector thread's own CPU time.
+    pub cost_seconds: f64,
+}
+
+impl EmulationSummary {
+    /// Instructions traced.
+    pub fn total(&self) -> u64 {
+        self.ordinary + self.privileged + self.pio + self.iret
+    }
+}
+
+/// Offsets of `len` and `insn` in the tracepoint's raw record, from its
+/// format file (the raw data starts with a 4-byte size the parser strips).
+fn field_offsets() -> (usize, usize) {
+    let path = tracepoints::tracefs().map(|t| t.join("events").join(TRACEPOINT).join("format"));
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let offset = |field: &str| {
+        text.lines()
+            .find(|l| l.contains(field))
+            .and_then(|l| l.split("offset:").nth(1))
+            .and_then(|o| o.split(';').next())
+            .and_then(|o| o.trim().parse().ok())
+    };
+    (
+        offset("__u8 len;").unwrap_or(20),
+        offset("insn[15]").unwrap_or(21),
+    )
+}
+
+/// The window collector.
+pub struct EmulationWindows {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<EmulationSummary>,
+}
+
+impl EmulationWindows {
+    /// Starts tracing thread `tid` in windows.
+    pub fn start(tid: libc::pid_t) -> Result<Self, String> {
+        let id = tracepoints::id(TRACEPOINT).map_err(|e| e.to_string())?;
+        let mut sampler = Builder::new(Tracepoint::with_id(id))
+            .observe_pid(tid)
+            .any_cpu()
+            .include_kernel()
+            .sample_period(1)
+            .sample(SampleFlag::RAW)
+            .enabled(false)
+            .build()
+            .and_then(|c| c.sampled(4 << 20))
+            .map_err(|e| format!("perf events refused {TRACEPOINT}: {e}"))?;
+        let (len_at, insn_at) = field_offsets();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_thread = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("profiler-emul".into())
+            .spawn(move || {
+                let mut s = EmulationSummary::default();
+                let started = Instant::now();
+                while !stop_thread.load(Ordering::Acquire) {
+                    let t0 = Instant::now();
+                    if sampler.enable().is_err() {
+                        break;
+                    }
+                    std::thread::sleep(WINDOW);
+                    let _ = sampler.disable();
+                    s.traced_seconds += t0.elapsed().as_secs_f64();
+                    s.windows += 1;
+                    while let Some(record) = sampler.next_record() {
+                        match record.parse_record() {
+                            Ok(Record::Sample(sample)) => {
+                                let Some(raw) = sample.raw() else { continue };
+                                let len = raw.get(len_at).copied().unwrap_or(0).min(15) as usize;
+                                let bytes = raw.get(insn_at..insn_at + len).unwrap_or(&[]);
+                                match classify(bytes) {
+                                    InsnClass::Ordinary => s.ordinary += 1,
+                                    InsnClass::Privileged => s.privileged += 1,
+                                    InsnClass::Pio => s.pio += 1,
+                                    InsnClass::Iret => s.iret += 1,
+                                }
+                            }
+                            Ok(Record::Lost(l)) => s.lost += l.lost,
+                            _ => {}
+                        }
+                    }
+                    // Sleep out the period, waking early to stop.
+                    while t0.elapsed() < PERIOD && !stop_thread.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                let _ = started;
+                if s.traced_seconds > 0.0 {
+                    s.estimated_per_second = (s.total() + s.lost) as f64 / s.traced_seconds;
+                }
+                s.cost_seconds = super::thread_cpu_seconds();
+                s
+            })
+            .map_err(|e| format!("cannot start the emulation tracer: {e}"))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops and returns the mix.
+    pub fn finish(self) -> EmulationSummary {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instruction_classes() {
+        assert_eq!(classify(&[0x48, 0xcf]), InsnClass::Iret, "iretq");
+        assert_eq!(classify(&[0xee]), InsnClass::Pio, "out dx, al");
+        assert_eq!(classify(&[0x66, 0xef]), InsnClass::Pio, "out dx, ax");
+        assert_eq!(classify(&[0xe6, 0x80]), InsnClass::Pio, "out 0x80, al");
+        assert_eq!(classify(&[0xfa]), InsnClass::Privileged, "cli");
+        assert_eq!(classify(&[0x0f, 0x30]), InsnClass::Privileged, "wrmsr");
+        assert_eq!(classify(&[0x0f, 0x01, 0x10]), InsnClass::Privileged, "lgdt");
+        assert_eq!(
+            classify(&[0x0f, 0x22, 0xd8]),
+            InsnClass::Privileged,
+            "mov cr3"
+        );
+        assert_eq!(classify(&[0x48, 0x89, 0xc8]), InsnClass::Ordinary, "mov");
+        assert_eq!(classify(&[0x0f, 0x31]), InsnClass::Ordinary, "rdtsc");
+        assert_eq!(classify(&[]), InsnClass::Ordinary);
+    }
+}
