@@ -145,6 +145,11 @@ impl NetRun {
         Ok(())
     }
 
+    /// What the I/O thread measured, after [`NetRun::quiesce`] (TAP only).
+    pub fn io_profile(&self) -> Option<&crate::vmnet::tap::IoProfile> {
+        self.tap.as_ref().and_then(TapLink::io_profile)
+    }
+
     /// What the peer has received so far: (datagrams, payload bytes).
     pub fn delivered(&self) -> (u64, u64) {
         let p = self.peer.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,7 +12,7 @@ use crate::vmm::exits::ExitStats;
 use crate::vmm::vcpu::Command;
 use crate::vmm::vm::{self, VmConfig};
 use profiles::table::{Measured, Table};
-use profiles::taxonomy::Category;
+use profiles::taxonomy::{Category, Thread};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -341,6 +341,7 @@ pub fn run(
         .map(|&n| n.saturating_sub(user_pio) as f64 / n as f64);
     let mut profile = vcpu_table(
         &profile,
+        net.io_profile(),
         samples.as_ref().map_err(String::as_str),
         tsc_mhz,
         seconds,
@@ -373,22 +374,29 @@ pub fn run(
 /// KVM_RUN and the other threads' rows need the sampling collectors.
 fn vcpu_table(
     p: &crate::vmm::events::VcpuProfile,
+    io: Option<&crate::vmnet::tap::IoProfile>,
     samples: Result<&SampleSummary, &str>,
     tsc_mhz: f64,
     wall: f64,
 ) -> Table {
-    let mut measured: Vec<Measured> = p
-        .markers
-        .iter()
-        .map(|m| Measured {
-            key: m.key.to_string(),
-            count: m.count,
-            cycles: m.cycles,
-            p50_cycles: m.p50_cycles,
-            p99_cycles: m.p99_cycles,
-            samples: None,
-        })
-        .collect();
+    let rows = |markers: &[crate::profiler::markers::MarkerRow], thread| {
+        markers
+            .iter()
+            .map(|m| Measured {
+                key: m.key.to_string(),
+                count: m.count,
+                cycles: m.cycles,
+                p50_cycles: m.p50_cycles,
+                p99_cycles: m.p99_cycles,
+                samples: None,
+                thread: Some(thread),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut measured = rows(&p.markers, Thread::Vcpu);
+    if let Some(io) = io {
+        measured.extend(rows(&io.markers, Thread::Io));
+    }
     let kvm_rows = [
         Category::GuestNative,
         Category::GuestIdle,
@@ -401,20 +409,34 @@ fn vcpu_table(
         Category::ExitToUser,
     ];
     let mut missing: Vec<(Category, String)> = Vec::new();
+    let mut halted_seconds = 0.0;
     match samples {
         Ok(s) if s.by_category.values().sum::<u64>() > 0 => {
-            // Split the exact time inside KVM_RUN by the sampled shares.
+            // Split the CPU time spent inside KVM_RUN by the sampled shares.
+            // Markers time KVM_RUN by the clock, which also runs while the
+            // vCPU sleeps halted; cpu-clock samples only see it running. So
+            // the CPU part is the thread's CPU time less its other rows, and
+            // the rest of the KVM_RUN time is reported as halted.
             let in_run: u64 = s.by_category.values().sum();
             if let Some(i) = measured.iter().position(|m| m.key == "kvm_run") {
                 let run = measured.remove(i);
+                let outside: u64 = measured
+                    .iter()
+                    .filter(|m| m.thread == Some(Thread::Vcpu))
+                    .map(|m| m.cycles)
+                    .sum();
+                let cpu_cycles = (p.cpu_seconds * 1e6 * tsc_mhz) as u64;
+                let run_cpu = cpu_cycles.saturating_sub(outside).min(run.cycles);
+                halted_seconds = (run.cycles - run_cpu) as f64 / (tsc_mhz * 1e6);
                 for (cat, &n) in &s.by_category {
                     measured.push(Measured {
                         key: cat.key().to_string(),
                         count: 0,
-                        cycles: (run.cycles as f64 * n as f64 / in_run as f64) as u64,
+                        cycles: (run_cpu as f64 * n as f64 / in_run as f64) as u64,
                         p50_cycles: 0.0,
                         p99_cycles: 0.0,
                         samples: Some(n),
+                        thread: Some(Thread::Vcpu),
                     });
                 }
             }
@@ -432,19 +454,31 @@ fn vcpu_table(
         Category::Preempted,
         "needs scheduler events, which this build does not collect yet".into(),
     ));
-    let missing: Vec<(Category, String)> = missing
-        .into_iter()
-        .chain([Category::VmnetRx, Category::Peer].into_iter().map(|c| {
-            (
-                c,
-                "an I/O-thread row; I/O-thread markers are not collected yet".to_string(),
-            )
-        }))
-        .collect();
-    let mut table = Table::from_markers(&measured, tsc_mhz, p.cpu_seconds, wall, &missing);
+    missing.push((
+        Category::Peer,
+        "the peer's stack runs inside the TAP write and is not separated from it yet".into(),
+    ));
+    if io.is_none() {
+        missing.push((
+            Category::VmnetRx,
+            "no I/O thread: the sink backend receives nothing".into(),
+        ));
+    }
+    let (cpu, denominator) = match io {
+        Some(io) => (
+            p.cpu_seconds + io.cpu_seconds,
+            "CPU time of the vCPU and I/O threads (CLOCK_THREAD_CPUTIME_ID)",
+        ),
+        None => (
+            p.cpu_seconds,
+            "CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID)",
+        ),
+    };
+    let mut table = Table::from_markers(&measured, tsc_mhz, (cpu, denominator), wall, &missing);
     if let Ok(s) = samples {
         table.profiler_cost_seconds = s.cost_seconds;
     }
+    table.halted_seconds = halted_seconds;
     table
 }
 
@@ -507,9 +541,12 @@ fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
     let r = &mut t.rows[i];
     r.share_pct *= kept;
     r.total_us *= kept;
-    let rest = t.rows.pop_if(|r| r.category == "unattributed");
-    t.rows.sort_by(|a, b| b.share_pct.total_cmp(&a.share_pct));
-    t.rows.extend(rest);
+    // Largest first again, with the unattributed rest last.
+    t.rows.sort_by(|a, b| {
+        (a.category == "unattributed")
+            .cmp(&(b.category == "unattributed"))
+            .then(b.share_pct.total_cmp(&a.share_pct))
+    });
     t.profiler_cost_seconds += e.cost_seconds;
 }
 
@@ -529,8 +566,8 @@ fn keep_tail(text: &mut String, keep: usize) {
 pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "\nwhere the vCPU thread's time went (100% = {:.3} s of its CPU time):",
-        t.denominator_seconds
+        "\nwhere the time went (100% = {:.3} s: {}):",
+        t.denominator_seconds, t.denominator
     )?;
     writeln!(
         out,
@@ -565,6 +602,13 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks, and instruction emulation by the emulate_insn mix; the profiler itself used {:.3} s of CPU)",
         t.profiler_cost_seconds
     )?;
+    if t.halted_seconds > 0.0005 {
+        writeln!(
+            out,
+            "the vCPU also spent {:.3} s halted inside KVM_RUN (waiting, not CPU time)",
+            t.halted_seconds
+        )?;
+    }
     if !t.unavailable.is_empty() {
         let keys: Vec<&str> = t.unavailable.iter().map(|u| u.category.as_str()).collect();
         writeln!(

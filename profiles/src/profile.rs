@@ -215,9 +215,10 @@ mod tests {
                 p50_cycles: 100.0,
                 p99_cycles: 100.0,
                 samples: None,
+                thread: None,
             }],
             1000.0,
-            1.0,
+            (1.0, "test"),
             1.0,
             &[],
         );

@@ -21,6 +21,8 @@ pub struct Measured {
     /// For a row estimated by sampling: its samples (count and times per
     /// event are then not known).
     pub samples: Option<u64>,
+    /// The thread measured, when not the category's usual one.
+    pub thread: Option<Thread>,
 }
 
 /// One row of the table.
@@ -82,17 +84,21 @@ pub struct Table {
     /// CPU seconds the profiler itself spent, shown apart (not part of the
     /// denominator).
     pub profiler_cost_seconds: f64,
+    /// Seconds the vCPU spent halted inside KVM_RUN, asleep: time, not CPU
+    /// time, so outside the denominator.
+    #[serde(default)]
+    pub halted_seconds: f64,
 }
 
 impl Table {
-    /// Builds the vCPU thread's table from marker measurements: `tsc_mhz`
-    /// converts cycles, `cpu_seconds` (the thread's CPU time) is 100%,
-    /// `wall_seconds` gives rates. `missing` names the rows no collector
-    /// measured, with the reason.
+    /// Builds a table from measurements: `tsc_mhz` converts cycles,
+    /// `cpu_seconds` (the CPU time of the threads measured, described by
+    /// `denominator`) is 100%, `wall_seconds` gives rates. `missing` names
+    /// the rows no collector measured, with the reason.
     pub fn from_markers(
         measured: &[Measured],
         tsc_mhz: f64,
-        cpu_seconds: f64,
+        (cpu_seconds, denominator): (f64, &str),
         wall_seconds: f64,
         missing: &[(Category, String)],
     ) -> Self {
@@ -109,7 +115,9 @@ impl Table {
                     label: cat
                         .map_or("inside KVM_RUN: guest and VMM, undivided", Category::label)
                         .to_string(),
-                    thread: cat.map_or(Thread::Vcpu, Category::thread),
+                    thread: m
+                        .thread
+                        .unwrap_or(cat.map_or(Thread::Vcpu, Category::thread)),
                     share_pct: share(total),
                     count: m.count,
                     rate_per_sec: m.count as f64 / wall_seconds.max(1e-9),
@@ -154,7 +162,7 @@ impl Table {
             samples: None,
         });
         Table {
-            denominator: "CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID)".into(),
+            denominator: denominator.into(),
             denominator_seconds: cpu_seconds,
             rows,
             unavailable: missing
@@ -165,6 +173,7 @@ impl Table {
                 })
                 .collect(),
             profiler_cost_seconds: 0.0,
+            halted_seconds: 0.0,
         }
     }
 
@@ -186,6 +195,7 @@ mod tests {
             p50_cycles: cycles as f64 / count.max(1) as f64,
             p99_cycles: cycles as f64 / count.max(1) as f64,
             samples: None,
+            thread: None,
         }
     }
 
@@ -198,7 +208,7 @@ mod tests {
                 m("lance_tx", 500, 100_000_000),
             ],
             1000.0,
-            1.0,
+            (1.0, "test"),
             2.0,
             &[(Category::Iret, "needs sampling".into())],
         );

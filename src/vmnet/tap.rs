@@ -10,6 +10,8 @@
 use super::{
     Backend, LinkCounters, SendError, SharedPeer, GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT,
 };
+use crate::profiler::markers::{self, MarkerRow};
+use profiles::taxonomy::Category;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -20,6 +22,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
+
+/// What the I/O thread measured about itself.
+#[derive(Debug, Clone)]
+pub struct IoProfile {
+    /// Its CPU time (CLOCK_THREAD_CPUTIME_ID), in seconds.
+    pub cpu_seconds: f64,
+    /// Its markers: waiting for host events, reading frames from the TAP.
+    pub markers: Vec<MarkerRow>,
+}
 
 /// The TAP device's name inside the namespace.
 pub const TAP_NAME: &str = "ws0";
@@ -56,7 +67,8 @@ pub struct TapLink {
     dev: Arc<SyncDevice>,
     stop: Arc<AtomicBool>,
     peer: Option<JoinHandle<()>>,
-    io: Option<JoinHandle<()>>,
+    io: Option<JoinHandle<IoProfile>>,
+    io_profile: Option<IoProfile>,
 }
 
 /// Writes frames to the TAP device (on the vCPU thread).
@@ -329,6 +341,7 @@ impl TapLink {
                 stop,
                 peer: Some(thread),
                 io: None,
+                io_profile: None,
             },
             TapBackend { dev },
         ))
@@ -357,12 +370,19 @@ impl TapLink {
                         events: libc::POLLIN,
                         revents: 0,
                     };
+                    // Not a marker scope: the thread sleeps in poll, and
+                    // markers count time, not CPU time.
                     // SAFETY: one valid pollfd for the duration of the call.
                     let ready = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
                     if ready <= 0 {
                         continue;
                     }
-                    while let Ok(n) = dev.recv(&mut buf) {
+                    loop {
+                        let got = {
+                            let _m = markers::scope(Category::VmnetRx);
+                            dev.recv(&mut buf)
+                        };
+                        let Ok(n) = got else { break };
                         match queue.try_send(buf[..n].to_vec()) {
                             Ok(()) => {
                                 counters.rx_queued.fetch_add(1, Ordering::Relaxed);
@@ -370,10 +390,15 @@ impl TapLink {
                             Err(TrySendError::Full(_)) => {
                                 counters.rx_queue_full.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(TrySendError::Disconnected(_)) => return,
+                            Err(TrySendError::Disconnected(_)) => break,
                         }
                     }
+                    let _m = markers::scope(Category::HostEvents);
                     kick();
+                }
+                IoProfile {
+                    cpu_seconds: crate::profiler::thread_cpu_seconds(),
+                    markers: markers::snapshot(),
                 }
             })?;
         self.io = Some(handle);
@@ -384,9 +409,17 @@ impl TapLink {
     /// waits for both.
     pub fn quiesce(&mut self) {
         self.stop.store(true, Ordering::Release);
-        for t in [self.io.take(), self.peer.take()].into_iter().flatten() {
-            let _ = t.join();
+        if let Some(io) = self.io.take() {
+            self.io_profile = io.join().ok();
         }
+        if let Some(peer) = self.peer.take() {
+            let _ = peer.join();
+        }
+    }
+
+    /// What the I/O thread measured about itself, after a quiesce.
+    pub fn io_profile(&self) -> Option<&IoProfile> {
+        self.io_profile.as_ref()
     }
 }
 
