@@ -68,6 +68,17 @@ pub enum Command {
         #[arg(long)]
         title: Option<String>,
     },
+    /// Compare two saved profiles: row by row, and as a differential
+    /// flamegraph.
+    Diff {
+        /// The profile before.
+        before: PathBuf,
+        /// The profile after.
+        after: PathBuf,
+        /// Also write a differential flamegraph SVG here.
+        #[arg(short, long, value_name = "OUT.svg")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Options of `record`.

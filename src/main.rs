@@ -12,7 +12,13 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("worldswitch: {e:#}");
+            // A reader that went away (`| head`) is not an error to report.
+            let broken_pipe = e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
+            if !broken_pipe {
+                eprintln!("worldswitch: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -51,6 +57,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             worldswitch::record::flamegraph(&file, &output, inverted, title.as_deref())?;
             println!("{}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Diff {
+            before,
+            after,
+            output,
+        }) => {
+            worldswitch::record::diff(&before, &after, output.as_deref(), &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench(BenchCommand::Exits(args))) => {

@@ -151,3 +151,62 @@ pub fn flamegraph(
     })?;
     Ok(())
 }
+
+/// Prints the row deltas between two profiles, and optionally writes a
+/// differential flamegraph.
+pub fn diff(
+    before: &Path,
+    after: &Path,
+    svg: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (a, b) = (Profile::load(before)?, Profile::load(after)?);
+    writeln!(
+        out,
+        "{:<55} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "row", "before", "after", "delta", "avg us", "avg us"
+    )?;
+    let mut keys: Vec<(&str, String)> = Vec::new();
+    for r in a.table.rows.iter().chain(&b.table.rows) {
+        if !keys.iter().any(|(k, _)| *k == r.category) {
+            keys.push((&r.category, r.label.clone()));
+        }
+    }
+    for (key, label) in keys {
+        let (ra, rb) = (a.table.row(key), b.table.row(key));
+        let share = |r: Option<&profiles::table::Row>| r.map_or(0.0, |r| r.share_pct);
+        let avg = |r: Option<&profiles::table::Row>| {
+            r.filter(|r| r.count > 0)
+                .map_or("-".to_string(), |r| format!("{:.2}", r.avg_us))
+        };
+        let label: String = label.chars().take(55).collect();
+        writeln!(
+            out,
+            "{label:<55} {:>7.1}% {:>7.1}% {:>+7.1}pp {:>10} {:>10}",
+            share(ra),
+            share(rb),
+            share(rb) - share(ra),
+            avg(ra),
+            avg(rb)
+        )?;
+    }
+    if let Some(path) = svg {
+        if a.folded.is_empty() || b.folded.is_empty() {
+            writeln!(
+                out,
+                "no differential flamegraph: a profile holds no sampled stacks"
+            )?;
+            return Ok(());
+        }
+        let title = format!("{} -> {}", before.display(), after.display());
+        let bytes = profiles::flame::diff_svg(&a.folded_lines(), &b.folded_lines(), &title)?;
+        std::fs::write(path, bytes).with_context(|| {
+            format!(
+                "cannot write {}: choose a path you can write to",
+                path.display()
+            )
+        })?;
+        writeln!(out, "differential flamegraph: {}", path.display())?;
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! name, an inverted (icicle) option, and colours that depend only on a
 //! frame's name, so a category has the same colour in every graph.
 
+use inferno::differential;
 use inferno::flamegraph::{self, Direction, Options};
 
 /// Renders `folded` (`stack count` lines) as an SVG.
@@ -17,6 +18,31 @@ pub fn svg(folded: &[String], title: &str, inverted: bool) -> std::io::Result<Ve
     let mut out = Vec::new();
     flamegraph::from_lines(&mut options, folded.iter().map(String::as_str), &mut out)
         .map_err(std::io::Error::other)?;
+    Ok(out)
+}
+
+/// A differential flamegraph from `before` to `after` (both `stack count`
+/// lines): frame widths follow `after`, colours show growth (red) and
+/// shrinkage (blue), with `before` normalized to `after`'s total.
+pub fn diff_svg(before: &[String], after: &[String], title: &str) -> std::io::Result<Vec<u8>> {
+    let mut folded = Vec::new();
+    let opts = differential::Options {
+        normalize: true,
+        ..Default::default()
+    };
+    differential::from_readers(
+        opts,
+        before.join("\n").as_bytes(),
+        after.join("\n").as_bytes(),
+        &mut folded,
+    )?;
+    let text = String::from_utf8_lossy(&folded);
+    let mut options = Options::default();
+    options.title = title.to_string();
+    options.count_name = "samples".into();
+    options.deterministic = true;
+    let mut out = Vec::new();
+    flamegraph::from_lines(&mut options, text.lines(), &mut out).map_err(std::io::Error::other)?;
     Ok(out)
 }
 

@@ -115,3 +115,53 @@ fn profiles_that_cannot_be_read_or_written_say_so() {
     assert!(!out.status.success());
     assert!(err.contains("choose a path you can write to"), "{err}");
 }
+
+#[test]
+fn diff_compares_two_profiles() {
+    if !kvm_or_skip("diff") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ws-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b, svg) = (dir.join("a.json"), dir.join("b.json"), dir.join("d.svg"));
+    for (path, size) in [(&a, "4096"), (&b, "512")] {
+        let out = worldswitch(&[
+            "record",
+            "--guest",
+            "nettest",
+            "--net",
+            "sink",
+            "--duration",
+            "1s",
+            "--guest-arg",
+            &format!("write_size={size}"),
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = worldswitch(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("transmitting via VMNet") && text.contains("pp"),
+        "{text}"
+    );
+    let sampled = std::fs::read_to_string(&svg).unwrap_or_default();
+    assert!(sampled.is_empty() || sampled.starts_with("<?xml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
