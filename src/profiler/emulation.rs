@@ -3,7 +3,9 @@
 //! of instruction it was. Tracing every one slows guest CPL0 code a lot, so
 //! the collector traces the vCPU thread in short windows (50 ms a second)
 //! and reports the mix, which the table uses to split the emulation row.
-//! Its figures are estimates and say so.
+//! In the same windows it traces `kvm:kvm_pio` to see which ports the guest
+//! touches (the paper counted accesses to the PIC). Its figures are
+//! estimates and say so.
 
 use crate::tracepoints;
 use perf_event::data::Record;
@@ -20,6 +22,20 @@ pub const WINDOW: Duration = Duration::from_millis(50);
 /// See [`WINDOW`].
 pub const PERIOD: Duration = Duration::from_secs(1);
 const TRACEPOINT: &str = "kvm/kvm_emulate_insn";
+const PIO_TRACEPOINT: &str = "kvm/kvm_pio";
+
+/// The device a port belongs to, for counting port accesses.
+pub fn port_group(port: u16) -> &'static str {
+    match port {
+        0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => "pic",
+        0x40..=0x43 | 0x61 => "pit",
+        0x3f8..=0x3ff => "serial",
+        0xcf8..=0xcff => "pci",
+        0x3000..=0x300b | 0xf4 => "mailbox",
+        0xc000..=0xc01f => "nic",
+        _ => "other",
+    }
+}
 
 /// What an emulated instruction is, for the overhead table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +94,8 @@ pub struct EmulationSummary {
     pub estimated_per_second: f64,
     /// The collector thread's own CPU time.
     pub cost_seconds: f64,
+    /// Port accesses traced (kvm_pio, in-kernel and not), by device.
+    pub pio_by_device: std::collections::BTreeMap<String, u64>,
 }
 
 impl EmulationSummary {
@@ -90,21 +108,26 @@ impl EmulationSummary {
 /// Offsets of `len` and `insn` in the tracepoint's raw record, from its
 /// format file (the raw data starts with a 4-byte size the parser strips).
 fn field_offsets() -> (usize, usize) {
-    let path = tracepoints::tracefs().map(|t| t.join("events").join(TRACEPOINT).join("format"));
+    let offset = field_offset(TRACEPOINT);
+    (
+        offset("__u8 len;").unwrap_or(20),
+        offset("insn[15]").unwrap_or(21),
+    )
+}
+
+/// A finder of field offsets in a tracepoint's format file.
+fn field_offset(tracepoint: &str) -> impl Fn(&str) -> Option<usize> {
+    let path = tracepoints::tracefs().map(|t| t.join("events").join(tracepoint).join("format"));
     let text = path
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
-    let offset = |field: &str| {
+    move |field: &str| {
         text.lines()
             .find(|l| l.contains(field))
             .and_then(|l| l.split("offset:").nth(1))
             .and_then(|o| o.split(';').next())
             .and_then(|o| o.trim().parse().ok())
-    };
-    (
-        offset("__u8 len;").unwrap_or(20),
-        offset("insn[15]").unwrap_or(21),
-    )
+    }
 }
 
 /// The window collector.
@@ -128,6 +151,20 @@ impl EmulationWindows {
             .and_then(|c| c.sampled(4 << 20))
             .map_err(|e| format!("perf events refused {TRACEPOINT}: {e}"))?;
         let (len_at, insn_at) = field_offsets();
+        // Port accesses in the same windows, where the tracepoint exists.
+        let port_at = field_offset(PIO_TRACEPOINT)("int port;").unwrap_or(12);
+        let mut pio = tracepoints::id(PIO_TRACEPOINT).ok().and_then(|id| {
+            Builder::new(Tracepoint::with_id(id))
+                .observe_pid(tid)
+                .any_cpu()
+                .include_kernel()
+                .sample_period(1)
+                .sample(SampleFlag::RAW)
+                .enabled(false)
+                .build()
+                .and_then(|c| c.sampled(1 << 20))
+                .ok()
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = stop.clone();
         let thread = std::thread::Builder::new()
@@ -140,8 +177,27 @@ impl EmulationWindows {
                     if sampler.enable().is_err() {
                         break;
                     }
+                    if let Some(p) = pio.as_mut() {
+                        let _ = p.enable();
+                    }
                     std::thread::sleep(WINDOW);
                     let _ = sampler.disable();
+                    if let Some(p) = pio.as_mut() {
+                        let _ = p.disable();
+                        while let Some(record) = p.next_record() {
+                            if let Ok(Record::Sample(sample)) = record.parse_record() {
+                                let port = sample
+                                    .raw()
+                                    .and_then(|r| r.get(port_at..port_at + 4))
+                                    .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as u16);
+                                if let Some(port) = port {
+                                    *s.pio_by_device
+                                        .entry(port_group(port).to_string())
+                                        .or_insert(0) += 1;
+                                }
+                            }
+                        }
+                    }
                     s.traced_seconds += t0.elapsed().as_secs_f64();
                     s.windows += 1;
                     while let Some(record) = sampler.next_record() {
@@ -187,6 +243,16 @@ impl EmulationWindows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_groups() {
+        assert_eq!(port_group(0x20), "pic");
+        assert_eq!(port_group(0x4d1), "pic");
+        assert_eq!(port_group(0xc012), "nic");
+        assert_eq!(port_group(0x3fd), "serial");
+        assert_eq!(port_group(0x3000), "mailbox");
+        assert_eq!(port_group(0x80), "other");
+    }
 
     #[test]
     fn instruction_classes() {
