@@ -11,6 +11,20 @@
 #define WS_SHUTDOWN_PORT 0x3004
 /* Benchmark port: OUT and IN exit to user space and are counted. */
 #define WS_BENCH_PORT 0x3008
+/* Transmit-path timing (the paper's Figure 5): OUT dword of the address of
+ * a struct ws_path_slot registers it and stamps host_exit (a ping for TSC
+ * calibration); from then on the host stamps it at every transmit kick. */
+#define WS_PATH_PORT 0x300c
+
+struct ws_path_slot {
+    unsigned long guest_before;   /* guest: TSC just before the kick */
+    unsigned long host_exit;      /* host: KVM_RUN returned with the OUT */
+    unsigned long host_tap_start; /* host: the first TAP write begins */
+    unsigned long host_tap_end;   /* host: it returned */
+    unsigned long host_reentry;   /* host: about to re-enter KVM_RUN */
+    unsigned long stamps;         /* host: kicks stamped so far */
+};
+
 /* QEMU's isa-debug-exit, the fallback where the mailbox is absent. */
 #define QEMU_DEBUG_EXIT_PORT 0xf4
 

@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod guest_ram;
 pub mod mailbox;
+pub mod path;
 pub mod pci;
 pub mod pcnet;
 pub mod serial;

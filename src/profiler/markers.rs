@@ -67,6 +67,10 @@ struct Markers {
 }
 
 thread_local! {
+    /// TSC when KVM_RUN last returned on this thread.
+    static LAST_EXIT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// A guest address to stamp with the TSC just before the next entry.
+    static REENTRY_STAMP: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
     static MARKERS: RefCell<Markers> = const {
         RefCell::new(Markers {
             rows: [Accumulator::EMPTY; CATEGORIES],
@@ -133,10 +137,29 @@ impl Drop for Scope {
     }
 }
 
-/// Records one stay inside `KVM_RUN` of `cycles`.
+/// Records one stay inside `KVM_RUN` that ended at `exit`.
 #[inline]
-pub fn kvm_run(cycles: u64) {
-    MARKERS.with(|m| m.borrow_mut().kvm_run.add(cycles));
+pub fn kvm_run(entered: u64, exit: u64) {
+    LAST_EXIT.with(|c| c.set(exit));
+    MARKERS.with(|m| m.borrow_mut().kvm_run.add(exit.saturating_sub(entered)));
+}
+
+/// When `KVM_RUN` last returned on this thread.
+#[inline]
+pub fn last_exit() -> u64 {
+    LAST_EXIT.with(|c| c.get())
+}
+
+/// Asks the vCPU loop to stamp guest address `gpa` with the TSC just
+/// before it re-enters the guest (transmit-path timing).
+pub fn stamp_at_reentry(gpa: u64) {
+    REENTRY_STAMP.with(|c| c.set(Some(gpa)));
+}
+
+/// The pending re-entry stamp, if any (taken).
+#[inline]
+pub fn take_reentry_stamp() -> Option<u64> {
+    REENTRY_STAMP.with(|c| c.take())
 }
 
 /// One row of a marker snapshot, in TSC cycles.
@@ -199,7 +222,8 @@ mod tests {
                 let _write = scope(Category::VmnetTx);
                 spin(300_000);
             }
-            kvm_run(1234);
+            kvm_run(1000, 2234);
+            assert_eq!(last_exit(), 2234);
             let rows = snapshot();
             let (tx, net) = (row(&rows, "lance_tx"), row(&rows, "vmnet_tx"));
             assert_eq!((tx.count, net.count), (10, 10));

@@ -146,9 +146,12 @@ impl Vcpu {
             let flow = if self.machine.in_floor_phase {
                 floor::run(&mut self.fd, &mut self.machine)
             } else {
+                if let Some(gpa) = markers::take_reentry_stamp() {
+                    crate::devices::path::stamp_reentry(&self.machine.memory, gpa);
+                }
                 let entered = markers::now();
                 let exit = self.fd.run();
-                markers::kvm_run(markers::now() - entered);
+                markers::kvm_run(entered, markers::now());
                 self.machine.handle(exit)
             };
             match flow {

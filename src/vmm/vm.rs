@@ -12,6 +12,7 @@ use crate::devices::bus::{BusError, PioBus};
 use crate::devices::mailbox::{
     BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
 };
+use crate::devices::path::{PathPort, SlotAddress, PATH_PORT};
 use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
 use crate::devices::pcnet::port::{IrqLine, NicConfig, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
@@ -218,6 +219,11 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         )),
         &[(COM1_BASE, 8)],
     )?;
+    let path_slot = SlotAddress::default();
+    bus.insert(
+        Box::new(PathPort::new(memory.clone(), path_slot.clone())),
+        &[(PATH_PORT, 4)],
+    )?;
     let mut functions = Vec::new();
     if let Some(nic) = config.nic.take() {
         functions.push(FunctionSpec {
@@ -241,6 +247,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
                 memory.clone(),
                 nic,
                 irq,
+                path_slot.clone(),
             )),
             &[(NIC_IO_BASE, PCNET_IO_SIZE)],
         )?;

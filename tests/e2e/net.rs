@@ -197,3 +197,42 @@ fn pingpong_gets_every_echo() {
     );
     assert!(0 < min && min <= mean && mean <= max, "{g}");
 }
+
+#[test]
+fn transmit_path_timing_follows_every_kick() {
+    if !kvm_or_skip("transmit path") {
+        return;
+    }
+    let (out, r) = run_json(&[
+        "--guest",
+        "nettest",
+        "--net",
+        "sink",
+        "--guest-arg",
+        "megabytes=1",
+        "--guest-arg",
+        "path_timing=1",
+    ]);
+    assert!(out.status.success(), "{}", r["outcome"]);
+    let p = &r["transmit_path"];
+    // One kick per datagram (and one for the ARP request), each stamped.
+    let (kicks, frames) = (
+        p["kicks"].as_u64().unwrap(),
+        r["frames_delivered"].as_u64().unwrap(),
+    );
+    assert!(
+        (frames..=frames + 1).contains(&kicks),
+        "{kicks} kicks for {frames} frames"
+    );
+    let segments = p["segments_us"].as_array().unwrap();
+    assert_eq!(segments.len(), 5);
+    let us = |i: usize| segments[i][1].as_f64().unwrap();
+    // The host-only segments are exact and cannot be negative.
+    for i in 1..4 {
+        assert!(us(i) >= 0.0, "{p}");
+    }
+    assert!(us(2) > 0.0, "the backend write takes time: {p}");
+    // Exit and entry together do not depend on the TSC offset.
+    assert!(us(0) + us(4) > 0.0, "{p}");
+    assert!(p["error_us"].as_f64().unwrap() > 0.0);
+}

@@ -6,6 +6,7 @@ use super::registers::{DWIO_RAP, WIO_RAP};
 use super::rings::Drops;
 use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
+use crate::devices::path::{self, SlotAddress};
 use crate::profiler::markers;
 use crate::vmnet::{frames, Backend, LinkCounters};
 use kvm_ioctls::VmFd;
@@ -66,16 +67,26 @@ pub struct PcnetPort {
     ram: GuestMemoryMmap,
     nic: NicConfig,
     irq: IrqLine,
+    path: SlotAddress,
 }
 
 impl PcnetPort {
     /// A NIC with address `mac` doing DMA in `ram`, interrupting on `irq`.
-    pub fn new(mac: [u8; 6], ram: GuestMemoryMmap, nic: NicConfig, irq: IrqLine) -> Self {
+    /// Transmit kicks are stamped into the guest's path-timing slot, when
+    /// `path` holds one.
+    pub fn new(
+        mac: [u8; 6],
+        ram: GuestMemoryMmap,
+        nic: NicConfig,
+        irq: IrqLine,
+        path: SlotAddress,
+    ) -> Self {
         Self {
             chip: Pcnet::new(mac),
             ram,
             nic,
             irq,
+            path,
         }
     }
 
@@ -84,12 +95,19 @@ impl PcnetPort {
     fn service(&mut self) {
         if self.chip.tx_demanded() {
             let _m = markers::scope(Category::LanceTx);
+            let slot = self.path.load(Ordering::Relaxed);
+            if slot != 0 {
+                path::stamp_kick(&self.ram, slot);
+            }
+            let mut tap = None;
             let (backend, counters) = (&mut self.nic.backend, &self.nic.counters);
             self.chip.transmit(&self.ram, &mut |frame: &[u8]| {
+                let start = markers::now();
                 let sent = {
                     let _m = markers::scope(Category::VmnetTx);
                     backend.send(frame)
                 };
+                tap.get_or_insert((start, markers::now()));
                 match sent {
                     Ok(()) => {
                         counters.frames_written.fetch_add(1, Ordering::Relaxed);
@@ -104,6 +122,9 @@ impl PcnetPort {
                     }
                 }
             });
+            if let (Some((start, end)), true) = (tap, slot != 0) {
+                path::stamp_tap(&self.ram, slot, start, end);
+            }
         }
         while let Ok(frame) = self.nic.rx.try_recv() {
             let _m = markers::scope(Category::LanceRx);
