@@ -109,6 +109,27 @@ pub enum BenchCommand {
     /// Cost of one OUT that exits to user space: our dispatch against a
     /// bare floor loop, interleaved on the same guest.
     Exits(ExitsArgs),
+    /// What the profiler costs: nettest throughput with no sampling, with
+    /// stack sampling, and with sampling plus emulation windows, interleaved.
+    Profiler(ProfilerBenchArgs),
+}
+
+/// Options of `bench profiler`.
+#[derive(Debug, Clone, Args)]
+pub struct ProfilerBenchArgs {
+    /// Runs of each configuration, interleaved.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeat: u64,
+    /// Length of each run.
+    #[arg(long, default_value = "4s", value_parser = parse_duration, value_name = "D")]
+    pub duration: Duration,
+    /// Where frames go (default: the sink, which needs no privileges and
+    /// adds no host network noise).
+    #[arg(long, value_enum, default_value = "sink")]
+    pub net: crate::vmnet::NetKind,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `bench exits`.

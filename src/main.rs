@@ -67,6 +67,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             worldswitch::record::diff(&before, &after, output.as_deref(), &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::Profiler(args))) => {
+            worldswitch::bench::profiler::command(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::Exits(args))) => {
             worldswitch::bench::exits::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

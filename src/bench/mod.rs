@@ -1,3 +1,4 @@
 //! Benchmarks that print figures measured on this machine.
 
 pub mod exits;
+pub mod profiler;

@@ -165,3 +165,39 @@ fn diff_compares_two_profiles() {
     assert!(sampled.is_empty() || sampled.starts_with("<?xml"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_profiler_compares_the_sources() {
+    if !kvm_or_skip("bench profiler") {
+        return;
+    }
+    let out = worldswitch(&[
+        "bench",
+        "profiler",
+        "--repeat",
+        "1",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let configs: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["config"].as_str().unwrap())
+        .collect();
+    assert_eq!(configs, ["off", "sampling", "sampling+windows"]);
+    assert_eq!(r["results"][0]["ratio_to_off"], 1.0);
+    assert!(
+        r["results"][1]["throughput_mbps"]["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
