@@ -479,7 +479,10 @@ fn vcpu_table(
                     .sum();
                 let cpu_cycles = (p.cpu_seconds * 1e6 * tsc_mhz) as u64;
                 let run_cpu = cpu_cycles.saturating_sub(outside).min(run.cycles);
-                halted_seconds = (run.cycles - run_cpu) as f64 / (tsc_mhz * 1e6);
+                // Time inside KVM_RUN off the CPU is halted or preempted.
+                halted_seconds = ((run.cycles - run_cpu) as f64 / (tsc_mhz * 1e6)
+                    - s.preempted_seconds)
+                    .max(0.0);
                 for (cat, &n) in &s.by_category {
                     measured.push(Measured {
                         key: cat.key().to_string(),
@@ -502,10 +505,12 @@ fn vcpu_table(
             .extend(kvm_rows.map(|c| (c, "no samples were taken inside KVM_RUN".to_string()))),
         Err(why) => missing.extend(kvm_rows.map(|c| (c, why.to_string()))),
     }
-    missing.push((
-        Category::Preempted,
-        "needs scheduler events, which this build does not collect yet".into(),
-    ));
+    if samples.is_err() {
+        missing.push((
+            Category::Preempted,
+            "needs the sampler's context-switch records".into(),
+        ));
+    }
     missing.push((
         Category::Peer,
         "the peer's stack runs inside the TAP write and is not separated from it yet".into(),
@@ -529,6 +534,7 @@ fn vcpu_table(
     let mut table = Table::from_markers(&measured, tsc_mhz, (cpu, denominator), wall, &missing);
     if let Ok(s) = samples {
         table.profiler_cost_seconds = s.cost_seconds;
+        table.preempted_seconds = Some(s.preempted_seconds);
     }
     table.halted_seconds = halted_seconds;
     table
@@ -654,6 +660,13 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks, and instruction emulation by the emulate_insn mix; the profiler itself used {:.3} s of CPU)",
         t.profiler_cost_seconds
     )?;
+    if let Some(p) = t.preempted_seconds {
+        writeln!(
+            out,
+            "the vCPU thread was runnable but preempted by the host for {:.3} s",
+            p
+        )?;
+    }
     if t.halted_seconds > 0.0005 {
         writeln!(
             out,

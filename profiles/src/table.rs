@@ -88,6 +88,10 @@ pub struct Table {
     /// time, so outside the denominator.
     #[serde(default)]
     pub halted_seconds: f64,
+    /// Seconds the vCPU thread was runnable but preempted by the host:
+    /// time, not its CPU time, so outside the denominator.
+    #[serde(default)]
+    pub preempted_seconds: Option<f64>,
 }
 
 impl Table {
@@ -174,6 +178,7 @@ impl Table {
                 .collect(),
             profiler_cost_seconds: 0.0,
             halted_seconds: 0.0,
+            preempted_seconds: None,
         }
     }
 

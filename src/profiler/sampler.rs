@@ -24,6 +24,9 @@ const CONTEXT_KERNEL: u64 = -128i64 as u64;
 const MISC_CPUMODE_MASK: u16 = 7;
 const MISC_GUEST_KERNEL: u16 = 4;
 const MISC_GUEST_USER: u16 = 5;
+const RECORD_SWITCH: u32 = 14;
+const MISC_SWITCH_OUT: u16 = 0x2000;
+const MISC_SWITCH_OUT_PREEMPT: u16 = 0x4000;
 
 /// What the sampler saw.
 #[derive(Debug, Default, Clone)]
@@ -36,6 +39,11 @@ pub struct SampleSummary {
     pub outside_kvm_run: u64,
     /// Records lost in the ring buffer.
     pub lost: u64,
+    /// Seconds the thread was runnable but preempted (switched out with
+    /// PERF_RECORD_MISC_SWITCH_OUT_PREEMPT until switched back in).
+    pub preempted_seconds: f64,
+    /// Times it was preempted.
+    pub preemptions: u64,
     /// Folded stacks, `vcpu;world;category;frames...`, with sample counts.
     pub folded: BTreeMap<String, u64>,
     /// The sampler thread's own CPU time, in seconds.
@@ -58,8 +66,11 @@ impl VcpuSampler {
             .any_cpu()
             .include_kernel()
             .sample_frequency(hz)
-            .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::CALLCHAIN)
-            .clockid(Clock::MONOTONIC);
+            .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::TIME | SampleFlag::CALLCHAIN)
+            .clockid(Clock::MONOTONIC)
+            // Context-switch records say when the thread was preempted.
+            .context_switch(true)
+            .sample_id_all(true);
         let counter = builder
             .build()
             .map_err(|e| format!("perf_event_open refused cpu-clock sampling: {e}; run as root or lower kernel.perf_event_paranoid"))?;
@@ -76,9 +87,31 @@ impl VcpuSampler {
             .spawn(move || {
                 let mut summary = SampleSummary::default();
                 let mut frames: Vec<&str> = Vec::with_capacity(64);
+                let mut preempted_at: Option<u64> = None;
+                let mut preempted_ns = 0u64;
                 loop {
                     let stopping = stop_thread.load(Ordering::Acquire);
                     while let Some(record) = sampler.next_record() {
+                        if record.ty() == RECORD_SWITCH {
+                            // Body: the sample_id trailer, pid/tid then time.
+                            let bytes = record.to_contiguous();
+                            let Some(time) = bytes
+                                .get(8..16)
+                                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+                            else {
+                                continue;
+                            };
+                            let misc = record.misc();
+                            if misc & MISC_SWITCH_OUT != 0 {
+                                if misc & MISC_SWITCH_OUT_PREEMPT != 0 {
+                                    preempted_at = Some(time);
+                                    summary.preemptions += 1;
+                                }
+                            } else if let Some(out) = preempted_at.take() {
+                                preempted_ns += time.saturating_sub(out);
+                            }
+                            continue;
+                        }
                         let Ok(parsed) = record.parse_record() else {
                             continue;
                         };
@@ -113,6 +146,7 @@ impl VcpuSampler {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                summary.preempted_seconds = preempted_ns as f64 * 1e-9;
                 summary.cost_seconds = super::thread_cpu_seconds();
                 summary
             })

@@ -175,6 +175,8 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     } else {
         // The exact KVM_RUN time is split by samples into VMM and guest rows.
         assert!(rows.iter().all(|x| x["category"] != "kvm_run"));
+        // Context-switch records measure preemption (time, not CPU time).
+        assert!(r["profile"]["preempted_seconds"].as_f64().unwrap() >= 0.0);
         for s in &sampled {
             assert!(s["samples"].as_u64().unwrap() > 0, "{s}");
             assert_ne!(s["world"], "vmapp", "{s}");
