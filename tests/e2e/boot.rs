@@ -191,5 +191,9 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     let unavailable = r["profile"]["unavailable"].as_array().unwrap();
     assert!(unavailable
         .iter()
-        .any(|u| u["category"] == "preempted" && u["reason"].as_str().is_some()));
+        .all(|u| u["reason"].as_str().is_some_and(|r| !r.is_empty())));
+    assert!(
+        unavailable.iter().any(|u| u["category"] == "peer"),
+        "{unavailable:?}"
+    );
 }
