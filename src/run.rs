@@ -535,6 +535,29 @@ fn vcpu_table(
     if let Ok(s) = samples {
         table.profiler_cost_seconds = s.cost_seconds;
         table.preempted_seconds = Some(s.preempted_seconds);
+        // The cross-check: each vCPU marker row beside its sampled share.
+        let vcpu_us = p.cpu_seconds * 1e6;
+        for row in table.rows.iter_mut() {
+            let Some(cat) = Category::from_key(&row.category) else {
+                continue;
+            };
+            if row.source != "markers"
+                || row.thread != Thread::Vcpu
+                || s.total == 0
+                || vcpu_us <= 0.0
+            {
+                continue;
+            }
+            if cat.world() != profiles::taxonomy::World::Vmapp {
+                continue;
+            }
+            let n = s.vmapp_by_category.get(&cat).copied().unwrap_or(0);
+            row.cross_check = Some(profiles::table::CrossCheck {
+                marker_share_pct: row.total_us / vcpu_us * 100.0,
+                sampled_share_pct: n as f64 / s.total as f64 * 100.0,
+                samples: n,
+            });
+        }
     }
     table.halted_seconds = halted_seconds;
     table
@@ -660,6 +683,26 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         "(rows inside KVM_RUN are estimates: the exact KVM_RUN time split by sampled kernel stacks, and instruction emulation by the emulate_insn mix; the profiler itself used {:.3} s of CPU)",
         t.profiler_cost_seconds
     )?;
+    let checks: Vec<String> = t
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let c = r.cross_check.as_ref()?;
+            (c.samples > 0 || c.marker_share_pct >= 0.5).then(|| {
+                format!(
+                    "{} {:.1}% vs {:.1}% sampled",
+                    r.category, c.marker_share_pct, c.sampled_share_pct
+                )
+            })
+        })
+        .collect();
+    if !checks.is_empty() {
+        writeln!(
+            out,
+            "cross-check of the vCPU thread's VMApp rows, markers vs samples: {}",
+            checks.join("; ")
+        )?;
+    }
     if let Some(p) = t.preempted_seconds {
         writeln!(
             out,

@@ -59,6 +59,20 @@ pub struct Row {
     pub source: String,
     /// Samples behind a sampled row.
     pub samples: Option<u64>,
+    /// For a marker row: what sampling says of it.
+    #[serde(default)]
+    pub cross_check: Option<CrossCheck>,
+}
+
+/// A marker row's share beside what stack samples of the same thread say.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CrossCheck {
+    /// The row's marker time as a share of its thread's CPU time.
+    pub marker_share_pct: f64,
+    /// The share of that thread's samples the user-space rules put here.
+    pub sampled_share_pct: f64,
+    /// Those samples.
+    pub samples: u64,
 }
 
 /// A row that could not be measured, and why.
@@ -142,6 +156,7 @@ impl Table {
                     }
                     .into(),
                     samples: m.samples,
+                    cross_check: None,
                 }
             })
             .collect();
@@ -164,6 +179,7 @@ impl Table {
             paper_table: None,
             source: "markers".into(),
             samples: None,
+            cross_check: None,
         });
         Table {
             denominator: denominator.into(),

@@ -6,6 +6,7 @@ pub mod emulation;
 pub mod kallsyms;
 pub mod markers;
 pub mod sampler;
+pub mod user_symbols;
 
 /// The calling thread's CPU time, in seconds.
 pub fn thread_cpu_seconds() -> f64 {

@@ -5,6 +5,7 @@
 //! guest's RIP while inside `KVM_RUN`) are guest time.
 
 use super::kallsyms::Kallsyms;
+use super::user_symbols::{self, UserSymbols};
 use perf_event::data::Record;
 use perf_event::events::Software;
 use perf_event::{Builder, Clock, SampleFlag};
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub const DEFAULT_HZ: u64 = 250;
 const CONTEXT_MAX: u64 = -4095i64 as u64;
 const CONTEXT_KERNEL: u64 = -128i64 as u64;
+const CONTEXT_USER: u64 = -512i64 as u64;
 const MISC_CPUMODE_MASK: u16 = 7;
 const MISC_GUEST_KERNEL: u16 = 4;
 const MISC_GUEST_USER: u16 = 5;
@@ -44,6 +46,9 @@ pub struct SampleSummary {
     pub preempted_seconds: f64,
     /// Times it was preempted.
     pub preemptions: u64,
+    /// Samples outside KVM_RUN that rules put in a VMApp row, by row (the
+    /// cross-check of the marker shares).
+    pub vmapp_by_category: BTreeMap<Category, u64>,
     /// Folded stacks, `vcpu;world;category;frames...`, with sample counts.
     pub folded: BTreeMap<String, u64>,
     /// The sampler thread's own CPU time, in seconds.
@@ -60,6 +65,9 @@ impl VcpuSampler {
     /// Starts sampling thread `tid` at `hz`.
     pub fn start(tid: libc::pid_t, hz: u64) -> Result<Self, String> {
         let kallsyms = Kallsyms::load().map_err(|e| format!("cannot read kernel symbols: {e}"))?;
+        // Without our own symbols, user frames stay unnamed and VMApp
+        // samples unclassified; the markers still measure those rows.
+        let user_syms = UserSymbols::load().ok();
         let mut builder = Builder::new(Software::CPU_CLOCK);
         builder
             .observe_pid(tid)
@@ -131,11 +139,41 @@ impl VcpuSampler {
                                         );
                                         classify(&frames)
                                     };
+                                let chain = s.callchain().unwrap_or(&[]);
                                 match category {
-                                    Some(c) => *summary.by_category.entry(c).or_insert(0) += 1,
-                                    None => summary.outside_kvm_run += 1,
+                                    Some(c) => {
+                                        *summary.by_category.entry(c).or_insert(0) += 1;
+                                        *summary
+                                            .folded
+                                            .entry(fold(category, &frames))
+                                            .or_insert(0) += 1;
+                                    }
+                                    None => {
+                                        summary.outside_kvm_run += 1;
+                                        // Our own code: name its frames and
+                                        // find its VMApp row.
+                                        let mut user = Vec::new();
+                                        if let Some(syms) = &user_syms {
+                                            user_frames(chain, syms, &mut user);
+                                        }
+                                        let leaf_first: Vec<&str> = frames
+                                            .iter()
+                                            .rev()
+                                            .chain(user.iter().rev())
+                                            .copied()
+                                            .collect();
+                                        let row = user_symbols::classify(&leaf_first);
+                                        if let Some(row) = row {
+                                            *summary.vmapp_by_category.entry(row).or_insert(0) += 1;
+                                        }
+                                        let root_first: Vec<&str> =
+                                            user.iter().chain(frames.iter()).copied().collect();
+                                        *summary
+                                            .folded
+                                            .entry(fold_outside(row, &root_first))
+                                            .or_insert(0) += 1;
+                                    }
                                 }
-                                *summary.folded.entry(fold(category, &frames)).or_insert(0) += 1;
                             }
                             Record::Lost(l) => summary.lost += l.lost,
                             _ => {}
@@ -159,6 +197,35 @@ impl VcpuSampler {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
     }
+}
+
+/// The folded stack of a sample outside KVM_RUN: its VMApp row, if a rule
+/// claims it, then user and kernel frames, root first.
+fn fold_outside(row: Option<Category>, frames: &[&str]) -> String {
+    let mut s = format!("vcpu;vmapp;{}", row.map_or("vmapp_other", Category::key));
+    if frames.is_empty() {
+        s.push_str(";[unknown]");
+    }
+    for f in frames {
+        s.push(';');
+        s.push_str(f);
+    }
+    s
+}
+
+/// The user frames of a leaf-first callchain, root first.
+fn user_frames<'u>(chain: &[u64], syms: &'u UserSymbols, out: &mut Vec<&'u str>) {
+    let mut in_user = false;
+    for &ip in chain {
+        if ip >= CONTEXT_MAX {
+            in_user = ip == CONTEXT_USER;
+            continue;
+        }
+        if in_user {
+            out.push(syms.name(ip).unwrap_or("[unknown]"));
+        }
+    }
+    out.reverse();
 }
 
 /// The folded stack of a sample: thread, world, row, then its frames.

@@ -175,6 +175,19 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     } else {
         // The exact KVM_RUN time is split by samples into VMM and guest rows.
         assert!(rows.iter().all(|x| x["category"] != "kvm_run"));
+        // Samples of our own code agree with the markers' VMApp shares.
+        for row in rows.iter().filter(|x| !x["cross_check"].is_null()) {
+            let c = &row["cross_check"];
+            let (m, s) = (
+                c["marker_share_pct"].as_f64().unwrap(),
+                c["sampled_share_pct"].as_f64().unwrap(),
+            );
+            assert!(
+                (m - s).abs() < 3.0,
+                "{}: markers {m}% vs samples {s}%",
+                row["category"]
+            );
+        }
         // Context-switch records measure preemption (time, not CPU time).
         assert!(r["profile"]["preempted_seconds"].as_f64().unwrap() >= 0.0);
         for s in &sampled {

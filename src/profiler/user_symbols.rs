@@ -1,0 +1,119 @@
+//! worldswitch's own symbols, for naming the user-space frames of samples
+//! taken on its threads, and the rules that put those frames in the VMApp
+//! rows. The rows' marker shares stand beside the sampled ones as a
+//! cross-check; neither is used to make the other.
+
+use object::{Object, ObjectSymbol, SymbolKind};
+use profiles::taxonomy::Category;
+
+/// Text symbols of the running executable, at run-time addresses.
+pub struct UserSymbols {
+    symbols: Vec<(u64, u64, String)>,
+}
+
+impl UserSymbols {
+    /// Reads the executable's symbols and where it is mapped.
+    pub fn load() -> Result<Self, String> {
+        let exe = std::fs::read_link("/proc/self/exe").map_err(|e| e.to_string())?;
+        let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
+        let exe_name = exe.to_string_lossy();
+        let base = maps
+            .lines()
+            .filter(|l| l.ends_with(&*exe_name))
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                let range = f.next()?;
+                let _perms = f.next()?;
+                let offset = u64::from_str_radix(f.next()?, 16).ok()?;
+                let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
+                (offset == 0).then_some(start)
+            })
+            .ok_or("the executable's mapping was not found")?;
+        let data = std::fs::read(&exe).map_err(|e| e.to_string())?;
+        let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
+        // A position-independent executable's addresses start at 0.
+        let bias = if file.kind() == object::ObjectKind::Dynamic {
+            base
+        } else {
+            0
+        };
+        let mut symbols: Vec<(u64, u64, String)> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
+            .filter_map(|s| {
+                let name = format!("{:#}", rustc_demangle::demangle(s.name().ok()?));
+                Some((s.address() + bias, s.size(), name))
+            })
+            .collect();
+        symbols.sort_by_key(|s| s.0);
+        if symbols.is_empty() {
+            return Err("the executable has no symbols".into());
+        }
+        Ok(Self { symbols })
+    }
+
+    /// The function containing `addr`.
+    pub fn name(&self, addr: u64) -> Option<&str> {
+        let i = self.symbols.partition_point(|s| s.0 <= addr);
+        let (start, size, name) = self.symbols.get(i.checked_sub(1)?)?;
+        (addr < start + size).then_some(name.as_str())
+    }
+}
+
+/// The VMApp row of a sample outside KVM_RUN, from its frames (user and
+/// kernel, leaf first): the first frame a rule claims wins.
+pub fn classify(leaf_first: &[&str]) -> Option<Category> {
+    const RULES: &[(&str, Category)] = &[
+        ("tun_chr_write_iter", Category::VmnetTx),
+        ("tun_rs::", Category::VmnetTx),
+        ("vmnet::", Category::VmnetTx),
+        ("kvm_vm_ioctl_irq_line", Category::UserIrq),
+        ("port::IrqLine", Category::UserIrq),
+        ("pcnet::rings::transmit", Category::LanceTx),
+        ("Pcnet>::transmit", Category::LanceTx),
+        ("Pcnet::transmit", Category::LanceTx),
+        ("pcnet::rings::receive", Category::LanceRx),
+        ("Pcnet::receive", Category::LanceRx),
+        ("pcnet::", Category::LanceCsr0),
+        ("devices::serial", Category::OtherDevices),
+        ("devices::pci", Category::OtherDevices),
+        ("devices::mailbox", Category::OtherDevices),
+        ("devices::path", Category::OtherDevices),
+        ("bus::PioBus", Category::PioDispatch),
+        ("vcpu::Machine", Category::PioDispatch),
+    ];
+    leaf_first.iter().find_map(|frame| {
+        RULES
+            .iter()
+            .find(|(pattern, _)| frame.contains(pattern))
+            .map(|(_, c)| *c)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_symbols_resolve() {
+        let s = UserSymbols::load().unwrap();
+        let here = own_symbols_resolve as *const () as u64;
+        assert!(s.name(here).unwrap().contains("own_symbols_resolve"));
+    }
+
+    #[test]
+    fn the_leaf_most_claimed_frame_wins() {
+        let tx = [
+            "<tun_rs::SyncDevice>::send",
+            "worldswitch::devices::pcnet::rings::transmit",
+            "worldswitch::vmm::vcpu::Machine::handle",
+        ];
+        assert_eq!(classify(&tx), Some(Category::VmnetTx));
+        let csr = [
+            "worldswitch::devices::pcnet::Pcnet::write_csr",
+            "worldswitch::devices::bus::PioBus::write",
+        ];
+        assert_eq!(classify(&csr), Some(Category::LanceCsr0));
+        assert_eq!(classify(&["main"]), None);
+    }
+}
