@@ -146,10 +146,14 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     if !kvm_or_skip("markers") {
         return;
     }
-    let n = 2000u64;
+    // Long enough, and sampled often enough, for the sampled shares to be
+    // within a point of their true value (a few thousand samples).
+    let n = 20000u64;
     let (out, r) = run_json(&[
         "--guest",
         "exitbench",
+        "--sample-hz",
+        "2000",
         "--guest-arg",
         &format!("iterations={n}"),
     ]);
