@@ -660,7 +660,12 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             (Some(profiles::taxonomy::PaperTable::Total), Some(p)) => format!("{p:.1}%"),
             _ => String::new(),
         };
-        let label: String = row.label.chars().take(55).collect();
+        // Rows of the I/O thread say so; the rest are the vCPU thread's.
+        let label = match row.thread {
+            Thread::Io => format!("[io] {}", row.label),
+            _ => row.label.clone(),
+        };
+        let label: String = label.chars().take(55).collect();
         if row.source != "markers" {
             let samples = row
                 .samples

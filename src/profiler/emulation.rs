@@ -130,6 +130,20 @@ fn field_offset(tracepoint: &str) -> impl Fn(&str) -> Option<usize> {
     }
 }
 
+/// A disabled sampler recording every hit of tracepoint `id` on thread
+/// `tid` with its raw payload, into a ring of `ring` bytes.
+fn raw_tracer(id: u64, tid: libc::pid_t, ring: usize) -> std::io::Result<perf_event::Sampler> {
+    Builder::new(Tracepoint::with_id(id))
+        .observe_pid(tid)
+        .any_cpu()
+        .include_kernel()
+        .sample_period(1)
+        .sample(SampleFlag::RAW)
+        .enabled(false)
+        .build()?
+        .sampled(ring)
+}
+
 /// The window collector.
 pub struct EmulationWindows {
     stop: Arc<AtomicBool>,
@@ -140,31 +154,14 @@ impl EmulationWindows {
     /// Starts tracing thread `tid` in windows.
     pub fn start(tid: libc::pid_t) -> Result<Self, String> {
         let id = tracepoints::id(TRACEPOINT).map_err(|e| e.to_string())?;
-        let mut sampler = Builder::new(Tracepoint::with_id(id))
-            .observe_pid(tid)
-            .any_cpu()
-            .include_kernel()
-            .sample_period(1)
-            .sample(SampleFlag::RAW)
-            .enabled(false)
-            .build()
-            .and_then(|c| c.sampled(4 << 20))
+        let mut sampler = raw_tracer(id, tid, 4 << 20)
             .map_err(|e| format!("perf events refused {TRACEPOINT}: {e}"))?;
         let (len_at, insn_at) = field_offsets();
         // Port accesses in the same windows, where the tracepoint exists.
         let port_at = field_offset(PIO_TRACEPOINT)("int port;").unwrap_or(12);
-        let mut pio = tracepoints::id(PIO_TRACEPOINT).ok().and_then(|id| {
-            Builder::new(Tracepoint::with_id(id))
-                .observe_pid(tid)
-                .any_cpu()
-                .include_kernel()
-                .sample_period(1)
-                .sample(SampleFlag::RAW)
-                .enabled(false)
-                .build()
-                .and_then(|c| c.sampled(1 << 20))
-                .ok()
-        });
+        let mut pio = tracepoints::id(PIO_TRACEPOINT)
+            .ok()
+            .and_then(|id| raw_tracer(id, tid, 1 << 20).ok());
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = stop.clone();
         let thread = std::thread::Builder::new()
