@@ -23,6 +23,10 @@ const GUESTS: &[(&str, &str)] = &[
         "request/response latency: rounds=N small datagrams to the peer's echo port, RTT in guest TSC cycles",
     ),
     (
+        "hostile",
+        "a driver that does what no driver should: wild DMA, looping rings, bad counts, interrupt storms, port scans (mode=1..7)",
+    ),
+    (
         "faults",
         "ends in a chosen failure (mode=1 triple fault, 2 SSE at CPL0, 3 dead halt, else #UD)",
     ),

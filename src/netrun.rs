@@ -4,6 +4,7 @@
 
 use crate::devices::pcnet::port::NicConfig;
 use crate::devices::pcnet::rings::Drops;
+use crate::devices::pcnet::Faults;
 use crate::vmm::kick::Kicker;
 use crate::vmnet::pace::Paced;
 use crate::vmnet::peer::PeerReport;
@@ -26,7 +27,7 @@ pub struct NetRun {
     tap: Option<TapLink>,
     peer: SharedPeer,
     counters: Arc<LinkCounters>,
-    final_drops: Arc<Mutex<Option<Drops>>>,
+    final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
     rx_sender: Option<SyncSender<Vec<u8>>>,
     /// Why the run fell back to the sink, when it did.
     pub notice: Option<String>,
@@ -78,6 +79,8 @@ pub struct NetReport {
     pub rx_delivered: u64,
     /// Interrupt line changes.
     pub irq_edges: u64,
+    /// Register-level driver errors the NIC refused, by reason.
+    pub nic_faults: BTreeMap<String, u64>,
 }
 
 impl NetRun {
@@ -175,12 +178,20 @@ impl NetRun {
         let c = &self.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let (mut dropped, mut rx_dropped) = (BTreeMap::new(), BTreeMap::new());
-        if let Some(d) = self
+        let mut nic_faults = BTreeMap::new();
+        if let Some((d, faults)) = self
             .final_drops
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
         {
+            if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(faults) {
+                for (k, v) in map {
+                    if let Some(n) = v.as_u64().filter(|&n| n > 0) {
+                        nic_faults.insert(k, n);
+                    }
+                }
+            }
             if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(d) {
                 for (k, v) in map {
                     if let Some(n) = v.as_u64().filter(|&n| n > 0) {
@@ -248,6 +259,7 @@ impl NetRun {
             rx_queue_full: load(&c.rx_queue_full),
             rx_delivered: load(&c.rx_delivered),
             irq_edges: load(&c.irq_edges),
+            nic_faults,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct ExitStats {
     pub floor_outs: u64,
     /// Port accesses by port, for ports that saw any, in port order.
     pub ports: Vec<PortCount>,
+    /// Accesses to ports no device owns (read as all ones, writes ignored).
+    pub unclaimed_port_accesses: u64,
 }
 
 /// The live counters; [`ExitCounters::snapshot`] turns them into

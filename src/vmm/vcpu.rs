@@ -126,7 +126,8 @@ impl Vcpu {
             }
         };
         kick::detach();
-        let stats: ExitStats = self.machine.counters.snapshot();
+        let mut stats: ExitStats = self.machine.counters.snapshot();
+        stats.unclaimed_port_accesses = self.machine.bus.unclaimed();
         // Dropping the bus flushes the console before the last event.
         drop(self.machine.bus);
         self.events.send(VmEvent::State(VcpuState::Finished));

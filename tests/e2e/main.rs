@@ -5,6 +5,7 @@
 mod boot;
 mod cli_errors;
 mod guest_code;
+mod hostile;
 mod net;
 mod profile;
 mod qemu;

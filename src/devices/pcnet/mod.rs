@@ -12,7 +12,7 @@ use registers::*;
 use rings::{Drops, Layout, RingState, RxOutcome, Style};
 
 /// Why the chip could not do what the driver asked, counted by reason.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Faults {
     /// INIT with an init block outside guest RAM (MERR set).
     pub init_block_out_of_range: u64,

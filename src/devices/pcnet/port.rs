@@ -4,6 +4,7 @@
 
 use super::registers::{DWIO_RAP, WIO_RAP};
 use super::rings::Drops;
+use super::Faults;
 use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
 use crate::devices::path::{self, SlotAddress};
@@ -25,7 +26,7 @@ pub struct NicConfig {
     /// Shared counters.
     pub counters: Arc<LinkCounters>,
     /// The chip's drop reasons, filled in when the VM ends.
-    pub final_drops: Arc<Mutex<Option<Drops>>>,
+    pub final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
 }
 
 /// The level of one interrupt line, changed through KVM_IRQ_LINE only when
@@ -177,6 +178,7 @@ impl Drop for PcnetPort {
             .nic
             .final_drops
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(self.chip.drops().clone());
+            .unwrap_or_else(|e| e.into_inner()) =
+            Some((self.chip.drops().clone(), self.chip.faults().clone()));
     }
 }

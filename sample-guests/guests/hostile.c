@@ -1,0 +1,145 @@
+/* hostile: a driver that does what no driver should, to show the host
+ * survives it and counts it. mode=1 init block outside RAM; 2 a transmit
+ * ring owned end to end with no ENP, kicked again and again; 3 zero and
+ * oversized buffer counts; 4 buffers outside RAM; 5 an interrupt storm
+ * (INEA toggled with TINT pending); 6 a scan of every port with every width;
+ * 7 page tables overwritten (ends in a triple fault). Reports CSR0 and what
+ * it did, then exits 0 (except 7). */
+#include "kernel.h"
+
+#define RAP 0x12
+#define RDP 0x10
+#define OWN 0x80000000u
+#define STP 0x02000000u
+#define ENP 0x01000000u
+
+struct desc {
+    u32 addr, flags, misc, user;
+};
+
+static struct desc rx[16] __attribute__((aligned(16)));
+static struct desc tx[16] __attribute__((aligned(16)));
+static u8 buf[4096] __attribute__((aligned(16)));
+static struct {
+    u16 mode;
+    u8 rlen, tlen;
+    u8 padr[6];
+    u16 res;
+    u32 ladrf[2];
+    u32 rdra, tdra;
+} __attribute__((packed, aligned(4))) ib;
+static u16 io;
+
+static void csr_w(u16 n, u16 v) {
+    outw(io + RAP, n);
+    outw(io + RDP, v);
+}
+
+static u16 csr_r(u16 n) {
+    outw(io + RAP, n);
+    return inw(io + RDP);
+}
+
+static void start(u32 iadr) {
+    inw(io + 0x14);
+    outw(io + RAP, 20);
+    outw(io + 0x16, 2);
+    ib.rlen = 4 << 4;
+    ib.tlen = 4 << 4;
+    ib.rdra = (u32)(u64)rx;
+    ib.tdra = (u32)(u64)tx;
+    csr_w(1, (u16)iadr);
+    csr_w(2, (u16)(iadr >> 16));
+    csr_w(0, 0x0001);
+    csr_w(0, 0x0002);
+}
+
+static u32 bcnt(u32 len) { return 0xf000 | ((u32)(-(int)len) & 0xfff); }
+
+static void kick(void) { csr_w(0, 0x0008); }
+
+void guest_main(void) {
+    u64 mode = arg_u64("mode", 0);
+    int dev;
+    for (dev = 0; dev < 32 && pci_read(dev, 0) != 0x20001022u; dev++)
+        ;
+    if (dev == 32)
+        guest_exit(2);
+    io = (u16)(pci_read(dev, 0x10) & ~3u);
+    pci_write(dev, 4, pci_read(dev, 4) | 5);
+    u64 rounds = 0;
+    switch (mode) {
+    case 1:
+        start(0xfffff000u);
+        break;
+    case 2:
+        start((u32)(u64)&ib);
+        for (rounds = 0; rounds < 100; rounds++) {
+            for (int i = 15; i >= 0; i--) {
+                tx[i].addr = (u32)(u64)buf;
+                tx[i].misc = 0;
+                tx[i].flags = OWN | (i == 0 ? STP : 0) | bcnt(64);
+            }
+            csr_w(0, 0x0002); /* the underflow stopped the transmitter */
+            kick();
+        }
+        break;
+    case 3:
+        start((u32)(u64)&ib);
+        tx[0] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | 0xf000, 0, 0};          /* BCNT 0 */
+        tx[1] = (struct desc){(u32)(u64)buf, OWN | STP | bcnt(4095), 0, 0};            /* huge */
+        tx[2] = (struct desc){(u32)(u64)buf, OWN | ENP | bcnt(4095), 0, 0};
+        tx[3] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | (0x0000 | 5), 0, 0};    /* no ONES */
+        kick();
+        rounds = 4;
+        break;
+    case 4:
+        start((u32)(u64)&ib);
+        for (int i = 0; i < 8; i++)
+            tx[i] = (struct desc){0xfffff000u - (u32)i * 64, OWN | STP | ENP | bcnt(1500), 0, 0};
+        kick();
+        rx[0] = (struct desc){0xfffff000u, OWN | bcnt(1544), 0, 0};
+        rounds = 8;
+        break;
+    case 5:
+        start((u32)(u64)&ib);
+        tx[0] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | bcnt(64), 0, 0};
+        kick(); /* TINT now pending */
+        for (rounds = 0; rounds < 20000; rounds++)
+            csr_w(0, rounds & 1 ? 0x0040 : 0x0000);
+        csr_w(0, 0x0200); /* ack TINT */
+        break;
+    case 6: {
+        static const u16 skip[][2] = {{0x20, 0x21}, {0x40, 0x43}, {0x61, 0x61}, {0xa0, 0xa1}, {0xf4, 0xf4},
+                                      {0x3f8, 0x3ff}, {0x4d0, 0x4d1}, {0xcf8, 0xcff}, {0x3000, 0x300f}};
+        for (u32 p = 0; p < 0x10000; p += 7) {
+            inb((u16)p);
+            inw((u16)p);
+            inl((u16)p);
+            int skipped = 0;
+            for (u64 k = 0; k < sizeof(skip) / sizeof(skip[0]); k++)
+                skipped |= p >= skip[k][0] && p <= skip[k][1];
+            if (!skipped)
+                outb((u16)p, 0);
+            rounds++;
+        }
+        break;
+    }
+    case 7: {
+        /* Clear the top-level page table: the next fetch cannot be mapped. */
+        u64 cr3;
+        __asm__ volatile("mov %%cr3, %0" : "=r"(cr3));
+        memset((void *)cr3, 0, 4096);
+        __asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
+        break;
+    }
+    default:
+        kprint("hostile: pick a mode 1..7\n");
+        guest_exit(3);
+    }
+    static const char *const names[] = {"hostile_mode", "hostile_rounds", "csr0_after"};
+    u64 values[] = {mode, rounds, csr_r(0)};
+    report_counters(names, values, 3);
+    kprint("hostile: survived\n");
+    guest_exit(0);
+}

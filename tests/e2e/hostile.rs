@@ -1,0 +1,106 @@
+//! A guest driver that does what no driver should: the host survives each
+//! case, reports it plainly, and counts it with its reason.
+
+use crate::{kvm_or_skip, run_json};
+use serde_json::Value;
+
+fn hostile(mode: u32) -> Value {
+    let (_, r) = run_json(&[
+        "--guest",
+        "hostile",
+        "--net",
+        "sink",
+        "--sample-hz",
+        "0",
+        "--emulation-windows",
+        "off",
+        "--duration",
+        "60s",
+        "--guest-arg",
+        &format!("mode={mode}"),
+    ]);
+    r
+}
+
+fn survived(r: &Value) {
+    assert_eq!(r["outcome"]["kind"], "guest_exit", "{}", r["outcome"]);
+    assert_eq!(r["outcome"]["status"], 0, "{}", r["outcome"]);
+    assert!(r["console"].as_str().unwrap().contains("hostile: survived"));
+}
+
+#[test]
+fn wild_init_block_is_a_memory_error() {
+    if !kvm_or_skip("hostile init block") {
+        return;
+    }
+    let r = hostile(1);
+    survived(&r);
+    assert_eq!(
+        r["nic_faults"]["init_block_out_of_range"], 1,
+        "{}",
+        r["nic_faults"]
+    );
+    let csr0 = r["guest_counters"]["csr0_after"].as_u64().unwrap();
+    assert_ne!(csr0 & 0x0800, 0, "MERR: {csr0:#x}");
+}
+
+#[test]
+fn a_ring_that_never_ends_a_frame_underflows_every_time() {
+    if !kvm_or_skip("hostile ring") {
+        return;
+    }
+    let r = hostile(2);
+    survived(&r);
+    assert_eq!(
+        r["frames_dropped"]["nic tx_underflow"], 100,
+        "{}",
+        r["frames_dropped"]
+    );
+    assert_eq!(r["frames_received_by_host"], 0);
+}
+
+#[test]
+fn zero_and_absurd_counts_and_wild_buffers_are_counted() {
+    if !kvm_or_skip("hostile counts") {
+        return;
+    }
+    let r = hostile(3);
+    survived(&r);
+    let d = &r["frames_dropped"];
+    assert_eq!(d["nic tx_zero_bcnt"], 1, "{d}");
+    assert!(d["nic tx_babble"].as_u64().unwrap() >= 1, "{d}");
+    let r = hostile(4);
+    survived(&r);
+    assert_eq!(
+        r["frames_dropped"]["nic tx_dma_error"], 8,
+        "{}",
+        r["frames_dropped"]
+    );
+}
+
+#[test]
+fn an_interrupt_storm_and_a_port_scan_leave_the_host_standing() {
+    if !kvm_or_skip("hostile storm") {
+        return;
+    }
+    let r = hostile(5);
+    survived(&r);
+    assert!(
+        r["irq_edges"].as_u64().unwrap() >= 10_000,
+        "{}",
+        r["irq_edges"]
+    );
+    let r = hostile(6);
+    survived(&r);
+    assert!(r["exits"]["unclaimed_port_accesses"].as_u64().unwrap() > 20_000);
+}
+
+#[test]
+fn destroyed_page_tables_end_in_a_reported_triple_fault() {
+    if !kvm_or_skip("hostile page tables") {
+        return;
+    }
+    let r = hostile(7);
+    assert_eq!(r["outcome"]["kind"], "triple_fault", "{}", r["outcome"]);
+    assert!(r["outcome"]["symbol"].is_string());
+}
