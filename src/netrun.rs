@@ -81,6 +81,9 @@ pub struct NetReport {
     pub irq_edges: u64,
     /// Register-level driver errors the NIC refused, by reason.
     pub nic_faults: BTreeMap<String, u64>,
+    /// The TAP device went away during the run (frames to it then fail and
+    /// are counted as "backend write failed").
+    pub tap_device_gone: bool,
 }
 
 impl NetRun {
@@ -260,6 +263,7 @@ impl NetRun {
             rx_delivered: load(&c.rx_delivered),
             irq_edges: load(&c.irq_edges),
             nic_faults,
+            tap_device_gone: load(&c.rx_device_gone) > 0,
         }
     }
 }

@@ -5,7 +5,7 @@
 use kvm_bindings::kvm_run;
 use std::cell::Cell;
 use std::ptr;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once, RwLock};
 
 thread_local! {
     /// This thread's `kvm_run` mapping, when it runs a vCPU.
@@ -58,25 +58,27 @@ pub fn kick(thread: libc::pthread_t) {
 }
 
 /// A handle other threads use to kick one vCPU thread; safe to keep after
-/// the vCPU is gone (kicks then do nothing).
+/// the vCPU is gone (kicks then do nothing). Kickers share a read lock, so
+/// a thread kicking often cannot starve another that must kick (a mutex
+/// here once let the I/O thread lock out a stop command).
 #[derive(Clone)]
-pub struct Kicker(Arc<Mutex<Option<libc::pthread_t>>>);
+pub struct Kicker(Arc<RwLock<Option<libc::pthread_t>>>);
 
 impl Kicker {
     /// A kicker for `thread`.
     pub fn new(thread: libc::pthread_t) -> Self {
-        Self(Arc::new(Mutex::new(Some(thread))))
+        Self(Arc::new(RwLock::new(Some(thread))))
     }
 
     /// Kicks the vCPU if it is still there.
     pub fn kick(&self) {
-        if let Some(t) = *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(t) = *self.0.read().unwrap_or_else(|e| e.into_inner()) {
             kick(t);
         }
     }
 
     /// Called before the vCPU thread is joined: later kicks do nothing.
     pub fn retire(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }

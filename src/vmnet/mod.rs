@@ -69,4 +69,6 @@ pub struct LinkCounters {
     pub rx_delivered: AtomicU64,
     /// Interrupt line changes.
     pub irq_edges: AtomicU64,
+    /// The TAP device went away under the I/O thread (it stopped reading).
+    pub rx_device_gone: AtomicU64,
 }

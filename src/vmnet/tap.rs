@@ -377,6 +377,14 @@ impl TapLink {
                     if ready <= 0 {
                         continue;
                     }
+                    if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                        // The device is gone (deleted underneath us): stop
+                        // reading rather than spin; writes will fail and be
+                        // counted by the NIC's backend.
+                        counters.rx_device_gone.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    let mut queued = false;
                     loop {
                         let got = {
                             let _m = markers::scope(Category::VmnetRx);
@@ -386,6 +394,7 @@ impl TapLink {
                         match queue.try_send(buf[..n].to_vec()) {
                             Ok(()) => {
                                 counters.rx_queued.fetch_add(1, Ordering::Relaxed);
+                                queued = true;
                             }
                             Err(TrySendError::Full(_)) => {
                                 counters.rx_queue_full.fetch_add(1, Ordering::Relaxed);
@@ -393,8 +402,10 @@ impl TapLink {
                             Err(TrySendError::Disconnected(_)) => break,
                         }
                     }
-                    let _m = markers::scope(Category::HostEvents);
-                    kick();
+                    if queued {
+                        let _m = markers::scope(Category::HostEvents);
+                        kick();
+                    }
                 }
                 IoProfile {
                     cpu_seconds: crate::profiler::thread_cpu_seconds(),

@@ -4,6 +4,7 @@
 
 mod boot;
 mod cli_errors;
+mod faults;
 mod guest_code;
 mod hostile;
 mod net;

@@ -1,0 +1,153 @@
+//! Host-side faults: the backend failing writes, the TAP device deleted
+//! underneath. The run goes on, and frame accounting stays exact with the
+//! drops counted by reason.
+
+use crate::kvm_or_skip;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use worldswitch::devices::pcnet::port::NicConfig;
+use worldswitch::vmm::events::{Finish, VmEvent};
+use worldswitch::vmm::vm::{start, VmConfig};
+use worldswitch::vmnet::{Backend, LinkCounters, SendError};
+
+/// Fails every third write, alternately with ENOBUFS and EIO.
+struct Flaky {
+    writes: Arc<AtomicU64>,
+}
+
+impl Backend for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    fn send(&mut self, _frame: &[u8]) -> Result<(), SendError> {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        match n % 6 {
+            2 => Err(std::io::Error::from_raw_os_error(libc::ENOBUFS).into()),
+            5 => Err(std::io::Error::from_raw_os_error(libc::EIO).into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
+    if !kvm_or_skip("flaky backend") {
+        return;
+    }
+    let writes = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(LinkCounters::default());
+    let (_rx_tx, rx) = mpsc::sync_channel(4);
+    let vm = start(VmConfig {
+        mem_mib: 64,
+        image: sample_guests::find("nettest").unwrap().elf.to_vec(),
+        cmdline: "megabytes=1".into(),
+        halt_poll_ns: 0,
+        floor: None,
+        start_paused: false,
+        nic: Some(NicConfig {
+            backend: Box::new(Flaky {
+                writes: writes.clone(),
+            }),
+            rx,
+            counters: counters.clone(),
+            final_drops: Arc::new(Mutex::new(None)),
+        }),
+    })
+    .unwrap();
+    let mut sent_by_guest = None;
+    let finish = loop {
+        match vm.events().recv_timeout(Duration::from_secs(60)).unwrap() {
+            VmEvent::Counter { name, value } if name == "frames_sent" => {
+                sent_by_guest = Some(value)
+            }
+            VmEvent::Finished { finish, .. } => break finish,
+            _ => {}
+        }
+    };
+    assert_eq!(finish, Finish::GuestExit(0));
+    let (ok, failed) = (
+        counters.frames_written.load(Ordering::Relaxed),
+        counters.send_errors.load(Ordering::Relaxed),
+    );
+    // Every frame the guest handed over was either written or counted as
+    // failed: 768 datagrams and the ARP request.
+    assert_eq!(ok + failed, writes.load(Ordering::Relaxed));
+    assert_eq!(sent_by_guest, Some(768));
+    assert_eq!(ok + failed, 769);
+    assert_eq!(failed, 769 / 3);
+}
+
+#[test]
+fn deleting_the_tap_underneath_is_survived_and_counted() {
+    // SAFETY: geteuid has no preconditions.
+    if !kvm_or_skip("tap deleted") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP tap deleted: needs root and /dev/kvm");
+        return;
+    }
+    if std::process::Command::new("nsenter")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP tap deleted: nsenter is not installed");
+        return;
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
+        .args([
+            "run",
+            "--json",
+            "--guest",
+            "nettest",
+            "--net",
+            "tap",
+            "--duration",
+            "4s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Find the peer thread, which lives in worldswitch's namespace.
+    let pid = child.id();
+    let mut peer = None;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            peer = tasks.flatten().find_map(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                (comm.trim() == "vmnet-peer").then(|| t.path().join("ns/net"))
+            });
+        }
+        if peer.is_some() {
+            break;
+        }
+    }
+    let ns = peer.expect("the peer thread appears");
+    std::thread::sleep(Duration::from_millis(1000));
+    let del = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "link", "del", "ws0"])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["outcome"]["kind"], "host_stop");
+    let failed = r["frames_dropped"]["backend write failed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        failed > 0,
+        "writes after the deletion fail and are counted: {}",
+        r["frames_dropped"]
+    );
+    assert_eq!(r["frames_in_flight"], 0, "{r}");
+    assert_eq!(r["tap_device_gone"], true);
+}
