@@ -151,3 +151,80 @@ fn deleting_the_tap_underneath_is_survived_and_counted() {
     assert_eq!(r["frames_in_flight"], 0, "{r}");
     assert_eq!(r["tap_device_gone"], true);
 }
+
+/// The network namespace inode of worldswitch's peer thread in `pid`.
+fn peer_namespace(pid: u32) -> Option<String> {
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .find_map(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                if comm.trim() != "vmnet-peer" {
+                    return None;
+                }
+                std::fs::read_link(t.path().join("ns/net"))
+                    .ok()
+                    .map(|l| l.display().to_string())
+            });
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// Whether any thread of any process is still in namespace `ns`.
+fn namespace_alive(ns: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read_dir(p.path().join("task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|t| {
+                std::fs::read_link(t.path().join("ns/net"))
+                    .is_ok_and(|l| l.display().to_string() == ns)
+            })
+        })
+    })
+}
+
+#[test]
+fn signals_end_the_run_and_leave_nothing_behind() {
+    // SAFETY: geteuid has no preconditions.
+    if !kvm_or_skip("signals") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP signals: needs root and /dev/kvm");
+        return;
+    }
+    for (signal, clean) in [
+        (libc::SIGINT, true),
+        (libc::SIGTERM, true),
+        (libc::SIGKILL, false),
+    ] {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
+            .args(["run", "--json", "--guest", "nettest", "--net", "tap"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let ns = peer_namespace(child.id()).expect("the peer thread appears");
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let out = child.wait_with_output().unwrap();
+        if clean {
+            assert!(
+                out.status.success(),
+                "signal {signal}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(r["outcome"]["kind"], "host_stop");
+            assert_eq!(r["frames_in_flight"], 0);
+        }
+        // The namespace (and the TAP in it) vanish with the process.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !namespace_alive(&ns),
+            "signal {signal}: {ns} is still alive"
+        );
+    }
+}
