@@ -158,8 +158,10 @@ impl NetRun {
 
     /// What the peer has received so far: (datagrams, payload bytes).
     pub fn delivered(&self) -> (u64, u64) {
-        let p = self.peer.lock().unwrap_or_else(|e| e.into_inner());
-        (p.frames, p.payload_bytes)
+        self.peer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .delivered()
     }
 
     /// Stops the link and lets the peer drain; call after the VM finished.

@@ -6,9 +6,17 @@ use super::sequence::{SequenceChecker, SequenceCounts};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The receiving peer's counts.
+/// The receiving peer's counts: the report's figures, kept up to date, and
+/// the sequence checker behind its `sequence` field.
 #[derive(Debug, Default, Clone)]
 pub struct PeerStats {
+    counts: PeerReport,
+    sequence: SequenceChecker,
+}
+
+/// What the receiving side counted, for reports.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PeerReport {
     /// Nettest datagrams received.
     pub frames: u64,
     /// Their UDP payload bytes (what the guest's send() calls carried, plus
@@ -22,24 +30,6 @@ pub struct PeerStats {
     pub drops: BTreeMap<String, u64>,
     /// Drops on the way from the host to the guest, by reason.
     pub to_guest_drops: BTreeMap<String, u64>,
-    sequence: SequenceChecker,
-}
-
-/// A copy of the counts for reports.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct PeerReport {
-    /// Nettest datagrams received.
-    pub frames: u64,
-    /// UDP payload bytes.
-    pub payload_bytes: u64,
-    /// Ethernet frame bytes.
-    pub wire_bytes: u64,
-    /// Other frames.
-    pub other_frames: u64,
-    /// Drops by reason.
-    pub drops: BTreeMap<String, u64>,
-    /// Drops on the way to the guest, by reason.
-    pub to_guest_drops: BTreeMap<String, u64>,
     /// Sequence anomalies.
     pub sequence: SequenceCounts,
 }
@@ -48,9 +38,10 @@ impl PeerStats {
     /// Counts a nettest datagram by its UDP payload: `seq` and `payload`
     /// bytes (sequence number included).
     pub fn datagram(&mut self, seq: u64, payload: usize) {
-        self.frames += 1;
-        self.payload_bytes += payload as u64;
-        self.wire_bytes += (payload + HEADERS) as u64;
+        let c = &mut self.counts;
+        c.frames += 1;
+        c.payload_bytes += payload as u64;
+        c.wire_bytes += (payload + HEADERS) as u64;
         self.sequence.observe(seq);
     }
 
@@ -58,7 +49,7 @@ impl PeerStats {
     pub fn frame(&mut self, frame: &[u8]) {
         match frames::parse(frame) {
             Some(d) => self.datagram(d.seq, d.payload),
-            None => self.other_frames += 1,
+            None => self.counts.other_frames += 1,
         }
     }
 
@@ -66,23 +57,23 @@ impl PeerStats {
     /// the guest (or, with `to_guest`, on the way to it).
     pub fn set_drops(&mut self, reason: &str, count: u64, to_guest: bool) {
         let map = if to_guest {
-            &mut self.to_guest_drops
+            &mut self.counts.to_guest_drops
         } else {
-            &mut self.drops
+            &mut self.counts.drops
         };
         map.insert(reason.to_string(), count);
+    }
+
+    /// Datagrams and payload bytes received so far.
+    pub fn delivered(&self) -> (u64, u64) {
+        (self.counts.frames, self.counts.payload_bytes)
     }
 
     /// A copy for reports.
     pub fn report(&self) -> PeerReport {
         PeerReport {
-            frames: self.frames,
-            payload_bytes: self.payload_bytes,
-            wire_bytes: self.wire_bytes,
-            other_frames: self.other_frames,
-            drops: self.drops.clone(),
-            to_guest_drops: self.to_guest_drops.clone(),
             sequence: self.sequence.counts().clone(),
+            ..self.counts.clone()
         }
     }
 }

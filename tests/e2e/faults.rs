@@ -109,22 +109,10 @@ fn deleting_the_tap_underneath_is_survived_and_counted() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Find the peer thread, which lives in worldswitch's namespace.
-    let pid = child.id();
-    let mut peer = None;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            peer = tasks.flatten().find_map(|t| {
-                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-                (comm.trim() == "vmnet-peer").then(|| t.path().join("ns/net"))
-            });
-        }
-        if peer.is_some() {
-            break;
-        }
-    }
-    let ns = peer.expect("the peer thread appears");
+    // The peer thread lives in worldswitch's namespace.
+    let ns = peer_thread(child.id())
+        .expect("the peer thread appears")
+        .join("ns/net");
     std::thread::sleep(Duration::from_millis(1000));
     let del = std::process::Command::new("nsenter")
         .arg(format!("--net={}", ns.display()))
@@ -152,8 +140,9 @@ fn deleting_the_tap_underneath_is_survived_and_counted() {
     assert_eq!(r["tap_device_gone"], true);
 }
 
-/// The network namespace inode of worldswitch's peer thread in `pid`.
-fn peer_namespace(pid: u32) -> Option<String> {
+/// The /proc directory of worldswitch's peer thread in `pid`, once it
+/// exists (it lives in worldswitch's network namespace).
+fn peer_thread(pid: u32) -> Option<std::path::PathBuf> {
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
         let found = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -161,18 +150,19 @@ fn peer_namespace(pid: u32) -> Option<String> {
             .flatten()
             .find_map(|t| {
                 let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-                if comm.trim() != "vmnet-peer" {
-                    return None;
-                }
-                std::fs::read_link(t.path().join("ns/net"))
-                    .ok()
-                    .map(|l| l.display().to_string())
+                (comm.trim() == "vmnet-peer").then(|| t.path())
             });
         if found.is_some() {
             return found;
         }
     }
     None
+}
+
+/// The network namespace of worldswitch's peer thread in `pid`.
+fn peer_namespace(pid: u32) -> Option<String> {
+    let link = std::fs::read_link(peer_thread(pid)?.join("ns/net")).ok()?;
+    Some(link.display().to_string())
 }
 
 /// Whether any thread of any process is still in namespace `ns`.
