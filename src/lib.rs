@@ -22,6 +22,10 @@ pub mod profiler;
 pub mod record;
 /// Headless runs and their results.
 pub mod run;
+/// A running guest with its collectors and live figures.
+pub mod session;
+/// The CPU use of worldswitch's threads.
+pub mod threads;
 /// Kernel tracepoint counters through perf events.
 pub mod tracepoints;
 /// The hypervisor core on KVM.

@@ -151,8 +151,9 @@ impl NetRun {
         Ok(())
     }
 
-    /// What the I/O thread measured, after [`NetRun::quiesce`] (TAP only).
-    pub fn io_profile(&self) -> Option<&crate::vmnet::tap::IoProfile> {
+    /// What the I/O thread has measured (TAP only): so far while it runs,
+    /// all of it after [`NetRun::quiesce`].
+    pub fn io_profile(&self) -> Option<crate::vmnet::tap::IoProfile> {
         self.tap.as_ref().and_then(TapLink::io_profile)
     }
 
@@ -169,6 +170,33 @@ impl NetRun {
         if let Some(tap) = self.tap.as_mut() {
             tap.quiesce();
         }
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        match self.kind {
+            NetKind::Tap => "tap",
+            NetKind::Sink => "sink",
+        }
+    }
+
+    /// While the guest runs: nettest frames the backend took, and the drops
+    /// counted so far by the backend and the peer (the NIC's own drops are
+    /// read when it stops).
+    pub fn accounting(&self) -> (u64, BTreeMap<String, u64>) {
+        let c = &self.counters;
+        let mut dropped = BTreeMap::new();
+        let send_errors = c.send_errors.load(Ordering::Relaxed);
+        if send_errors > 0 {
+            dropped.insert("backend write failed".to_string(), send_errors);
+        }
+        let peer = self.peer.lock().unwrap_or_else(|e| e.into_inner()).report();
+        for (reason, n) in peer.drops {
+            if n > 0 {
+                dropped.insert(reason, n);
+            }
+        }
+        (c.nettest_written.load(Ordering::Relaxed), dropped)
     }
 
     /// The accounting, after [`NetRun::quiesce`].

@@ -3,14 +3,12 @@
 
 use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
-use crate::netrun::{NetReport, NetRun};
-use crate::profiler::emulation::{EmulationSummary, EmulationWindows};
-use crate::profiler::sampler::{SampleSummary, VcpuSampler};
-use crate::tracepoints::ThreadCounters;
-use crate::vmm::events::{Finish, VmEvent};
+use crate::netrun::NetReport;
+use crate::profiler::emulation::EmulationSummary;
+use crate::profiler::sampler::SampleSummary;
+use crate::session::Session;
+use crate::vmm::events::Finish;
 use crate::vmm::exits::ExitStats;
-use crate::vmm::vcpu::Command;
-use crate::vmm::vm::{self, VmConfig};
 use profiles::table::{Measured, Table};
 use profiles::taxonomy::{Category, Thread};
 use serde::Serialize;
@@ -24,8 +22,6 @@ use std::time::{Duration, Instant};
 pub const USERSPACE_EXIT: &str = "kvm/kvm_userspace_exit";
 /// The tracepoint that counts every guest port access, in-kernel or not.
 pub const PIO: &str = "kvm/kvm_pio";
-/// Console text kept in a result; older text is dropped first.
-const CONSOLE_KEEP: usize = 64 * 1024;
 
 /// How a run ended, for people and scripts.
 #[derive(Debug, Clone, Serialize)]
@@ -58,53 +54,7 @@ pub struct PhaseTime {
     pub seconds: f64,
 }
 
-/// The transmit path, segment by segment (the paper's Figure 5), from the
-/// guest's stamps with `--guest-arg path_timing=1`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TransmitPath {
-    /// Kicks measured.
-    pub kicks: u64,
-    /// Mean microseconds per segment: guest to exit, exit to TAP write,
-    /// TAP write, TAP write to re-entry, re-entry to the guest's next
-    /// instruction.
-    pub segments_us: Vec<(String, f64)>,
-    /// All segments.
-    pub total_us: f64,
-    /// Host TSC minus guest TSC, from the tightest of 16 pings.
-    pub tsc_offset_cycles: i64,
-    /// The error bound of the first and last segments (half the tightest
-    /// ping); the segments between are host-only and exact.
-    pub error_us: f64,
-}
-
-impl TransmitPath {
-    /// The path from the guest's counters, if it measured one.
-    pub fn from_counters(g: &BTreeMap<String, u64>, tsc_mhz: f64) -> Option<Self> {
-        let kicks = *g.get("path_kicks").filter(|&&k| k > 0)?;
-        let names = [
-            ("guest to exit", "path_guest_to_exit"),
-            ("exit to TAP write", "path_exit_to_tap"),
-            ("TAP write", "path_tap_write"),
-            ("TAP write to re-entry", "path_tap_to_reentry"),
-            ("re-entry to guest", "path_reentry_to_guest"),
-        ];
-        let us = |cycles: f64| cycles / tsc_mhz.max(1e-9);
-        let segments_us: Vec<(String, f64)> = names
-            .iter()
-            .map(|(label, key)| {
-                let sum = g.get(*key).copied().unwrap_or(0) as i64; // signed sums
-                (label.to_string(), us(sum as f64 / kicks as f64))
-            })
-            .collect();
-        Some(Self {
-            kicks,
-            total_us: segments_us.iter().map(|(_, v)| v).sum(),
-            segments_us,
-            tsc_offset_cycles: g.get("path_tsc_offset").copied().unwrap_or(0) as i64,
-            error_us: us(g.get("path_tsc_offset_err").copied().unwrap_or(0) as f64),
-        })
-    }
-}
+pub use profiles::path::TransmitPath;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -237,194 +187,53 @@ pub fn outcome(finish: &Finish, image: &GuestImage) -> Outcome {
     }
 }
 
-/// Boots the guest `args` name and follows it to the end; console lines go
-/// to `console` as they arrive, and a status line about the link goes to
-/// `status` every second while frames flow.
+/// Boots the guest `args` names and follows it to the end; console lines
+/// go to `console` as they arrive, and a status line about the link goes to
+/// `status` every second while frames flow. SIGINT and SIGTERM stop the
+/// guest and end the run normally.
 pub fn run(
     args: &RunArgs,
     console: &mut dyn Write,
     status: &mut dyn Write,
 ) -> anyhow::Result<RunResult> {
-    let image = GuestImage::resolve(&args.guest)?;
-    let cmdline = args.cmdline();
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
-    // Fail on KVM before building the network, so the error is the one
-    // that matters.
-    drop(vm::open_kvm()?);
-    let (mut net, nic) = NetRun::new(args.net, args.link_rate)?;
-    if let Some(notice) = &net.notice {
-        eprintln!("worldswitch: notice: {notice}");
+    let mut session = Session::start(args)?;
+    for notice in session.notices() {
+        eprintln!("worldswitch: {notice}");
     }
-    let vm = vm::start(VmConfig {
-        mem_mib: args.mem,
-        image: image.elf.clone(),
-        cmdline: cmdline.clone(),
-        halt_poll_ns: args.halt_poll_ns,
-        floor: None,
-        start_paused: true,
-        nic: Some(nic),
-    })?;
-    net.start(vm.kicker())?;
-    let sampler = match args.sample_hz {
-        0 => Err("sampling is off (--sample-hz 0)".to_string()),
-        hz => VcpuSampler::start(vm.vcpu_tid(), hz),
-    };
-    let windows = if args.emulation_windows {
-        EmulationWindows::start(vm.vcpu_tid())
-    } else {
-        Err("emulation windows are off".to_string())
-    };
-    let (mut counters, unavailable) =
-        match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT, PIO]) {
-            Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-    vm.command(Command::Resume);
-    let started = Instant::now();
-    let mut stop_sent = false;
-    let mut text = String::new();
-    let mut guest_counters = BTreeMap::new();
-    let mut phases = Vec::new();
-    let mut open_phases: BTreeMap<(String, u64), Instant> = BTreeMap::new();
-    let mut bad_messages = Vec::new();
     let mut last_status = (Instant::now(), (0u64, 0u64));
-    let (finish, stats, profile) = loop {
+    while !session.pump(Duration::from_millis(50), console)? {
         if last_status.0.elapsed() >= Duration::from_secs(1) {
-            let now = (Instant::now(), net.delivered());
+            let now = (Instant::now(), session.delivered());
             let dt = now.0.duration_since(last_status.0).as_secs_f64();
             let (frames, bytes) = (now.1 .0 - last_status.1 .0, now.1 .1 - last_status.1 .1);
             if frames > 0 {
                 let _ = writeln!(
                     status,
                     "{:7.1} s  {:8.2} Mb/s  {:8.0} frames/s",
-                    started.elapsed().as_secs_f64(),
+                    session.elapsed(),
                     bytes as f64 * 8.0 / dt / 1e6,
                     frames as f64 / dt
                 );
             }
             last_status = now;
         }
-        let timed_out = args.duration.is_some_and(|d| started.elapsed() >= d);
-        if !stop_sent && (timed_out || interrupted.load(Ordering::Relaxed)) {
-            vm.command(Command::Stop);
-            stop_sent = true;
+        let timed_out = args
+            .duration
+            .is_some_and(|d| session.elapsed() >= d.as_secs_f64());
+        if timed_out || interrupted.load(Ordering::Relaxed) {
+            session.stop();
         }
-        let event = match vm.events().recv_timeout(Duration::from_millis(50)) {
-            Ok(e) => e,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                anyhow::bail!("the vCPU thread ended without reporting why")
-            }
-        };
-        match event {
-            VmEvent::Console(line) => {
-                // The console is best effort: a closed pipe must not stop the run.
-                let _ = console.write_all(line.as_bytes());
-                text.push_str(&line);
-                // Trim in batches, not per line.
-                if text.len() > 2 * CONSOLE_KEEP {
-                    keep_tail(&mut text, CONSOLE_KEEP);
-                }
-            }
-            VmEvent::Counter { name, value } => {
-                guest_counters.insert(name, value);
-            }
-            VmEvent::Phase {
-                begin: true,
-                name,
-                index,
-                at,
-            } => {
-                open_phases.insert((name, index), at);
-            }
-            VmEvent::Phase {
-                begin: false,
-                name,
-                index,
-                at,
-            } => {
-                if let Some(start) = open_phases.remove(&(name.clone(), index)) {
-                    phases.push(PhaseTime {
-                        name,
-                        index,
-                        seconds: at.duration_since(start).as_secs_f64(),
-                    });
-                }
-            }
-            VmEvent::BadMessage(why) => bad_messages.push(why),
-            VmEvent::State(_) => {}
-            VmEvent::Finished {
-                finish,
-                stats,
-                profile,
-            } => break (finish, stats, profile),
-        }
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    let tracepoints: BTreeMap<String, u64> = match counters.as_mut().map(ThreadCounters::read) {
-        Some(Ok(counts)) => counts.into_iter().collect(),
-        _ => BTreeMap::new(),
-    };
-    net.quiesce();
-    let samples = sampler.map(VcpuSampler::finish);
-    let emulation = windows.map(EmulationWindows::finish);
-    let exits = match tracepoints.get(USERSPACE_EXIT) {
-        Some(&n) => Some((n, "kvm:kvm_userspace_exit")),
-        None => Some((stats.kvm_run_returns, "worldswitch's own count")),
-    };
-    let net_report = net.report(
-        seconds,
-        &guest_counters,
-        exits,
-        tracepoints.get(PIO).copied(),
-    );
-    keep_tail(&mut text, CONSOLE_KEEP);
-    let tsc_mhz = host_tsc_mhz();
-    // Of the port accesses the guest made, the share KVM completed itself.
-    let user_pio = stats.io_in + stats.io_out;
-    let in_kernel_pio = tracepoints
-        .get(PIO)
-        .filter(|&&n| n > 0)
-        .map(|&n| n.saturating_sub(user_pio) as f64 / n as f64);
-    let mut profile = vcpu_table(
-        &profile,
-        net.io_profile(),
-        samples.as_ref().map_err(String::as_str),
-        tsc_mhz,
-        seconds,
-    );
-    if let Ok(e) = &emulation {
-        split_emulation(&mut profile, e, in_kernel_pio.unwrap_or(0.0));
     }
-    let transmit_path = TransmitPath::from_counters(&guest_counters, tsc_mhz);
-    Ok(RunResult {
-        guest: image.name.clone(),
-        guest_build_id: image.build_id.clone(),
-        cmdline,
-        outcome: outcome(&finish, &image),
-        seconds,
-        exits: stats,
-        tracepoints,
-        tracepoints_unavailable: unavailable,
-        guest_counters,
-        phases,
-        bad_messages,
-        console: text,
-        net: net_report,
-        profile,
-        folded: samples.map(|s| s.folded).unwrap_or_default(),
-        emulation: emulation.ok(),
-        transmit_path,
-        host_tsc_mhz: tsc_mhz,
-    })
+    session.finish(console)
 }
 
 /// The vCPU thread's overhead table from its markers. The rows inside
 /// KVM_RUN and the other threads' rows need the sampling collectors.
-fn vcpu_table(
+pub(crate) fn vcpu_table(
     p: &crate::vmm::events::VcpuProfile,
     io: Option<&crate::vmnet::tap::IoProfile>,
     samples: Result<&SampleSummary, &str>,
@@ -566,7 +375,7 @@ fn vcpu_table(
 /// Splits the sampled instruction-emulation row by the instruction mix the
 /// tracepoint windows saw: privileged ones and IRETs to their rows, port
 /// I/O between in-kernel and exit-to-user by `in_kernel_pio`.
-fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
+pub(crate) fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
     let total = e.total();
     let Some(i) = t
         .rows
@@ -629,17 +438,6 @@ fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
             .then(b.share_pct.total_cmp(&a.share_pct))
     });
     t.profiler_cost_seconds += e.cost_seconds;
-}
-
-/// Drops the front of `text` so at most `keep` bytes remain, at a character
-/// boundary.
-fn keep_tail(text: &mut String, keep: usize) {
-    if text.len() > keep {
-        let cut = (text.len() - keep..text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(text.len());
-        text.drain(..cut);
-    }
 }
 
 /// Prints an overhead table like the paper's Table 1 ("Total time"), then
@@ -886,16 +684,6 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keep_tail_respects_char_boundaries() {
-        let mut t = "aé€x".to_string(); // 1 + 2 + 3 + 1 bytes
-        keep_tail(&mut t, 4);
-        assert_eq!(t, "€x");
-        let mut short = "abc".to_string();
-        keep_tail(&mut short, 10);
-        assert_eq!(short, "abc");
-    }
 
     #[test]
     fn outcomes_are_plain_sentences_with_symbols() {

@@ -3,8 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod flame;
+pub mod flametree;
+pub mod path;
 pub mod profile;
 pub mod rules;
+pub mod snapshot;
 pub mod stats;
 pub mod table;
 pub mod taxonomy;

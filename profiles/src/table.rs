@@ -26,7 +26,7 @@ pub struct Measured {
 }
 
 /// One row of the table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Row {
     /// The world.
     pub world: Option<World>,
@@ -76,7 +76,7 @@ pub struct CrossCheck {
 }
 
 /// A row that could not be measured, and why.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Unavailable {
     /// The category key.
     pub category: String,
@@ -85,7 +85,7 @@ pub struct Unavailable {
 }
 
 /// The table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Table {
     /// What 100% is.
     pub denominator: String,

@@ -7,6 +7,7 @@
 //! touches (the paper counted accesses to the PIC). Its figures are
 //! estimates and say so.
 
+use super::live::Published;
 use crate::tracepoints;
 use perf_event::data::Record;
 use perf_event::events::Tracepoint;
@@ -103,6 +104,14 @@ impl EmulationSummary {
     pub fn total(&self) -> u64 {
         self.ordinary + self.privileged + self.pio + self.iret
     }
+
+    /// Brings the derived figures up to date (on the collector thread).
+    fn settle(&mut self) {
+        if self.traced_seconds > 0.0 {
+            self.estimated_per_second = (self.total() + self.lost) as f64 / self.traced_seconds;
+        }
+        self.cost_seconds = super::thread_cpu_seconds();
+    }
 }
 
 /// Offsets of `len` and `insn` in the tracepoint's raw record, from its
@@ -147,6 +156,7 @@ fn raw_tracer(id: u64, tid: libc::pid_t, ring: usize) -> std::io::Result<perf_ev
 /// The window collector.
 pub struct EmulationWindows {
     stop: Arc<AtomicBool>,
+    live: Published<EmulationSummary>,
     thread: JoinHandle<EmulationSummary>,
 }
 
@@ -164,11 +174,12 @@ impl EmulationWindows {
             .and_then(|id| raw_tracer(id, tid, 1 << 20).ok());
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = stop.clone();
+        let live = Published::default();
+        let publish = live.clone();
         let thread = std::thread::Builder::new()
             .name("profiler-emul".into())
             .spawn(move || {
                 let mut s = EmulationSummary::default();
-                let started = Instant::now();
                 while !stop_thread.load(Ordering::Acquire) {
                     let t0 = Instant::now();
                     if sampler.enable().is_err() {
@@ -214,20 +225,23 @@ impl EmulationWindows {
                             _ => {}
                         }
                     }
+                    s.settle();
+                    publish.publish(s.clone());
                     // Sleep out the period, waking early to stop.
                     while t0.elapsed() < PERIOD && !stop_thread.load(Ordering::Acquire) {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
-                let _ = started;
-                if s.traced_seconds > 0.0 {
-                    s.estimated_per_second = (s.total() + s.lost) as f64 / s.traced_seconds;
-                }
-                s.cost_seconds = super::thread_cpu_seconds();
+                s.settle();
                 s
             })
             .map_err(|e| format!("cannot start the emulation tracer: {e}"))?;
-        Ok(Self { stop, thread })
+        Ok(Self { stop, live, thread })
+    }
+
+    /// The mix so far (published after every window).
+    pub fn latest(&self) -> Option<EmulationSummary> {
+        self.live.latest()
     }
 
     /// Stops and returns the mix.

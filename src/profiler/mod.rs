@@ -4,6 +4,7 @@
 
 pub mod emulation;
 pub mod kallsyms;
+pub mod live;
 pub mod markers;
 pub mod sampler;
 pub mod user_symbols;

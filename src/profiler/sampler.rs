@@ -5,6 +5,7 @@
 //! guest's RIP while inside `KVM_RUN`) are guest time.
 
 use super::kallsyms::Kallsyms;
+use super::live::{self, Every, Published};
 use super::user_symbols::{self, UserSymbols};
 use perf_event::data::Record;
 use perf_event::events::Software;
@@ -58,6 +59,7 @@ pub struct SampleSummary {
 /// A running sampler.
 pub struct VcpuSampler {
     stop: Arc<AtomicBool>,
+    live: Published<SampleSummary>,
     thread: JoinHandle<SampleSummary>,
 }
 
@@ -90,9 +92,12 @@ impl VcpuSampler {
             .map_err(|e| format!("cannot enable sampling: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = stop.clone();
+        let live = Published::default();
+        let publish = live.clone();
         let thread = std::thread::Builder::new()
             .name("profiler".into())
             .spawn(move || {
+                let mut every = Every::new(live::PERIOD);
                 let mut summary = SampleSummary::default();
                 let mut frames: Vec<&str> = Vec::with_capacity(64);
                 let mut preempted_at: Option<u64> = None;
@@ -179,17 +184,26 @@ impl VcpuSampler {
                             _ => {}
                         }
                     }
+                    summary.preempted_seconds = preempted_ns as f64 * 1e-9;
                     if stopping {
                         break;
                     }
+                    if every.due() {
+                        summary.cost_seconds = super::thread_cpu_seconds();
+                        publish.publish(summary.clone());
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                summary.preempted_seconds = preempted_ns as f64 * 1e-9;
                 summary.cost_seconds = super::thread_cpu_seconds();
                 summary
             })
             .map_err(|e| format!("cannot start the profiler thread: {e}"))?;
-        Ok(Self { stop, thread })
+        Ok(Self { stop, live, thread })
+    }
+
+    /// What it has seen so far (published every [`live::PERIOD`]).
+    pub fn latest(&self) -> Option<SampleSummary> {
+        self.live.latest()
     }
 
     /// Stops sampling and returns what was seen.

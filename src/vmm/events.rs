@@ -67,6 +67,12 @@ pub enum VmEvent {
     BadMessage(String),
     /// The run state changed.
     State(VcpuState),
+    /// What the vCPU thread has measured so far, sent every
+    /// [`crate::profiler::live::PERIOD`] while it runs.
+    Progress {
+        stats: ExitStats,
+        profile: VcpuProfile,
+    },
     /// The run is over; the last event.
     Finished {
         finish: Finish,

@@ -7,6 +7,7 @@ use super::exits::{ExitCounters, ExitStats};
 use super::floor::{self, FloorSchedule};
 use super::kick;
 use crate::devices::bus::{BusAction, PioBus};
+use crate::profiler::live::Every;
 use crate::profiler::markers;
 use kvm_bindings::KVM_MP_STATE_HALTED;
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -110,6 +111,7 @@ pub(crate) struct Vcpu {
     pub(crate) commands: Receiver<Command>,
     pub(crate) events: EventSink,
     pub(crate) start_paused: bool,
+    pub(crate) progress: Every,
 }
 
 impl Vcpu {
@@ -126,15 +128,10 @@ impl Vcpu {
             }
         };
         kick::detach();
-        let mut stats: ExitStats = self.machine.counters.snapshot();
-        stats.unclaimed_port_accesses = self.machine.bus.unclaimed();
+        let (stats, profile) = self.measured();
         // Dropping the bus flushes the console before the last event.
         drop(self.machine.bus);
         self.events.send(VmEvent::State(VcpuState::Finished));
-        let profile = VcpuProfile {
-            cpu_seconds: crate::profiler::thread_cpu_seconds(),
-            markers: markers::snapshot(),
-        };
         self.events.send(VmEvent::Finished {
             finish,
             stats,
@@ -174,8 +171,24 @@ impl Vcpu {
         }
     }
 
-    /// Handles commands and checks for a halt that can never end.
+    /// Exit counts and markers so far.
+    fn measured(&self) -> (ExitStats, VcpuProfile) {
+        let mut stats: ExitStats = self.machine.counters.snapshot();
+        stats.unclaimed_port_accesses = self.machine.bus.unclaimed();
+        let profile = VcpuProfile {
+            cpu_seconds: crate::profiler::thread_cpu_seconds(),
+            markers: markers::snapshot(),
+        };
+        (stats, profile)
+    }
+
+    /// Handles commands, publishes progress when due (the watchdog kicks
+    /// often enough) and checks for a halt that can never end.
     fn on_kick(&mut self) -> Option<Finish> {
+        if self.progress.due() {
+            let (stats, profile) = self.measured();
+            self.events.send(VmEvent::Progress { stats, profile });
+        }
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {

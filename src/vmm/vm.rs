@@ -17,6 +17,7 @@ use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BAS
 use crate::devices::pcnet::port::{IrqLine, NicConfig, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
 use crate::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice, COM1_BASE, COM1_IRQ};
+use crate::profiler::live::{self, Every};
 use kvm_bindings::{
     kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_pit_config, kvm_userspace_memory_region,
     KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -281,6 +282,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         commands: command_rx,
         events: sink,
         start_paused: config.start_paused,
+        progress: Every::new(live::PERIOD),
     };
     let (tid_tx, tid_rx) = mpsc::sync_channel(1);
     let vcpu_thread = std::thread::Builder::new()

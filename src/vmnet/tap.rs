@@ -10,6 +10,7 @@
 use super::{
     Backend, LinkCounters, SendError, SharedPeer, GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT,
 };
+use crate::profiler::live::{self, Every, Published};
 use crate::profiler::markers::{self, MarkerRow};
 use profiles::taxonomy::Category;
 use std::io;
@@ -68,7 +69,7 @@ pub struct TapLink {
     stop: Arc<AtomicBool>,
     peer: Option<JoinHandle<()>>,
     io: Option<JoinHandle<IoProfile>>,
-    io_profile: Option<IoProfile>,
+    io_profile: Published<IoProfile>,
 }
 
 /// Writes frames to the TAP device (on the vCPU thread).
@@ -341,7 +342,7 @@ impl TapLink {
                 stop,
                 peer: Some(thread),
                 io: None,
-                io_profile: None,
+                io_profile: Published::default(),
             },
             TapBackend { dev },
         ))
@@ -358,13 +359,22 @@ impl TapLink {
     ) -> io::Result<()> {
         let dev = self.dev.clone();
         let stop = self.stop.clone();
+        let live = self.io_profile.clone();
         dev.set_nonblocking(true)?;
         let handle = std::thread::Builder::new()
             .name("vmnet-io".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 let fd = dev.as_raw_fd();
+                let mut every = Every::new(live::PERIOD);
+                let profile = || IoProfile {
+                    cpu_seconds: crate::profiler::thread_cpu_seconds(),
+                    markers: markers::snapshot(),
+                };
                 while !stop.load(Ordering::Acquire) {
+                    if every.due() {
+                        live.publish(profile());
+                    }
                     let mut pfd = libc::pollfd {
                         fd,
                         events: libc::POLLIN,
@@ -407,10 +417,7 @@ impl TapLink {
                         kick();
                     }
                 }
-                IoProfile {
-                    cpu_seconds: crate::profiler::thread_cpu_seconds(),
-                    markers: markers::snapshot(),
-                }
+                profile()
             })?;
         self.io = Some(handle);
         Ok(())
@@ -421,16 +428,19 @@ impl TapLink {
     pub fn quiesce(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(io) = self.io.take() {
-            self.io_profile = io.join().ok();
+            if let Ok(last) = io.join() {
+                self.io_profile.publish(last);
+            }
         }
         if let Some(peer) = self.peer.take() {
             let _ = peer.join();
         }
     }
 
-    /// What the I/O thread measured about itself, after a quiesce.
-    pub fn io_profile(&self) -> Option<&IoProfile> {
-        self.io_profile.as_ref()
+    /// What the I/O thread has measured about itself: so far while it
+    /// runs, all of it after a quiesce.
+    pub fn io_profile(&self) -> Option<IoProfile> {
+        self.io_profile.latest()
     }
 }
 

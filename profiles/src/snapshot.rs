@@ -1,0 +1,280 @@
+//! What the workbench shows at one moment: an immutable picture of a
+//! running (or saved) profile that front ends render and never change.
+//! The engine builds one every refresh; `view FILE` builds one from a
+//! saved profile.
+
+use crate::path::TransmitPath;
+use crate::profile::Profile;
+use crate::table::Table;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where the run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Booting, not yet running.
+    Starting,
+    /// The guest runs.
+    Running,
+    /// The guest is paused by the user.
+    Paused,
+    /// The guest has finished; the figures are final.
+    Finished,
+    /// A saved profile, not a run.
+    Saved,
+}
+
+/// The run's identity and the profiler's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Info {
+    /// The guest's name.
+    pub guest: String,
+    /// The network backend (tap, sink or none).
+    pub backend: String,
+    /// VT-x, AMD-V or PVM.
+    pub host_kind: String,
+    /// What the sampler does, or why it does not ("cpu-clock 250 Hz").
+    pub sampling: String,
+    /// The profiler's CPU time as a share of the measured threads' CPU.
+    pub profiler_cost_pct: f64,
+    /// Seconds since the run started (or the profile's length).
+    pub elapsed_seconds: f64,
+    /// Seconds since counters were last reset.
+    pub window_seconds: f64,
+    /// How the run ended, once it has.
+    pub outcome: Option<String>,
+}
+
+/// One point of the time series, over the interval that ends at `t`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Point {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// Goodput the peer received, Mb/s.
+    pub mbps: f64,
+    /// Datagrams the peer received per second.
+    pub frames_per_sec: f64,
+    /// Exits to user space per second for port I/O.
+    pub pio_exits_per_sec: f64,
+    /// Exits to user space per second for MMIO.
+    pub mmio_exits_per_sec: f64,
+    /// Exits to user space per second for kicks (host events, pauses).
+    pub kick_exits_per_sec: f64,
+    /// Other exits to user space per second.
+    pub other_exits_per_sec: f64,
+}
+
+/// A moment worth marking on the charts (an optimization toggled, a
+/// baseline marked, counters reset).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Mark {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// What happened.
+    pub label: String,
+}
+
+/// A worldswitch thread's CPU use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThreadCpu {
+    /// Its name (vcpu0, vmnet-io, profiler, ui).
+    pub name: String,
+    /// Percent of one core over the last interval.
+    pub cpu_pct: f64,
+    /// The CPU it last ran on.
+    pub last_cpu: Option<u32>,
+}
+
+/// An optimization toggle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Toggle {
+    /// Its name (`rap-in-kernel`).
+    pub name: String,
+    /// The key that flips it.
+    pub key: char,
+    /// Whether it is on.
+    pub on: bool,
+    /// One line on what it does.
+    pub meaning: String,
+    /// Why it cannot be flipped now, if it cannot.
+    pub blocked: Option<String>,
+}
+
+/// Frame accounting, so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetFigures {
+    /// Frames the NIC took from the guest's ring.
+    pub frames_from_guest: u64,
+    /// Datagrams the peer received.
+    pub delivered: u64,
+    /// Frames dropped, with the reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// Exits to user space per frame delivered, since the last reset.
+    pub exits_per_frame: Option<f64>,
+}
+
+/// A line of the event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// What happened, one sentence.
+    pub text: String,
+}
+
+/// The picture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    /// Running, paused, finished or saved.
+    pub state: RunState,
+    /// Identity and profiler state.
+    pub info: Info,
+    /// Throughput and exit rates, oldest first (the last minute or so).
+    pub series: Vec<Point>,
+    /// Moments marked on the charts.
+    pub marks: Vec<Mark>,
+    /// The threads' CPU.
+    pub threads: Vec<ThreadCpu>,
+    /// Counters the guest reported.
+    pub guest_counters: BTreeMap<String, u64>,
+    /// Frame accounting.
+    pub net: NetFigures,
+    /// The overhead table since the last reset.
+    pub table: Table,
+    /// The table when the baseline was marked, for the delta column.
+    pub baseline: Option<Table>,
+    /// The transmit path, when the guest measures it.
+    pub transmit_path: Option<TransmitPath>,
+    /// Folded stacks since the last reset.
+    pub folded: BTreeMap<String, u64>,
+    /// The guest's console, last lines.
+    pub console: Vec<String>,
+    /// Toggles, warnings, exports.
+    pub log: Vec<LogLine>,
+    /// Optimization toggles that exist.
+    pub toggles: Vec<Toggle>,
+}
+
+impl Snapshot {
+    /// The picture of a saved profile: its table and stacks; what only a
+    /// live run has (time series, console) is empty.
+    pub fn from_profile(p: &Profile, source: &str) -> Self {
+        let extra = |key: &str| p.extra.get(key).and_then(serde_json::Value::as_u64);
+        Snapshot {
+            state: RunState::Saved,
+            info: Info {
+                guest: p.provenance.guest.clone(),
+                backend: p
+                    .extra
+                    .get("backend")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown")
+                    .to_string(),
+                host_kind: p.provenance.kvm_flavour.clone(),
+                sampling: format!("saved profile {source}"),
+                profiler_cost_pct: p.table.profiler_cost_seconds
+                    / p.table.denominator_seconds.max(1e-9)
+                    * 100.0,
+                elapsed_seconds: p.seconds,
+                window_seconds: p.seconds,
+                outcome: None,
+            },
+            series: Vec::new(),
+            marks: Vec::new(),
+            threads: Vec::new(),
+            guest_counters: BTreeMap::new(),
+            net: NetFigures {
+                frames_from_guest: extra("frames_received_by_host").unwrap_or(0),
+                delivered: extra("frames_delivered").unwrap_or(0),
+                dropped: BTreeMap::new(),
+                exits_per_frame: p.extra.get("exits_per_frame").and_then(|v| v.as_f64()),
+            },
+            table: p.table.clone(),
+            baseline: None,
+            transmit_path: p
+                .extra
+                .get("transmit_path")
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
+            folded: p.folded.clone(),
+            console: Vec::new(),
+            log: Vec::new(),
+            toggles: p
+                .provenance
+                .toggles
+                .iter()
+                .map(|(name, &on)| Toggle {
+                    name: name.clone(),
+                    key: ' ',
+                    on,
+                    meaning: String::new(),
+                    blocked: Some("a saved profile".into()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Mean of the series over its last `seconds`: (Mb/s, frames/s, the
+    /// seconds actually covered). Each point covers the time since the
+    /// point before it.
+    pub fn recent_throughput(&self, seconds: f64) -> Option<(f64, f64, f64)> {
+        let end = self.series.last()?.t;
+        let (mut mb, mut fr, mut covered) = (0.0, 0.0, 0.0);
+        for w in self.series.windows(2).rev() {
+            if end - w[0].t > seconds + 1e-9 {
+                break;
+            }
+            let dt = w[1].t - w[0].t;
+            mb += w[1].mbps * dt;
+            fr += w[1].frames_per_sec * dt;
+            covered += dt;
+        }
+        (covered > 0.0).then(|| (mb / covered, fr / covered, covered))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(t: f64, mbps: f64) -> Point {
+        Point {
+            t,
+            mbps,
+            frames_per_sec: mbps * 100.0,
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn recent_throughput_weights_by_interval() {
+        let table = Table::from_markers(&[], 1000.0, (1.0, "t"), 1.0, &[]);
+        let mut s = Snapshot::from_profile(
+            &Profile {
+                format: crate::profile::FORMAT.into(),
+                version: crate::profile::VERSION,
+                provenance: Default::default(),
+                seconds: 1.0,
+                table,
+                folded: BTreeMap::new(),
+                extra: serde_json::json!({"frames_delivered": 7}),
+            },
+            "x.json",
+        );
+        assert_eq!(s.net.delivered, 7);
+        assert_eq!(s.state, RunState::Saved);
+        assert!(s.recent_throughput(5.0).is_none());
+        s.series = vec![
+            point(0.0, 0.0),
+            point(1.0, 10.0),
+            point(2.0, 20.0),
+            point(4.0, 40.0),
+        ];
+        // The last 3 s: 20 for 1 s and 40 for 2 s.
+        let (mb, fr, covered) = s.recent_throughput(3.0).unwrap();
+        assert!((mb - 100.0 / 3.0).abs() < 1e-9, "{mb}");
+        assert!((fr - 10000.0 / 3.0).abs() < 1e-6);
+        assert_eq!(covered, 3.0);
+        assert_eq!(s.recent_throughput(100.0).unwrap().2, 4.0);
+    }
+}

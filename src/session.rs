@@ -1,0 +1,645 @@
+//! A running guest with its network, collectors and live figures: booted
+//! by [`Session::start`], driven by [`Session::pump`], pictured by
+//! [`Session::snapshot`] and ended by [`Session::finish`]. The headless run
+//! and the TUI's engine thread are both loops around it.
+
+use crate::cli::RunArgs;
+use crate::guest_image::GuestImage;
+use crate::netrun::NetRun;
+use crate::profiler::emulation::EmulationWindows;
+use crate::profiler::markers::MarkerRow;
+use crate::profiler::sampler::{SampleSummary, VcpuSampler};
+use crate::run::{self, PhaseTime, RunResult, PIO, USERSPACE_EXIT};
+use crate::threads::ThreadMeter;
+use crate::tracepoints::ThreadCounters;
+use crate::vmm::events::{Finish, VcpuProfile, VcpuState, VmEvent};
+use crate::vmm::exits::ExitStats;
+use crate::vmm::vcpu::Command;
+use crate::vmm::vm::{self, VmConfig, VmHandle};
+use crate::vmnet::tap::IoProfile;
+use profiles::path::TransmitPath;
+use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot};
+use profiles::table::Table;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Console text kept in a result; older text is dropped first.
+const CONSOLE_KEEP: usize = 64 * 1024;
+/// Console lines kept for the live view.
+const CONSOLE_LINES: usize = 500;
+/// Points of the time series kept (two a second: about two minutes).
+const SERIES_KEEP: usize = 240;
+/// Log lines kept.
+const LOG_KEEP: usize = 200;
+
+/// What the collectors had accumulated when counters were last reset; live
+/// figures are differences from it.
+#[derive(Default)]
+struct Base {
+    at: Option<Instant>,
+    stats: ExitStats,
+    vcpu: VcpuProfile,
+    io: Option<IoProfile>,
+    samples: Option<SampleSummary>,
+    delivered: (u64, u64),
+}
+
+/// A running guest and everything measured about it.
+pub struct Session {
+    image: GuestImage,
+    cmdline: String,
+    sample_hz: u64,
+    vm: VmHandle,
+    net: NetRun,
+    sampler: Result<VcpuSampler, String>,
+    windows: Result<EmulationWindows, String>,
+    counters: Option<ThreadCounters>,
+    counters_unavailable: Option<String>,
+    tsc_mhz: f64,
+    started: Instant,
+    state: RunState,
+    stop_sent: bool,
+    text: String,
+    lines: VecDeque<String>,
+    guest_counters: BTreeMap<String, u64>,
+    phases: Vec<PhaseTime>,
+    open_phases: BTreeMap<(String, u64), Instant>,
+    bad_messages: Vec<String>,
+    latest: (ExitStats, VcpuProfile),
+    finished: Option<Finish>,
+    series: VecDeque<Point>,
+    last_point: Option<(Instant, ExitStats, (u64, u64))>,
+    base: Base,
+    baseline: Option<Table>,
+    marks: Vec<Mark>,
+    log: VecDeque<LogLine>,
+    threads: ThreadMeter,
+}
+
+impl Session {
+    /// Boots the guest `args` names with its network and collectors, and
+    /// starts it.
+    pub fn start(args: &RunArgs) -> anyhow::Result<Self> {
+        let image = GuestImage::resolve(&args.guest)?;
+        let cmdline = args.cmdline();
+        // Fail on KVM before building the network, so the error is the one
+        // that matters.
+        drop(vm::open_kvm()?);
+        let (mut net, nic) = NetRun::new(args.net, args.link_rate)?;
+        let vm = vm::start(VmConfig {
+            mem_mib: args.mem,
+            image: image.elf.clone(),
+            cmdline: cmdline.clone(),
+            halt_poll_ns: args.halt_poll_ns,
+            floor: None,
+            start_paused: true,
+            nic: Some(nic),
+        })?;
+        net.start(vm.kicker())?;
+        let sampler = match args.sample_hz {
+            0 => Err("sampling is off (--sample-hz 0)".to_string()),
+            hz => VcpuSampler::start(vm.vcpu_tid(), hz),
+        };
+        let windows = if args.emulation_windows {
+            EmulationWindows::start(vm.vcpu_tid())
+        } else {
+            Err("emulation windows are off".to_string())
+        };
+        let (counters, counters_unavailable) =
+            match ThreadCounters::open(vm.vcpu_tid(), &[USERSPACE_EXIT, PIO]) {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+        let tsc_mhz = run::host_tsc_mhz();
+        let mut s = Session {
+            image,
+            cmdline,
+            sample_hz: args.sample_hz,
+            vm,
+            net,
+            sampler,
+            windows,
+            counters,
+            counters_unavailable,
+            tsc_mhz,
+            started: Instant::now(),
+            state: RunState::Starting,
+            stop_sent: false,
+            text: String::new(),
+            lines: VecDeque::new(),
+            guest_counters: BTreeMap::new(),
+            phases: Vec::new(),
+            open_phases: BTreeMap::new(),
+            bad_messages: Vec::new(),
+            latest: Default::default(),
+            finished: None,
+            series: VecDeque::new(),
+            last_point: None,
+            base: Base::default(),
+            baseline: None,
+            marks: Vec::new(),
+            log: VecDeque::new(),
+            threads: ThreadMeter::default(),
+        };
+        if let Some(notice) = s.net.notice.clone() {
+            s.note(format!("notice: {notice}"));
+        }
+        s.vm.command(Command::Resume);
+        s.started = Instant::now();
+        s.last_point = Some((s.started, ExitStats::default(), (0, 0)));
+        Ok(s)
+    }
+
+    /// Notices worth telling a user (the network's, at start).
+    pub fn notices(&self) -> impl Iterator<Item = &str> {
+        self.log.iter().map(|l| l.text.as_str())
+    }
+
+    /// Follows the guest's events for up to `wait`, writing console output
+    /// to `console` as it arrives. Returns true once the run has finished.
+    pub fn pump(&mut self, wait: Duration, console: &mut dyn Write) -> anyhow::Result<bool> {
+        if self.finished.is_some() {
+            return Ok(true);
+        }
+        let mut event = match self.vm.events().recv_timeout(wait) {
+            Ok(e) => e,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(false),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the vCPU thread ended without reporting why")
+            }
+        };
+        loop {
+            if self.handle(event, console) {
+                return Ok(true);
+            }
+            match self.vm.events().try_recv() {
+                Ok(e) => event = e,
+                Err(_) => return Ok(false),
+            }
+        }
+    }
+
+    fn handle(&mut self, event: VmEvent, console: &mut dyn Write) -> bool {
+        match event {
+            VmEvent::Console(line) => {
+                // The console is best effort: a closed pipe must not stop the run.
+                let _ = console.write_all(line.as_bytes());
+                self.text.push_str(&line);
+                // Trim in batches, not per line.
+                if self.text.len() > 2 * CONSOLE_KEEP {
+                    keep_tail(&mut self.text, CONSOLE_KEEP);
+                }
+                match self.lines.back_mut() {
+                    Some(last) if !last.ends_with('\n') => last.push_str(&line),
+                    _ => self.lines.push_back(line),
+                }
+                while self.lines.len() > CONSOLE_LINES {
+                    self.lines.pop_front();
+                }
+            }
+            VmEvent::Counter { name, value } => {
+                self.guest_counters.insert(name, value);
+            }
+            VmEvent::Phase {
+                begin: true,
+                name,
+                index,
+                at,
+            } => {
+                self.open_phases.insert((name, index), at);
+            }
+            VmEvent::Phase {
+                begin: false,
+                name,
+                index,
+                at,
+            } => {
+                if let Some(start) = self.open_phases.remove(&(name.clone(), index)) {
+                    self.phases.push(PhaseTime {
+                        name,
+                        index,
+                        seconds: at.duration_since(start).as_secs_f64(),
+                    });
+                }
+            }
+            VmEvent::BadMessage(why) => {
+                self.note(format!("ignored mailbox message: {why}"));
+                self.bad_messages.push(why);
+            }
+            VmEvent::State(s) => {
+                self.state = match s {
+                    VcpuState::Running => RunState::Running,
+                    VcpuState::Paused => RunState::Paused,
+                    VcpuState::Finished => RunState::Finished,
+                };
+            }
+            VmEvent::Progress { stats, profile } => {
+                self.point(&stats);
+                self.latest = (stats, profile);
+            }
+            VmEvent::Finished {
+                finish,
+                stats,
+                profile,
+            } => {
+                self.point(&stats);
+                self.latest = (stats, profile);
+                self.state = RunState::Finished;
+                let o = run::outcome(&finish, &self.image);
+                self.note(o.message);
+                self.finished = Some(finish);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Adds a point to the time series: the interval since the last one.
+    fn point(&mut self, stats: &ExitStats) {
+        let now = Instant::now();
+        let delivered = self.net.delivered();
+        let Some((t0, s0, d0)) = self.last_point.replace((now, stats.clone(), delivered)) else {
+            return;
+        };
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt <= 0.0 {
+            return;
+        }
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+        self.series.push_back(Point {
+            t: now.duration_since(self.started).as_secs_f64(),
+            mbps: rate(delivered.1, d0.1) * 8.0 / 1e6,
+            frames_per_sec: rate(delivered.0, d0.0),
+            pio_exits_per_sec: rate(stats.io_in + stats.io_out, s0.io_in + s0.io_out),
+            mmio_exits_per_sec: rate(stats.mmio, s0.mmio),
+            kick_exits_per_sec: rate(stats.interrupted, s0.interrupted),
+            other_exits_per_sec: rate(stats.other, s0.other),
+        });
+        while self.series.len() > SERIES_KEEP {
+            self.series.pop_front();
+        }
+    }
+
+    /// Seconds since the guest started.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// What the peer has received: (datagrams, payload bytes).
+    pub fn delivered(&self) -> (u64, u64) {
+        self.net.delivered()
+    }
+
+    /// Adds a line to the event log.
+    pub fn note(&mut self, text: String) {
+        self.log.push_back(LogLine {
+            t: self.elapsed(),
+            text,
+        });
+        while self.log.len() > LOG_KEEP {
+            self.log.pop_front();
+        }
+    }
+
+    /// Pauses or resumes the guest.
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.finished.is_some() {
+            return;
+        }
+        self.vm.command(if paused {
+            Command::Pause
+        } else {
+            Command::Resume
+        });
+        self.note(
+            if paused {
+                "guest paused"
+            } else {
+                "guest resumed"
+            }
+            .into(),
+        );
+    }
+
+    /// Asks the guest to stop (once).
+    pub fn stop(&mut self) {
+        if !self.stop_sent && self.finished.is_none() {
+            self.vm.command(Command::Stop);
+            self.stop_sent = true;
+        }
+    }
+
+    /// Starts the figures afresh from now (the time series keeps going,
+    /// with a mark).
+    pub fn reset(&mut self) {
+        self.base = Base {
+            at: Some(Instant::now()),
+            stats: self.latest.0.clone(),
+            vcpu: self.latest.1.clone(),
+            io: self.net.io_profile(),
+            samples: self.sampler.as_ref().ok().and_then(VcpuSampler::latest),
+            delivered: self.net.delivered(),
+        };
+        self.mark("counters reset");
+    }
+
+    /// Keeps the current table as the baseline of the delta column.
+    pub fn mark_baseline(&mut self) {
+        self.baseline = Some(self.table());
+        self.mark("baseline marked");
+    }
+
+    fn mark(&mut self, label: &str) {
+        let t = self.elapsed();
+        self.marks.push(Mark {
+            t,
+            label: label.into(),
+        });
+        self.note(label.into());
+    }
+
+    /// The overhead table since the last reset.
+    fn table(&mut self) -> Table {
+        let wall = self.base.at.unwrap_or(self.started).elapsed().as_secs_f64();
+        let vcpu = vcpu_since(&self.latest.1, &self.base.vcpu);
+        let io = self
+            .net
+            .io_profile()
+            .map(|io| io_since(&io, self.base.io.as_ref()));
+        let tracepoints = self.tracepoint_counts();
+        let samples = match &self.sampler {
+            Ok(s) => Ok(s
+                .latest()
+                .map(|s| samples_since(&s, self.base.samples.as_ref()))
+                .unwrap_or_default()),
+            Err(e) => Err(e.as_str()),
+        };
+        let stats = &self.latest.0;
+        let in_kernel_pio = in_kernel_share(&tracepoints, stats);
+        let mut table = run::vcpu_table(
+            &vcpu,
+            io.as_ref(),
+            samples.as_ref().map_err(|e| *e),
+            self.tsc_mhz,
+            wall,
+        );
+        if let Ok(w) = &self.windows {
+            if let Some(e) = w.latest() {
+                run::split_emulation(&mut table, &e, in_kernel_pio.unwrap_or(0.0));
+            }
+        }
+        table
+    }
+
+    fn tracepoint_counts(&mut self) -> BTreeMap<String, u64> {
+        match self.counters.as_mut().map(ThreadCounters::read) {
+            Some(Ok(counts)) => counts.into_iter().collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// The picture of the run now.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let table = self.table();
+        let folded = match &self.sampler {
+            Ok(s) => s
+                .latest()
+                .map(|s| samples_since(&s, self.base.samples.as_ref()).folded)
+                .unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
+        };
+        let window = self.base.at.unwrap_or(self.started).elapsed().as_secs_f64();
+        let accounting = self.net.accounting();
+        let delivered = self.net.delivered().0;
+        let exits = self
+            .latest
+            .0
+            .kvm_run_returns
+            .saturating_sub(self.base.stats.kvm_run_returns);
+        let frames = delivered.saturating_sub(self.base.delivered.0);
+        let sampling = match &self.sampler {
+            Ok(_) => format!("cpu-clock {} Hz, kernel and user stacks", self.sample_hz),
+            Err(e) => format!("off: {e}"),
+        };
+        Snapshot {
+            state: self.state,
+            info: Info {
+                guest: self.image.name.clone(),
+                backend: self.net.backend_name().into(),
+                host_kind: crate::doctor::virtualization_name(),
+                sampling,
+                profiler_cost_pct: table.profiler_cost_seconds
+                    / table.denominator_seconds.max(1e-9)
+                    * 100.0,
+                elapsed_seconds: self.elapsed(),
+                window_seconds: window,
+                outcome: self
+                    .finished
+                    .as_ref()
+                    .map(|f| run::outcome(f, &self.image).message),
+            },
+            series: self.series.iter().copied().collect(),
+            marks: self.marks.clone(),
+            threads: self.threads.sample(),
+            guest_counters: self.guest_counters.clone(),
+            net: NetFigures {
+                frames_from_guest: accounting.0,
+                delivered,
+                dropped: accounting.1,
+                exits_per_frame: (frames > 0).then(|| exits as f64 / frames as f64),
+            },
+            table,
+            baseline: self.baseline.clone(),
+            transmit_path: TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz),
+            folded,
+            console: self.lines.iter().cloned().collect(),
+            log: self.log.iter().cloned().collect(),
+            toggles: Vec::new(),
+        }
+    }
+
+    /// Waits for the guest to finish (stopping it if `stop`), quiesces the
+    /// network and collectors, and reports everything measured.
+    pub fn finish(mut self, console: &mut dyn Write) -> anyhow::Result<RunResult> {
+        self.stop();
+        while !self.pump(Duration::from_millis(100), console)? {}
+        let seconds = self.elapsed();
+        let tracepoints = self.tracepoint_counts();
+        self.net.quiesce();
+        let samples = self.sampler.map(VcpuSampler::finish);
+        let emulation = self.windows.map(EmulationWindows::finish);
+        let (stats, profile) = self.latest;
+        let exits = match tracepoints.get(USERSPACE_EXIT) {
+            Some(&n) => Some((n, "kvm:kvm_userspace_exit")),
+            None => Some((stats.kvm_run_returns, "worldswitch's own count")),
+        };
+        let net_report = self.net.report(
+            seconds,
+            &self.guest_counters,
+            exits,
+            tracepoints.get(PIO).copied(),
+        );
+        keep_tail(&mut self.text, CONSOLE_KEEP);
+        let in_kernel_pio = in_kernel_share(&tracepoints, &stats);
+        let mut table = run::vcpu_table(
+            &profile,
+            self.net.io_profile().as_ref(),
+            samples.as_ref().map_err(String::as_str),
+            self.tsc_mhz,
+            seconds,
+        );
+        if let Ok(e) = &emulation {
+            run::split_emulation(&mut table, e, in_kernel_pio.unwrap_or(0.0));
+        }
+        let transmit_path = TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz);
+        let finish = self.finished.expect("pumped to the end");
+        Ok(RunResult {
+            guest: self.image.name.clone(),
+            guest_build_id: self.image.build_id.clone(),
+            cmdline: self.cmdline,
+            outcome: run::outcome(&finish, &self.image),
+            seconds,
+            exits: stats,
+            tracepoints,
+            tracepoints_unavailable: self.counters_unavailable,
+            guest_counters: self.guest_counters,
+            phases: self.phases,
+            bad_messages: self.bad_messages,
+            console: self.text,
+            net: net_report,
+            profile: table,
+            folded: samples.map(|s| s.folded).unwrap_or_default(),
+            emulation: emulation.ok(),
+            transmit_path,
+            host_tsc_mhz: self.tsc_mhz,
+        })
+    }
+}
+
+/// Of the port accesses the guest made, the share KVM completed itself.
+fn in_kernel_share(tracepoints: &BTreeMap<String, u64>, stats: &ExitStats) -> Option<f64> {
+    let user_pio = stats.io_in + stats.io_out;
+    tracepoints
+        .get(PIO)
+        .filter(|&&n| n > 0)
+        .map(|&n| n.saturating_sub(user_pio) as f64 / n as f64)
+}
+
+/// Marker rows less a base (the quantiles stay those of the whole run:
+/// histograms are not subtracted).
+fn markers_since(now: &[MarkerRow], base: &[MarkerRow]) -> Vec<MarkerRow> {
+    now.iter()
+        .map(|m| {
+            let b = base.iter().find(|b| b.key == m.key);
+            MarkerRow {
+                count: m.count - b.map_or(0, |b| b.count.min(m.count)),
+                cycles: m.cycles - b.map_or(0, |b| b.cycles.min(m.cycles)),
+                ..m.clone()
+            }
+        })
+        .filter(|m| m.count > 0)
+        .collect()
+}
+
+fn vcpu_since(now: &VcpuProfile, base: &VcpuProfile) -> VcpuProfile {
+    VcpuProfile {
+        cpu_seconds: (now.cpu_seconds - base.cpu_seconds).max(0.0),
+        markers: markers_since(&now.markers, &base.markers),
+    }
+}
+
+fn io_since(now: &IoProfile, base: Option<&IoProfile>) -> IoProfile {
+    match base {
+        None => now.clone(),
+        Some(b) => IoProfile {
+            cpu_seconds: (now.cpu_seconds - b.cpu_seconds).max(0.0),
+            markers: markers_since(&now.markers, &b.markers),
+        },
+    }
+}
+
+fn counts_since<K: Ord + Clone>(
+    now: &BTreeMap<K, u64>,
+    base: &BTreeMap<K, u64>,
+) -> BTreeMap<K, u64> {
+    now.iter()
+        .map(|(k, &v)| {
+            (
+                k.clone(),
+                v.saturating_sub(base.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+fn samples_since(now: &SampleSummary, base: Option<&SampleSummary>) -> SampleSummary {
+    let Some(b) = base else {
+        return now.clone();
+    };
+    SampleSummary {
+        total: now.total.saturating_sub(b.total),
+        by_category: counts_since(&now.by_category, &b.by_category),
+        outside_kvm_run: now.outside_kvm_run.saturating_sub(b.outside_kvm_run),
+        lost: now.lost.saturating_sub(b.lost),
+        preempted_seconds: (now.preempted_seconds - b.preempted_seconds).max(0.0),
+        preemptions: now.preemptions.saturating_sub(b.preemptions),
+        vmapp_by_category: counts_since(&now.vmapp_by_category, &b.vmapp_by_category),
+        folded: counts_since(&now.folded, &b.folded),
+        cost_seconds: (now.cost_seconds - b.cost_seconds).max(0.0),
+    }
+}
+
+/// Drops the front of `text` so at most `keep` bytes remain, at a character
+/// boundary.
+fn keep_tail(text: &mut String, keep: usize) {
+    if text.len() > keep {
+        let cut = (text.len() - keep..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text.drain(..cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_tail_respects_char_boundaries() {
+        let mut t = "aé€x".to_string(); // 1 + 2 + 3 + 1 bytes
+        keep_tail(&mut t, 4);
+        assert_eq!(t, "€x");
+        let mut short = "abc".to_string();
+        keep_tail(&mut short, 10);
+        assert_eq!(short, "abc");
+    }
+
+    #[test]
+    fn figures_since_a_reset_subtract_the_base() {
+        let row = |key, count, cycles| MarkerRow {
+            key,
+            count,
+            cycles,
+            p50_cycles: 1.0,
+            p99_cycles: 2.0,
+        };
+        let now = [row("kvm_run", 10, 1000), row("lance_tx", 4, 40)];
+        let base = [row("kvm_run", 3, 100), row("lance_tx", 4, 40)];
+        let d = markers_since(&now, &base);
+        assert_eq!(d, vec![row("kvm_run", 7, 900)], "rows with no events go");
+        let mut a = SampleSummary::default();
+        a.folded.insert("vcpu;x".into(), 5);
+        a.folded.insert("vcpu;y".into(), 2);
+        a.total = 7;
+        let mut b = a.clone();
+        b.folded.insert("vcpu;x".into(), 1);
+        b.folded.insert("vcpu;y".into(), 2);
+        b.total = 3;
+        let d = samples_since(&a, Some(&b));
+        assert_eq!(d.total, 4);
+        assert_eq!(d.folded.len(), 1);
+        assert_eq!(d.folded["vcpu;x"], 4);
+    }
+}
