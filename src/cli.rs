@@ -27,7 +27,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Boot a guest on KVM and report what it did and what its exits were.
+    /// Boot a guest on KVM and watch it in the workbench (or, with
+    /// --headless or without a terminal, report what it did).
     Run(RunArgs),
     /// List the built-in guests, or write their ELF files to a directory.
     Guests {
@@ -67,6 +68,14 @@ pub enum Command {
         /// The graph's title (default: the guest and host).
         #[arg(long)]
         title: Option<String>,
+    },
+    /// Open a saved profile in the workbench's screens.
+    View {
+        /// A profile written by `worldswitch record`.
+        file: PathBuf,
+        /// Where the `e` key writes the flame graph and the tables.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        export_dir: PathBuf,
     },
     /// Compare two saved profiles: row by row, and as a differential
     /// flamegraph.
@@ -158,9 +167,16 @@ pub struct RunArgs {
     /// Stop after this long (10s, 2m, 500ms or plain seconds); default: until the guest exits.
     #[arg(long, value_parser = parse_duration, value_name = "D")]
     pub duration: Option<Duration>,
-    /// Run without the terminal UI. Runs are headless until the UI exists.
+    /// Run without the terminal UI, printing the console and a result (the
+    /// default when standard output is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    /// How often the terminal UI refreshes its figures (100ms to 10s).
+    #[arg(long, default_value = "500ms", value_parser = parse_refresh, value_name = "D")]
+    pub refresh: Duration,
+    /// Where the UI's `e` key writes the flame graph and the tables.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub export_dir: std::path::PathBuf,
     /// Print the result as JSON (the guest console goes into it).
     #[arg(long)]
     pub json: bool,
@@ -193,6 +209,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// The defaults of every option, for `guest` (as if typed as
+    /// `run --guest GUEST`).
+    pub fn for_guest(guest: &str) -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        Only::parse_from(["worldswitch", "--guest", guest]).run
+    }
+
     /// The guest command line the arguments make.
     pub fn cmdline(&self) -> String {
         self.guest_args
@@ -201,6 +228,15 @@ impl RunArgs {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// A refresh interval: a duration from 100 ms to 10 s.
+fn parse_refresh(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(10) {
+        return Err(format!("'{text}' is outside 100ms..10s"));
+    }
+    Ok(d)
 }
 
 /// Parses `10s`, `2m`, `1h`, `500ms` or plain (possibly fractional) seconds.

@@ -10,6 +10,8 @@ pub mod cli;
 pub mod devices;
 /// `worldswitch doctor`: what this host offers.
 pub mod doctor;
+/// The engine thread behind the terminal UI.
+pub mod engine;
 /// Guest images: built-in or from a file, with symbols.
 pub mod guest_image;
 /// `worldswitch guests`.
@@ -28,6 +30,8 @@ pub mod session;
 pub mod threads;
 /// Kernel tracepoint counters through perf events.
 pub mod tracepoints;
+/// The terminal workbench.
+pub mod tui;
 /// The hypervisor core on KVM.
 pub mod vmm;
 /// Where the NIC's frames go: TAP or an in-process sink.

@@ -59,6 +59,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", output.display());
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::View { file, export_dir }) => {
+            let profile = profiles::profile::Profile::load(&file)?;
+            if !worldswitch::tui::have_terminal() {
+                anyhow::bail!(
+                    "'view' needs a terminal; use 'worldswitch report {}' for text",
+                    file.display()
+                );
+            }
+            let snap =
+                profiles::snapshot::Snapshot::from_profile(&profile, &file.display().to_string());
+            worldswitch::tui::view(snap, &export_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Diff {
             before,
             after,
@@ -83,7 +96,15 @@ fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
     let (mut sink, mut sink2, mut stderr) = (std::io::sink(), std::io::sink(), std::io::stderr());
     let console: &mut dyn Write = if args.json { &mut sink } else { &mut stdout };
     let status: &mut dyn Write = if args.json { &mut sink2 } else { &mut stderr };
-    let result = run::run(args, console, status)?;
+    let interactive = !args.headless && !args.json && worldswitch::tui::have_terminal();
+    if !args.headless && !args.json && !interactive {
+        eprintln!("worldswitch: notice: not a terminal, so running headless (--headless says so explicitly)");
+    }
+    let result = if interactive {
+        worldswitch::tui::run(args)?
+    } else {
+        run::run(args, console, status)?
+    };
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &result)?;
         writeln!(stdout)?;

@@ -40,17 +40,13 @@ pub fn measure(
     for round in 0..args.repeat {
         for (i, &(name, hz, windows)) in configs.iter().enumerate() {
             let run_args = RunArgs {
-                guest: "nettest".into(),
                 duration: Some(args.duration),
                 headless: true,
                 json: true,
-                mem: 64,
-                guest_args: Vec::new(),
                 net: Some(args.net),
-                link_rate: None,
                 sample_hz: hz,
                 emulation_windows: windows,
-                halt_poll_ns: 0,
+                ..RunArgs::for_guest("nettest")
             };
             let r = run::run(&run_args, &mut std::io::sink(), &mut std::io::sink())?;
             writeln!(

@@ -1,0 +1,234 @@
+//! Fixture pictures for tests: a busy nettest run with every screen's data,
+//! and a run that has just started.
+
+use profiles::path::TransmitPath;
+use profiles::snapshot::{
+    Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, ThreadCpu, Toggle,
+};
+use profiles::table::{Measured, Table};
+use profiles::taxonomy::{Category, Thread};
+use std::collections::BTreeMap;
+
+fn m(key: &str, count: u64, us: f64, samples: Option<u64>, thread: Thread) -> Measured {
+    let cycles = (us * 2000.0) as u64; // a 2 GHz TSC
+    Measured {
+        key: key.into(),
+        count,
+        cycles,
+        p50_cycles: cycles as f64 / count.max(1) as f64 * 0.9,
+        p99_cycles: cycles as f64 / count.max(1) as f64 * 2.5,
+        samples,
+        thread: Some(thread),
+    }
+}
+
+fn table(scale: f64) -> Table {
+    let v = Thread::Vcpu;
+    let mut t = Table::from_markers(
+        &[
+            m("emulated_ordinary", 0, 3_900_000.0 * scale, Some(780), v),
+            m("world_switch", 0, 600_000.0, Some(120), v),
+            m("exit_to_user", 0, 250_000.0, Some(50), v),
+            m("guest_native", 0, 60_000.0, Some(12), v),
+            m("vmnet_tx", 10_000, 103_000.0, None, v),
+            m("user_irq", 20_000, 16_000.0, None, v),
+            m("pio_dispatch", 120_000, 4_000.0, None, v),
+            m("lance_tx", 10_000, 2_900.0, None, v),
+            m("lance_csr0", 50_000, 2_000.0, None, v),
+            m("lance_rap", 70_000, 1_500.0, None, v),
+            m("vmnet_rx", 3, 5.0, None, Thread::Io),
+        ],
+        2000.0,
+        (
+            5.0,
+            "CPU time of the vCPU and I/O threads (CLOCK_THREAD_CPUTIME_ID)",
+        ),
+        5.0,
+        &[
+            (
+                Category::Peer,
+                "the peer's stack is not separated from the TAP write".into(),
+            ),
+            (Category::GuestIdle, "no samples fell in this row".into()),
+        ],
+    );
+    t.profiler_cost_seconds = 0.02;
+    t.halted_seconds = 0.01;
+    t.preempted_seconds = Some(0.002);
+    t
+}
+
+fn folded() -> BTreeMap<String, u64> {
+    let mut f = BTreeMap::new();
+    let mut add = |s: &str, n| {
+        f.insert(s.to_string(), n);
+    };
+    add(
+        "vcpu;vmm;emulated_ordinary;kvm_vcpu_ioctl;kvm_arch_vcpu_ioctl_run;x86_emulate_instruction",
+        700,
+    );
+    add(
+        "vcpu;vmm;emulated_ordinary;kvm_vcpu_ioctl;kvm_arch_vcpu_ioctl_run;x86_decode_insn",
+        80,
+    );
+    add(
+        "vcpu;vmm;world_switch;kvm_vcpu_ioctl;kvm_arch_vcpu_ioctl_run;vcpu_enter_guest",
+        120,
+    );
+    add(
+        "vcpu;vmm;exit_to_user;kvm_vcpu_ioctl;kvm_arch_vcpu_ioctl_run;complete_pio",
+        50,
+    );
+    add("vcpu;guest;guest_native", 12);
+    add(
+        "vcpu;vmapp;vmnet_tx;worldswitch::vmnet::tap::send;write;tun_chr_write_iter",
+        9,
+    );
+    add(
+        "vcpu;vmapp;user_irq;worldswitch::devices::pcnet::port::irq;ioctl",
+        2,
+    );
+    f
+}
+
+/// A busy run: five seconds of nettest over TAP with every figure present.
+pub fn busy() -> Snapshot {
+    let series = (0..=20)
+        .map(|i| {
+            let t = i as f64 * 0.5;
+            let mbps = if i == 0 {
+                0.0
+            } else {
+                21.0 + (i % 3) as f64 * 0.4
+            };
+            Point {
+                t,
+                mbps,
+                frames_per_sec: mbps * 1e6 / 8.0 / 1316.0,
+                pio_exits_per_sec: 24_000.0,
+                mmio_exits_per_sec: 0.0,
+                kick_exits_per_sec: 4.0,
+                other_exits_per_sec: 0.0,
+            }
+        })
+        .collect();
+    let mut guest_counters = BTreeMap::new();
+    for (k, v) in [
+        ("sent", 10_032u64),
+        ("port_accesses", 120_384),
+        ("irqs", 10_030),
+    ] {
+        guest_counters.insert(k.to_string(), v);
+    }
+    let mut dropped = BTreeMap::new();
+    dropped.insert("backend write failed".to_string(), 2);
+    Snapshot {
+        state: RunState::Running,
+        info: Info {
+            guest: "nettest".into(),
+            backend: "tap".into(),
+            host_kind: "PVM".into(),
+            sampling: "cpu-clock 250 Hz, kernel and user stacks".into(),
+            profiler_cost_pct: 0.4,
+            elapsed_seconds: 10.0,
+            window_seconds: 5.0,
+            outcome: None,
+        },
+        series,
+        marks: vec![Mark {
+            t: 5.0,
+            label: "counters reset".into(),
+        }],
+        threads: vec![
+            ThreadCpu {
+                name: "vcpu0".into(),
+                cpu_pct: 99.2,
+                last_cpu: Some(1),
+            },
+            ThreadCpu {
+                name: "vmnet-peer".into(),
+                cpu_pct: 3.1,
+                last_cpu: Some(0),
+            },
+            ThreadCpu {
+                name: "vmnet-io".into(),
+                cpu_pct: 0.2,
+                last_cpu: Some(1),
+            },
+            ThreadCpu {
+                name: "ui".into(),
+                cpu_pct: 1.0,
+                last_cpu: Some(0),
+            },
+        ],
+        guest_counters,
+        net: NetFigures {
+            frames_from_guest: 10_030,
+            delivered: 10_028,
+            dropped,
+            exits_per_frame: Some(12.01),
+        },
+        table: table(1.0),
+        baseline: Some(table(1.2)),
+        transmit_path: Some(TransmitPath {
+            kicks: 3448,
+            segments_us: vec![
+                ("guest to exit".into(), 7.72),
+                ("exit to TAP write".into(), 0.28),
+                ("TAP write".into(), 9.59),
+                ("TAP write to re-entry".into(), 1.09),
+                ("re-entry to guest".into(), 7.67),
+            ],
+            total_us: 26.35,
+            tsc_offset_cycles: -1234,
+            error_us: 8.08,
+        }),
+        folded: folded(),
+        console: (1..=30)
+            .map(|i| format!("nettest: {} datagrams sent\n", i * 400))
+            .collect(),
+        log: vec![
+            LogLine {
+                t: 5.0,
+                text: "counters reset".into(),
+            },
+            LogLine {
+                t: 7.5,
+                text: "exported /tmp/worldswitch-7.svg and /tmp/worldswitch-7.json".into(),
+            },
+        ],
+        toggles: vec![Toggle {
+            name: "rap-in-kernel".into(),
+            key: 'a',
+            on: true,
+            meaning: "the Lance address port is completed by KVM without an exit".into(),
+            blocked: None,
+        }],
+    }
+}
+
+/// A run that has just started: no figures yet.
+pub fn starting() -> Snapshot {
+    Snapshot {
+        state: RunState::Starting,
+        info: Info {
+            guest: "nettest".into(),
+            backend: "sink".into(),
+            host_kind: "VT-x".into(),
+            sampling: "off: sampling is off (--sample-hz 0)".into(),
+            ..Info::default()
+        },
+        series: Vec::new(),
+        marks: Vec::new(),
+        threads: Vec::new(),
+        guest_counters: BTreeMap::new(),
+        net: NetFigures::default(),
+        table: Table::from_markers(&[], 2000.0, (0.0, "CPU time of the vCPU thread"), 0.0, &[]),
+        baseline: None,
+        transmit_path: None,
+        folded: BTreeMap::new(),
+        console: Vec::new(),
+        log: Vec::new(),
+        toggles: Vec::new(),
+    }
+}

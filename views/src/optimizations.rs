@@ -1,0 +1,66 @@
+//! Optimizations: every toggle this build has, with its state, key and
+//! meaning, and why it cannot be flipped when it cannot.
+
+use crate::state::UiState;
+use crate::style;
+use profiles::snapshot::Snapshot;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::Span;
+use ratatui::widgets::{Block, Cell, Row, Table};
+use ratatui::Frame;
+
+pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
+    let block = Block::bordered().title(Span::styled(
+        " optimizations (Enter or the key flips the selected one) ",
+        style::HEADER,
+    ));
+    if s.toggles.is_empty() {
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        frame.render_widget(
+            crate::note("This build has no optimization toggles: every Lance register access exits to user space, and interrupts are raised by ioctl from the vCPU thread. The toggles of the paper (rap-in-kernel, send-combining, irq-notify, ...) appear here once the engine provides them."),
+            inner,
+        );
+        return;
+    }
+    ui.toggle = ui.toggle.min(s.toggles.len() - 1);
+    let rows: Vec<Row> = s
+        .toggles
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let state = match (&t.blocked, t.on) {
+                (Some(_), _) => Span::styled("n/a", style::DIM),
+                (None, true) => Span::styled("on", style::GOOD),
+                (None, false) => Span::styled("off", style::BAD),
+            };
+            let meaning = match &t.blocked {
+                Some(why) => format!("{} ({why})", t.meaning),
+                None => t.meaning.clone(),
+            };
+            let row = Row::new(vec![
+                Cell::from(t.key.to_string()).style(style::KEY),
+                Cell::from(t.name.clone()),
+                Cell::from(state),
+                Cell::from(meaning),
+            ]);
+            if i == ui.toggle {
+                row.style(style::SELECTED)
+            } else {
+                row
+            }
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(3),
+            Constraint::Length(22),
+            Constraint::Length(4),
+            Constraint::Min(10),
+        ],
+    )
+    .header(Row::new(["key", "toggle", "", "what it does"]).style(style::HEADER))
+    .block(block);
+    frame.render_widget(table, area);
+}
