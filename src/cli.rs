@@ -121,6 +121,30 @@ pub enum BenchCommand {
     /// What the profiler costs: nettest throughput with no sampling, with
     /// stack sampling, and with sampling plus emulation windows, interleaved.
     Profiler(ProfilerBenchArgs),
+    /// What the workbench costs to look at: the UI and engine threads' CPU
+    /// at the default refresh while nettest runs, and each screen's render
+    /// time.
+    Ui(UiBenchArgs),
+}
+
+/// Options of `bench ui`.
+#[derive(Debug, Clone, Args)]
+pub struct UiBenchArgs {
+    /// How long the UI loop runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "D")]
+    pub duration: Duration,
+    /// Terminal columns drawn.
+    #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u16).range(40..=1000))]
+    pub width: u16,
+    /// Terminal rows drawn.
+    #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u16).range(10..=1000))]
+    pub height: u16,
+    /// Where nettest's frames go.
+    #[arg(long, value_enum, default_value = "sink")]
+    pub net: crate::vmnet::NetKind,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `bench profiler`.

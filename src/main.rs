@@ -84,6 +84,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             worldswitch::bench::profiler::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::Ui(args))) => {
+            worldswitch::bench::ui::command(&args, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::Exits(args))) => {
             worldswitch::bench::exits::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

@@ -2,3 +2,4 @@
 
 pub mod exits;
 pub mod profiler;
+pub mod ui;

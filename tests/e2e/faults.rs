@@ -142,7 +142,7 @@ fn deleting_the_tap_underneath_is_survived_and_counted() {
 
 /// The /proc directory of worldswitch's peer thread in `pid`, once it
 /// exists (it lives in worldswitch's network namespace).
-fn peer_thread(pid: u32) -> Option<std::path::PathBuf> {
+pub fn peer_thread(pid: u32) -> Option<std::path::PathBuf> {
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
         let found = std::fs::read_dir(format!("/proc/{pid}/task"))

@@ -10,6 +10,7 @@ mod hostile;
 mod net;
 mod profile;
 mod qemu;
+mod tui;
 mod vcpu_states;
 
 use serde_json::Value;
