@@ -101,13 +101,12 @@ fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
     let console: &mut dyn Write = if args.json { &mut sink } else { &mut stdout };
     let status: &mut dyn Write = if args.json { &mut sink2 } else { &mut stderr };
     let interactive = !args.headless && !args.json && worldswitch::tui::have_terminal();
-    if !args.headless && !args.json && !interactive {
-        eprintln!("worldswitch: notice: not a terminal, so running headless (--headless says so explicitly)");
-    }
+    let notice = (!args.headless && !args.json && !interactive)
+        .then_some("notice: not a terminal, so running headless (--headless says so explicitly)");
     let result = if interactive {
         worldswitch::tui::run(args)?
     } else {
-        run::run(args, console, status)?
+        run::run_noting(args, console, status, notice)?
     };
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &result)?;

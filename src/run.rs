@@ -196,12 +196,23 @@ pub fn run(
     console: &mut dyn Write,
     status: &mut dyn Write,
 ) -> anyhow::Result<RunResult> {
+    run_noting(args, console, status, None)
+}
+
+/// [`run`], printing `notice` to stderr once the guest has booted (so a
+/// failure to boot is the only thing said).
+pub fn run_noting(
+    args: &RunArgs,
+    console: &mut dyn Write,
+    status: &mut dyn Write,
+    notice: Option<&str>,
+) -> anyhow::Result<RunResult> {
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
     let mut session = Session::start(args)?;
-    for notice in session.notices() {
+    for notice in notice.into_iter().chain(session.notices()) {
         eprintln!("worldswitch: {notice}");
     }
     let mut last_status = (Instant::now(), (0u64, 0u64));
