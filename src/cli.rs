@@ -227,6 +227,15 @@ pub struct RunArgs {
     /// instruction emulation by kind (costs guest kernel speed while on).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub emulation_windows: bool,
+    /// Optimizations to start with: naive (every Lance access exits),
+    /// baseline (the paper's WS 2.0: rap-in-kernel), paper (plus
+    /// data-port-in-kernel and send-combining) or modern (everything this
+    /// build can switch).
+    #[arg(long, default_value = "baseline", value_parser = parse_preset, value_name = "NAME")]
+    pub preset: String,
+    /// Switch one optimization after the preset: NAME=on|off; repeatable.
+    #[arg(long = "opt", value_parser = parse_opt, value_name = "NAME=on|off")]
+    pub opts: Vec<String>,
     /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
     #[arg(long, default_value_t = 0, value_name = "NS")]
     pub halt_poll_ns: u64,
@@ -244,6 +253,17 @@ impl RunArgs {
         Only::parse_from(["worldswitch", "--guest", guest]).run
     }
 
+    /// The optimizations `--preset` and `--opt` ask for.
+    pub fn optimizations(&self) -> crate::optimizations::Opts {
+        let mut o = crate::optimizations::Opts::preset(&self.preset)
+            .expect("the preset was checked when parsed");
+        for text in &self.opts {
+            // Each was checked when parsed; dependencies resolve in order.
+            let _ = o.apply(text);
+        }
+        o
+    }
+
     /// The guest command line the arguments make.
     pub fn cmdline(&self) -> String {
         self.guest_args
@@ -252,6 +272,16 @@ impl RunArgs {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+fn parse_preset(text: &str) -> Result<String, String> {
+    crate::optimizations::Opts::preset(text).map(|_| text.to_string())
+}
+
+fn parse_opt(text: &str) -> Result<String, String> {
+    crate::optimizations::Opts::default()
+        .apply(text)
+        .map(|()| text.to_string())
 }
 
 /// A refresh interval: a duration from 100 ms to 10 s.

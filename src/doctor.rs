@@ -434,6 +434,7 @@ fn calibrate_tracepoints() -> Vec<Check> {
 fn calibration_run() -> Result<(), String> {
     let image = GuestImage::resolve("exitbench").map_err(|e| e.to_string())?;
     let vm = vm::start(VmConfig {
+        opts: Default::default(),
         mem_mib: 16,
         image: image.elf,
         cmdline: "iterations=300".into(),

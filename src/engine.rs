@@ -21,6 +21,8 @@ pub enum Request {
     Reset,
     /// Keep the current table for the delta column.
     Baseline,
+    /// Flip the optimization with this name.
+    Toggle(String),
     /// Add a line to the event log.
     Note(String),
     /// Stop the guest and end the run.
@@ -115,6 +117,7 @@ fn drive(
                 Ok(Request::Reset) => session.reset(),
                 Ok(Request::Baseline) => session.mark_baseline(),
                 Ok(Request::Note(text)) => session.note(text),
+                Ok(Request::Toggle(name)) => session.toggle(&name),
                 Err(TryRecvError::Empty) => break,
             }
             changed = true;

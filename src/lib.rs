@@ -18,6 +18,8 @@ pub mod guest_image;
 pub mod guests;
 /// The network side of a run: backend choice and frame accounting.
 pub mod netrun;
+/// The optimization toggles and their mechanisms.
+pub mod optimizations;
 /// The profiler's collectors.
 pub mod profiler;
 /// Saving and reading profiles: record, report, flamegraph.

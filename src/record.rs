@@ -31,7 +31,7 @@ pub fn provenance(r: &RunResult, halt_poll_ns: u64) -> Provenance {
         cpu,
         clocksource: first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
         halt_poll_ns,
-        toggles: Default::default(),
+        toggles: r.optimizations.clone(),
         guest: r.guest.clone(),
         guest_build_id: r.guest_build_id.clone(),
         worldswitch: env!("CARGO_PKG_VERSION").to_string(),

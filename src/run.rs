@@ -95,6 +95,11 @@ pub struct RunResult {
     /// Sampled stacks, folded (saved by `record`, not printed by `run`).
     #[serde(skip)]
     pub folded: BTreeMap<String, u64>,
+    /// The optimization toggles at the end of the run.
+    pub optimizations: BTreeMap<String, bool>,
+    /// When the toggles changed (seconds since the start) and to what; the
+    /// first entry is the start.
+    pub optimization_changes: Vec<profiles::snapshot::Mark>,
     /// The host TSC rate, measured at the end of the run, for turning the
     /// guest's TSC cycle counts into time (the guest's TSC ticks at the
     /// host's rate on PVM and on VT-x/AMD-V without TSC scaling).

@@ -6,6 +6,7 @@
 use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
 use crate::netrun::NetRun;
+use crate::optimizations::{Opt, Opts};
 use crate::profiler::emulation::EmulationWindows;
 use crate::profiler::markers::MarkerRow;
 use crate::profiler::sampler::{SampleSummary, VcpuSampler};
@@ -18,7 +19,7 @@ use crate::vmm::vcpu::Command;
 use crate::vmm::vm::{self, VmConfig, VmHandle};
 use crate::vmnet::tap::IoProfile;
 use profiles::path::TransmitPath;
-use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot};
+use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, Toggle};
 use profiles::table::Table;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -75,6 +76,9 @@ pub struct Session {
     marks: Vec<Mark>,
     log: VecDeque<LogLine>,
     threads: ThreadMeter,
+    opts: Opts,
+    opts_known: bool,
+    opt_changes: Vec<Mark>,
 }
 
 impl Session {
@@ -94,6 +98,7 @@ impl Session {
             halt_poll_ns: args.halt_poll_ns,
             floor: None,
             start_paused: true,
+            opts: args.optimizations(),
             nic: Some(nic),
         })?;
         net.start(vm.kicker())?;
@@ -141,6 +146,9 @@ impl Session {
             marks: Vec::new(),
             log: VecDeque::new(),
             threads: ThreadMeter::default(),
+            opts: args.optimizations(),
+            opts_known: false,
+            opt_changes: Vec::new(),
         };
         if let Some(notice) = s.net.notice.clone() {
             s.note(format!("notice: {notice}"));
@@ -234,6 +242,25 @@ impl Session {
                     VcpuState::Finished => RunState::Finished,
                 };
             }
+            VmEvent::Optimized { opts, error } => {
+                if let Some(e) = error {
+                    self.note(format!("warning: {e}"));
+                }
+                if !self.opts_known || opts != self.opts {
+                    let label = format!("optimizations: {}", opts.describe());
+                    self.opt_changes.push(Mark {
+                        t: self.elapsed(),
+                        label: label.clone(),
+                    });
+                    if self.opts_known {
+                        self.mark(&label);
+                    } else {
+                        self.note(label);
+                    }
+                }
+                self.opts = opts;
+                self.opts_known = true;
+            }
             VmEvent::Progress { stats, profile } => {
                 self.point(&stats);
                 self.latest = (stats, profile);
@@ -275,6 +302,7 @@ impl Session {
             mmio_exits_per_sec: rate(stats.mmio, s0.mmio),
             kick_exits_per_sec: rate(stats.interrupted, s0.interrupted),
             other_exits_per_sec: rate(stats.other, s0.other),
+            in_kernel_writes_per_sec: rate(stats.coalesced_writes, s0.coalesced_writes),
         });
         while self.series.len() > SERIES_KEEP {
             self.series.pop_front();
@@ -320,6 +348,31 @@ impl Session {
             }
             .into(),
         );
+    }
+
+    /// The optimizations in effect.
+    pub fn optimizations(&self) -> Opts {
+        self.opts
+    }
+
+    /// Asks the vCPU to switch to `opts` (at its next KVM_RUN boundary).
+    pub fn set_optimizations(&mut self, opts: Opts) {
+        if self.finished.is_none() {
+            self.vm.command(Command::Optimize(opts));
+        }
+    }
+
+    /// Flips the toggle `name`, with what it needs or what needs it.
+    pub fn toggle(&mut self, name: &str) {
+        let Some(o) = Opt::from_name(name) else {
+            self.note(format!("no optimization '{name}'"));
+            return;
+        };
+        let mut next = self.opts;
+        match next.set(o, !self.opts.get(o)) {
+            Ok(()) => self.set_optimizations(next),
+            Err(e) => self.note(e),
+        }
     }
 
     /// Asks the guest to stop (once).
@@ -438,6 +491,7 @@ impl Session {
                     .finished
                     .as_ref()
                     .map(|f| run::outcome(f, &self.image).message),
+                optimizations: self.opts.describe(),
             },
             series: self.series.iter().copied().collect(),
             marks: self.marks.clone(),
@@ -455,7 +509,16 @@ impl Session {
             folded,
             console: self.lines.iter().cloned().collect(),
             log: self.log.iter().cloned().collect(),
-            toggles: Vec::new(),
+            toggles: Opt::ALL
+                .iter()
+                .map(|&o| Toggle {
+                    name: o.name().into(),
+                    key: o.key(),
+                    on: self.opts.get(o),
+                    meaning: o.meaning().into(),
+                    blocked: o.missing().map(String::from),
+                })
+                .collect(),
         }
     }
 
@@ -513,6 +576,8 @@ impl Session {
             emulation: emulation.ok(),
             transmit_path,
             host_tsc_mhz: self.tsc_mhz,
+            optimizations: self.opts.states(),
+            optimization_changes: self.opt_changes,
         })
     }
 }

@@ -161,9 +161,7 @@ fn ui_loop(source: &mut Source, refresh: Duration, export_dir: &Path) -> anyhow:
             }
             Action::Reset => request(source, &mut ui, Request::Reset),
             Action::MarkBaseline => request(source, &mut ui, Request::Baseline),
-            Action::Toggle(name) => {
-                ui.message = Some(format!("{name} cannot be flipped in this build"));
-            }
+            Action::Toggle(name) => request(source, &mut ui, Request::Toggle(name)),
         }
     }
     Ok(())

@@ -44,6 +44,9 @@ pub struct Info {
     pub window_seconds: f64,
     /// How the run ended, once it has.
     pub outcome: Option<String>,
+    /// The optimizations in effect: a preset's name or the toggles on.
+    #[serde(default)]
+    pub optimizations: String,
 }
 
 /// One point of the time series, over the interval that ends at `t`.
@@ -63,6 +66,9 @@ pub struct Point {
     pub kick_exits_per_sec: f64,
     /// Other exits to user space per second.
     pub other_exits_per_sec: f64,
+    /// Port writes KVM completed without an exit, per second.
+    #[serde(default)]
+    pub in_kernel_writes_per_sec: f64,
 }
 
 /// A moment worth marking on the charts (an optimization toggled, a
@@ -179,6 +185,14 @@ impl Snapshot {
                 elapsed_seconds: p.seconds,
                 window_seconds: p.seconds,
                 outcome: None,
+                optimizations: p
+                    .provenance
+                    .toggles
+                    .iter()
+                    .filter(|(_, &on)| on)
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+"),
             },
             series: Vec::new(),
             marks: Vec::new(),

@@ -39,6 +39,7 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
     let image = GuestImage::resolve("exitbench")?;
     let rounds = 2 * args.pairs;
     let vm = vm::start(VmConfig {
+        opts: Default::default(),
         mem_mib: 64,
         image: image.elf,
         cmdline: format!(

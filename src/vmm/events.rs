@@ -67,6 +67,12 @@ pub enum VmEvent {
     BadMessage(String),
     /// The run state changed.
     State(VcpuState),
+    /// The optimization toggles now in effect, after a change (or at
+    /// start); `error` says why a change could not be made.
+    Optimized {
+        opts: crate::optimizations::Opts,
+        error: Option<String>,
+    },
     /// What the vCPU thread has measured so far, sent every
     /// [`crate::profiler::live::PERIOD`] while it runs.
     Progress {

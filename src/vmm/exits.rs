@@ -36,6 +36,11 @@ pub struct ExitStats {
     pub ports: Vec<PortCount>,
     /// Accesses to ports no device owns (read as all ones, writes ignored).
     pub unclaimed_port_accesses: u64,
+    /// Port writes KVM completed into the coalesced ring (no exit),
+    /// replayed in order before the next exit was handled.
+    pub coalesced_writes: u64,
+    /// Kicks the flusher sent so coalesced transmit kicks go out.
+    pub flushes: u64,
 }
 
 /// The live counters; [`ExitCounters::snapshot`] turns them into

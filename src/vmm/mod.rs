@@ -5,6 +5,7 @@ pub mod boot;
 pub mod events;
 pub mod exits;
 pub mod floor;
+pub mod in_kernel;
 pub mod kick;
 pub mod vcpu;
 pub mod vm;

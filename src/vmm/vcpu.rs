@@ -5,13 +5,16 @@
 use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
 use super::exits::{ExitCounters, ExitStats};
 use super::floor::{self, FloorSchedule};
+use super::in_kernel::InKernel;
 use super::kick;
 use crate::devices::bus::{BusAction, PioBus};
+use crate::optimizations::coalesced::Ring;
 use crate::profiler::live::Every;
 use crate::profiler::markers;
 use kvm_bindings::KVM_MP_STATE_HALTED;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use profiles::taxonomy::Category;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -24,6 +27,8 @@ pub enum Command {
     Resume,
     /// End the run.
     Stop,
+    /// Switch the optimizations to these states.
+    Optimize(crate::optimizations::Opts),
 }
 
 /// What the run loop does after an exit.
@@ -43,11 +48,14 @@ pub(crate) struct Machine {
     pub(crate) memory: GuestMemoryMmap,
     pub(crate) floor: Option<FloorSchedule>,
     pub(crate) in_floor_phase: bool,
+    /// The NIC's writes completed in KVM, once set up.
+    pub(crate) in_kernel: Option<InKernel>,
 }
 
 impl Machine {
     /// Dispatches one return from `KVM_RUN`.
     pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
+        self.replay_coalesced();
         match exit {
             Ok(VcpuExit::IoOut(port, data)) => {
                 let _m = markers::scope(Category::PioDispatch);
@@ -104,6 +112,29 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// Applies the port writes KVM logged instead of exiting, in order:
+    /// they all happened before the instruction that caused this exit.
+    fn replay_coalesced(&mut self) {
+        let Some(k) = self.in_kernel.as_ref() else {
+            return;
+        };
+        let (bus, counters) = (&mut self.bus, &mut self.counters);
+        let n = k.ring().drain(|w| {
+            // Only NIC ports are coalesced; they end no phase or run.
+            let _ = bus.write(w.port, w.bytes());
+        });
+        counters.stats.coalesced_writes += n as u64;
+    }
+
+    /// Switches the optimizations, at a KVM_RUN boundary.
+    fn optimize(&mut self, opts: crate::optimizations::Opts) -> Option<String> {
+        self.replay_coalesced();
+        let k = self.in_kernel.as_mut()?;
+        k.apply(opts).err()
+    }
+}
+
 /// One vCPU and the machine it drives.
 pub(crate) struct Vcpu {
     pub(crate) fd: VcpuFd,
@@ -112,12 +143,21 @@ pub(crate) struct Vcpu {
     pub(crate) events: EventSink,
     pub(crate) start_paused: bool,
     pub(crate) progress: Every,
+    /// The VM, for registering coalesced zones.
+    pub(crate) vm: std::sync::Arc<kvm_ioctls::VmFd>,
+    /// The NIC's I/O base, when there is a NIC.
+    pub(crate) nic_base: Option<u16>,
+    /// The optimizations to start with.
+    pub(crate) opts: crate::optimizations::Opts,
+    /// When the halt watchdog last looked.
+    pub(crate) halt_checked: Option<std::time::Instant>,
 }
 
 impl Vcpu {
     /// Runs the guest until it finishes or is stopped, then reports how.
     pub(crate) fn run(mut self) {
         kick::attach(self.fd.get_kvm_run());
+        self.set_up_in_kernel();
         let finish = match self.start_paused.then(|| self.paused()).flatten() {
             Some(stopped) => stopped,
             None => {
@@ -171,10 +211,38 @@ impl Vcpu {
         }
     }
 
+    /// Maps the coalesced ring and applies the first optimizations; says
+    /// what is in effect either way.
+    fn set_up_in_kernel(&mut self) {
+        let Some(base) = self.nic_base else {
+            return;
+        };
+        // SAFETY: pthread_self has no preconditions. The flusher that
+        // holds this kicker is joined before this thread ends.
+        let kicker = kick::Kicker::new(unsafe { libc::pthread_self() });
+        let made = Ring::map(self.fd.as_raw_fd())
+            .and_then(|ring| InKernel::new(self.vm.clone(), ring, kicker, base));
+        let error = match made {
+            Ok(k) => {
+                self.machine.in_kernel = Some(k);
+                self.machine.optimize(self.opts)
+            }
+            Err(e) => Some(format!(
+                "the coalesced I/O ring cannot be mapped ({e}); every Lance access exits"
+            )),
+        };
+        let opts = self.machine.in_kernel.as_ref().map_or(
+            crate::optimizations::Opts::preset("naive").expect("a preset"),
+            InKernel::opts,
+        );
+        self.events.send(VmEvent::Optimized { opts, error });
+    }
+
     /// Exit counts and markers so far.
     fn measured(&self) -> (ExitStats, VcpuProfile) {
         let mut stats: ExitStats = self.machine.counters.snapshot();
         stats.unclaimed_port_accesses = self.machine.bus.unclaimed();
+        stats.flushes = self.machine.in_kernel.as_ref().map_or(0, InKernel::flushes);
         let profile = VcpuProfile {
             cpu_seconds: crate::profiler::thread_cpu_seconds(),
             markers: markers::snapshot(),
@@ -200,9 +268,19 @@ impl Vcpu {
                     }
                 }
                 Ok(Command::Resume) => {}
+                Ok(Command::Optimize(opts)) => self.optimize(opts),
                 Err(TryRecvError::Empty) => break,
             }
         }
+        // Kicks come often (the I/O thread, the flusher); the halt check
+        // costs ioctls, so it runs at the watchdog's pace.
+        if self
+            .halt_checked
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(200))
+        {
+            return None;
+        }
+        self.halt_checked = Some(std::time::Instant::now());
         let halted = self
             .fd
             .get_mp_state()
@@ -227,8 +305,23 @@ impl Vcpu {
                     return None;
                 }
                 Ok(Command::Pause) => {}
+                Ok(Command::Optimize(opts)) => self.optimize(opts),
                 Ok(Command::Stop) | Err(_) => return Some(Finish::HostStop),
             }
+        }
+    }
+
+    /// Switches the optimizations and reports what is in effect.
+    fn optimize(&mut self, opts: crate::optimizations::Opts) {
+        let error = self.machine.optimize(opts);
+        if let Some(k) = &self.machine.in_kernel {
+            let opts = k.opts();
+            self.events.send(VmEvent::Optimized { opts, error });
+        } else {
+            self.events.send(VmEvent::Optimized {
+                opts: crate::optimizations::Opts::preset("naive").expect("a preset"),
+                error: Some("this VM has no NIC".into()),
+            });
         }
     }
 

@@ -67,6 +67,8 @@ pub struct VmConfig {
     /// Wait for [`Command::Resume`] before entering the guest, so the owner
     /// can attach to the vCPU thread (perf counters) first.
     pub start_paused: bool,
+    /// The optimizations to start with.
+    pub opts: crate::optimizations::Opts,
     /// The PCnet NIC and where its frames go, if the VM has one.
     pub nic: Option<NicConfig>,
 }
@@ -226,6 +228,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         &[(PATH_PORT, 4)],
     )?;
     let mut functions = Vec::new();
+    let has_nic = config.nic.is_some();
     if let Some(nic) = config.nic.take() {
         functions.push(FunctionSpec {
             device: NIC_PCI_DEVICE,
@@ -278,11 +281,16 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
             memory,
             floor: config.floor,
             in_floor_phase: false,
+            in_kernel: None,
         },
         commands: command_rx,
         events: sink,
         start_paused: config.start_paused,
         progress: Every::new(live::PERIOD),
+        vm: vm.clone(),
+        nic_base: has_nic.then_some(NIC_IO_BASE),
+        opts: config.opts,
+        halt_checked: None,
     };
     let (tid_tx, tid_rx) = mpsc::sync_channel(1);
     let vcpu_thread = std::thread::Builder::new()
@@ -405,6 +413,7 @@ mod tests {
             halt_poll_ns: 0,
             floor: None,
             start_paused: false,
+            opts: Default::default(),
             nic: None,
         };
         for mib in [0, MEM_MIB_MIN - 1, MEM_MIB_MAX + 1] {

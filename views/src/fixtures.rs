@@ -109,6 +109,7 @@ pub fn busy() -> Snapshot {
                 mmio_exits_per_sec: 0.0,
                 kick_exits_per_sec: 4.0,
                 other_exits_per_sec: 0.0,
+                in_kernel_writes_per_sec: 12_000.0,
             }
         })
         .collect();
@@ -133,6 +134,7 @@ pub fn busy() -> Snapshot {
             elapsed_seconds: 10.0,
             window_seconds: 5.0,
             outcome: None,
+            optimizations: "baseline".into(),
         },
         series,
         marks: vec![Mark {
@@ -197,13 +199,29 @@ pub fn busy() -> Snapshot {
                 text: "exported /tmp/worldswitch-7.svg and /tmp/worldswitch-7.json".into(),
             },
         ],
-        toggles: vec![Toggle {
-            name: "rap-in-kernel".into(),
-            key: 'a',
-            on: true,
-            meaning: "the Lance address port is completed by KVM without an exit".into(),
-            blocked: None,
-        }],
+        toggles: vec![
+            Toggle {
+                name: "rap-in-kernel".into(),
+                key: 'a',
+                on: true,
+                meaning: "Lance address-port writes complete in KVM".into(),
+                blocked: None,
+            },
+            Toggle {
+                name: "send-combining".into(),
+                key: 'c',
+                on: false,
+                meaning: "transmit kicks wait for a flush".into(),
+                blocked: None,
+            },
+            Toggle {
+                name: "pv-nic".into(),
+                key: 'v',
+                on: false,
+                meaning: "a paravirtual NIC".into(),
+                blocked: Some("not built yet".into()),
+            },
+        ],
     }
 }
 

@@ -11,14 +11,14 @@ use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
     let block = Block::bordered().title(Span::styled(
-        " optimizations (Enter or the key flips the selected one) ",
+        " optimizations (Enter flips the selected one; its key flips it from any screen) ",
         style::HEADER,
     ));
     if s.toggles.is_empty() {
         let inner = block.inner(area);
         frame.render_widget(block, area);
         frame.render_widget(
-            crate::note("This build has no optimization toggles: every Lance register access exits to user space, and interrupts are raised by ioctl from the vCPU thread. The toggles of the paper (rap-in-kernel, send-combining, irq-notify, ...) appear here once the engine provides them."),
+            crate::note("A saved profile without optimization toggles, or a run that has not reported them yet."),
             inner,
         );
         return;

@@ -26,7 +26,8 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot) {
         Line::from(vec![
             Span::styled(format!("{} ", i.guest), style::TITLE),
             Span::raw(format!("on {} via {} · ", i.host_kind, i.backend)),
-            Span::raw(format!("sampling: {}", i.sampling)),
+            Span::styled(format!("optimizations: {} ", i.optimizations), style::KEY),
+            Span::raw(format!("· sampling: {}", i.sampling)),
         ]),
         Line::from(Span::styled(
             format!(
@@ -109,8 +110,12 @@ fn draw_figures(frame: &mut Frame, area: Rect, s: &Snapshot) {
     let mut lines = Vec::new();
     if let Some(p) = s.series.last() {
         lines.push(Line::from(format!(
-            "exits/s: I/O {:.0}, MMIO {:.0}, kicks {:.0}, other {:.0}",
-            p.pio_exits_per_sec, p.mmio_exits_per_sec, p.kick_exits_per_sec, p.other_exits_per_sec
+            "exits/s: I/O {:.0}, MMIO {:.0}, kicks {:.0}, other {:.0}; port writes done in KVM {:.0}/s",
+            p.pio_exits_per_sec,
+            p.mmio_exits_per_sec,
+            p.kick_exits_per_sec,
+            p.other_exits_per_sec,
+            p.in_kernel_writes_per_sec
         )));
     }
     let n = &s.net;

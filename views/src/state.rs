@@ -278,6 +278,16 @@ impl UiState {
                 );
             }
             Key::Char('s') if self.tab == Tab::Overheads => self.sort = self.sort.next(),
+            Key::Char(c) if live.toggles.iter().any(|t| t.key == c) => {
+                // Toggles flip from every screen, so their effect can be
+                // watched on any of them.
+                let t = live.toggles.iter().find(|t| t.key == c);
+                match t.map(|t| (t.name.clone(), t.blocked.clone())) {
+                    Some((name, None)) => return Action::Toggle(name),
+                    Some((name, Some(why))) => self.message = Some(format!("{name}: {why}")),
+                    None => {}
+                }
+            }
             Key::Char('/') if self.tab == Tab::Flame => {
                 self.flame.typing = true;
                 self.flame.search.clear();
@@ -437,6 +447,20 @@ mod tests {
         assert_eq!(ui.on_key(Key::Char('b'), &s), Action::MarkBaseline);
         assert_eq!(ui.on_key(Key::Char('r'), &s), Action::Reset);
         assert_eq!(ui.on_key(Key::Interrupt, &s), Action::Quit);
+        assert_eq!(
+            ui.on_key(Key::Char('c'), &s),
+            Action::Toggle("send-combining".into()),
+            "toggle keys work from every screen"
+        );
+        assert_eq!(ui.on_key(Key::Char('v'), &s), Action::None);
+        assert_eq!(ui.message.as_deref(), Some("pv-nic: not built yet"));
+        ui.on_key(Key::Char('6'), &s);
+        ui.on_key(Key::Down, &s);
+        assert_eq!(
+            ui.on_key(Key::Enter, &s),
+            Action::Toggle("send-combining".into())
+        );
+        ui.on_key(Key::Char('1'), &s);
         ui.on_key(Key::Char('?'), &s);
         assert!(ui.help);
         assert_eq!(ui.on_key(Key::Char('2'), &s), Action::None);

@@ -1,0 +1,259 @@
+//! The paper's optimizations and their KVM descendants as toggles: names,
+//! keys and meanings, the presets, what depends on what, and parsing
+//! `--preset` and `--opt NAME=on|off`. The mechanisms live with the vCPU
+//! (coalesced port I/O zones, the flusher); this module only says which are
+//! wanted.
+
+pub mod coalesced;
+pub mod flusher;
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One toggle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Opt {
+    /// Lance RAP writes complete in KVM (coalesced port I/O), no exit.
+    RapInKernel,
+    /// RDP and BDP writes complete in KVM too; reads still exit and drain.
+    DataPortInKernel,
+    /// Transmit kicks wait for a flush: 3 at most, or the delay bound.
+    SendCombining,
+    /// Event-driven receive with irqfd instead of polling after each exit.
+    IrqNotify,
+    /// The in-kernel 8259/IOAPIC/PIT instead of user-space ones.
+    KernelIrqchip,
+    /// A paravirtual NIC with shared rings.
+    PvNic,
+}
+
+impl Opt {
+    /// Every toggle, in the order the paper introduces them.
+    pub const ALL: [Opt; 6] = [
+        Opt::RapInKernel,
+        Opt::DataPortInKernel,
+        Opt::SendCombining,
+        Opt::IrqNotify,
+        Opt::KernelIrqchip,
+        Opt::PvNic,
+    ];
+
+    /// Its name on the command line and in profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            Opt::RapInKernel => "rap-in-kernel",
+            Opt::DataPortInKernel => "data-port-in-kernel",
+            Opt::SendCombining => "send-combining",
+            Opt::IrqNotify => "irq-notify",
+            Opt::KernelIrqchip => "kernel-irqchip",
+            Opt::PvNic => "pv-nic",
+        }
+    }
+
+    /// The workbench key that flips it.
+    pub fn key(self) -> char {
+        match self {
+            Opt::RapInKernel => 'a',
+            Opt::DataPortInKernel => 'd',
+            Opt::SendCombining => 'c',
+            Opt::IrqNotify => 'n',
+            Opt::KernelIrqchip => 'i',
+            Opt::PvNic => 'v',
+        }
+    }
+
+    /// One line on what it does.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Opt::RapInKernel => "Lance address-port writes complete in KVM (coalesced PIO), replayed in order before the next exit is handled (WS 2.0 had this)",
+            Opt::DataPortInKernel => "data-port writes complete in KVM as well; every read still exits and first replays the writes (the paper's optimization 1)",
+            Opt::SendCombining => "transmit kicks wait for a flush: at most 3 frames or the delay bound, whichever first (the paper's optimization 2)",
+            Opt::IrqNotify => "receive is event-driven with irqfd instead of polling the TAP after every exit (the paper's optimization 3)",
+            Opt::KernelIrqchip => "the 8259, IOAPIC and PIT in KVM rather than in worldswitch (restarts the guest)",
+            Opt::PvNic => "a paravirtual NIC: shared rings, one doorbell per batch, interrupt suppression (the paper's section 4)",
+        }
+    }
+
+    /// Why it cannot be switched in this build, if it cannot.
+    pub fn missing(self) -> Option<&'static str> {
+        match self {
+            Opt::RapInKernel | Opt::DataPortInKernel | Opt::SendCombining => None,
+            Opt::KernelIrqchip => Some("always on: the user-space 8259 and timer are not built yet"),
+            Opt::IrqNotify => Some("not built yet: receive is event-driven (I/O thread and kick) and interrupts go by ioctl"),
+            Opt::PvNic => Some("not built yet: the guests drive the Lance only"),
+        }
+    }
+
+    /// The toggle named `name`.
+    pub fn from_name(name: &str) -> Option<Opt> {
+        Opt::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+/// Which toggles are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opts {
+    on: [bool; 6],
+}
+
+impl Default for Opts {
+    /// `naive`: nothing completes in KVM.
+    fn default() -> Self {
+        let mut on = [false; 6];
+        on[Opt::KernelIrqchip as usize] = true;
+        Opts { on }
+    }
+}
+
+impl Opts {
+    /// Whether `o` is on.
+    pub fn get(&self, o: Opt) -> bool {
+        self.on[o as usize]
+    }
+
+    /// Sets `o`, keeping the set consistent: switching a toggle on switches
+    /// on what it needs, switching it off switches off what needs it.
+    /// Fails for toggles this build cannot switch.
+    pub fn set(&mut self, o: Opt, on: bool) -> Result<(), String> {
+        if let Some(why) = o.missing() {
+            let fixed = o == Opt::KernelIrqchip;
+            if on != fixed {
+                return Err(format!(
+                    "{} cannot be switched {}: {why}",
+                    o.name(),
+                    if on { "on" } else { "off" }
+                ));
+            }
+            return Ok(());
+        }
+        self.on[o as usize] = on;
+        match (o, on) {
+            (Opt::SendCombining, true) => self.on[Opt::DataPortInKernel as usize] = true,
+            (Opt::DataPortInKernel, false) => self.on[Opt::SendCombining as usize] = false,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The preset named `name`: `naive` (every Lance access exits),
+    /// `baseline` (WS 2.0: rap-in-kernel), `paper` (plus the paper's
+    /// optimizations this build has) or `modern` (everything this build
+    /// can switch on).
+    pub fn preset(name: &str) -> Result<Opts, String> {
+        let mut o = Opts::default();
+        let on: &[Opt] = match name {
+            "naive" => &[],
+            "baseline" => &[Opt::RapInKernel],
+            "paper" | "modern" => &[Opt::RapInKernel, Opt::DataPortInKernel, Opt::SendCombining],
+            _ => {
+                return Err(format!(
+                    "no preset '{name}': use naive, baseline, paper or modern"
+                ))
+            }
+        };
+        for &t in on {
+            o.set(t, true)?;
+        }
+        Ok(o)
+    }
+
+    /// Applies `NAME=on|off`.
+    pub fn apply(&mut self, text: &str) -> Result<(), String> {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not NAME=on|off"))?;
+        let o = Opt::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Opt::ALL.iter().map(|o| o.name()).collect();
+            format!("no optimization '{name}': use one of {}", names.join(", "))
+        })?;
+        let on = match value {
+            "on" | "1" | "true" => true,
+            "off" | "0" | "false" => false,
+            _ => return Err(format!("'{value}' is not on or off")),
+        };
+        self.set(o, on)
+    }
+
+    /// Name -> state, for profiles and JSON.
+    pub fn states(&self) -> BTreeMap<String, bool> {
+        Opt::ALL
+            .iter()
+            .map(|&o| (o.name().to_string(), self.get(o)))
+            .collect()
+    }
+
+    /// The preset these states are, if any.
+    pub fn preset_name(&self) -> Option<&'static str> {
+        ["naive", "baseline", "paper"]
+            .into_iter()
+            .find(|p| Opts::preset(p).is_ok_and(|o| o == *self))
+    }
+
+    /// A short description: the preset's name, or the toggles that are on.
+    pub fn describe(&self) -> String {
+        if let Some(p) = self.preset_name() {
+            return p.to_string();
+        }
+        let on: Vec<&str> = Opt::ALL
+            .iter()
+            .filter(|&&o| self.get(o) && o.missing().is_none())
+            .map(|o| o.name())
+            .collect();
+        if on.is_empty() {
+            "naive".into()
+        } else {
+            on.join("+")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_dependencies() {
+        let base = Opts::preset("baseline").unwrap();
+        assert!(base.get(Opt::RapInKernel) && !base.get(Opt::DataPortInKernel));
+        assert!(base.get(Opt::KernelIrqchip));
+        let paper = Opts::preset("paper").unwrap();
+        assert!(paper.get(Opt::SendCombining) && paper.get(Opt::DataPortInKernel));
+        assert!(Opts::preset("fast")
+            .unwrap_err()
+            .contains("naive, baseline"));
+        let mut o = Opts::preset("naive").unwrap();
+        o.apply("send-combining=on").unwrap();
+        assert!(
+            o.get(Opt::DataPortInKernel),
+            "combining needs the data port"
+        );
+        o.apply("data-port-in-kernel=off").unwrap();
+        assert!(!o.get(Opt::SendCombining), "and goes with it");
+        assert_eq!(o.describe(), "naive");
+        o.apply("rap-in-kernel=on").unwrap();
+        assert_eq!(o.preset_name(), Some("baseline"));
+    }
+
+    #[test]
+    fn bad_toggles_are_plain_errors() {
+        let mut o = Opts::preset("baseline").unwrap();
+        assert!(o
+            .apply("rap-in-kernel")
+            .unwrap_err()
+            .contains("NAME=on|off"));
+        assert!(o.apply("warp=on").unwrap_err().contains("rap-in-kernel"));
+        assert!(o
+            .apply("rap-in-kernel=maybe")
+            .unwrap_err()
+            .contains("on or off"));
+        assert!(o.apply("pv-nic=on").unwrap_err().contains("not built yet"));
+        assert!(o
+            .apply("kernel-irqchip=off")
+            .unwrap_err()
+            .contains("always on"));
+        o.apply("pv-nic=off").unwrap();
+        assert_eq!(o, Opts::preset("baseline").unwrap());
+        assert_eq!(o.states().len(), 6);
+    }
+}
