@@ -309,6 +309,11 @@ impl Session {
         }
     }
 
+    /// The vCPU thread's ID, for tracing it from outside.
+    pub fn vcpu_tid(&self) -> libc::pid_t {
+        self.vm.vcpu_tid()
+    }
+
     /// Seconds since the guest started.
     pub fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()

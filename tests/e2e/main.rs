@@ -8,6 +8,7 @@ mod faults;
 mod guest_code;
 mod hostile;
 mod net;
+mod optimizations;
 mod profile;
 mod qemu;
 mod tui;
