@@ -42,9 +42,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Benchmarks that print figures measured on this machine.
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    /// Benchmarks that print figures measured on this machine; without a
+    /// subcommand, the paper's results table: nettest under each preset.
+    Bench(BenchArgs),
     /// Run a guest like `run` and save its profile to a file.
     Record(RecordArgs),
     /// Print a saved profile: the overhead tables like the paper's Table 1.
@@ -110,6 +110,46 @@ pub enum ReportFormat {
     Json,
     /// The rows as CSV.
     Csv,
+}
+
+/// `bench`: the results table, or one of the other benchmarks.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    /// Another benchmark.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Options of the results table.
+    #[command(flatten)]
+    pub results: ResultsArgs,
+}
+
+/// Options of the results table (`bench` alone).
+#[derive(Debug, Clone, Args)]
+pub struct ResultsArgs {
+    /// Presets to run, comma-separated; each single optimization and a
+    /// native row (a host thread writing the same frames) are added.
+    #[arg(long, value_delimiter = ',', default_value = "naive,baseline,paper", value_parser = parse_preset)]
+    pub presets: Vec<String>,
+    /// Length of each run.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
+    pub duration: Duration,
+    /// Interleaved rounds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub repeat: u64,
+    /// nettest write sizes to sweep, comma-separated (the paper: 512 to
+    /// 65536 bytes); default: nettest's 4096 only.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub write_sizes: Vec<u64>,
+    /// Cap the wire at this many bits per second, as `run --link-rate`.
+    #[arg(long, value_parser = crate::vmnet::pace::parse_rate, value_name = "RATE")]
+    pub link_rate: Option<u64>,
+    /// Where frames go (default: tap where possible, else sink).
+    #[arg(long, value_enum)]
+    pub net: Option<crate::vmnet::NetKind>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The benchmarks.

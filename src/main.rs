@@ -4,7 +4,7 @@
 use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
-use worldswitch::cli::{BenchCommand, Cli, Command};
+use worldswitch::cli::{BenchArgs, BenchCommand, Cli, Command};
 use worldswitch::run;
 
 fn main() -> ExitCode {
@@ -59,6 +59,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", output.display());
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchArgs {
+            command: None,
+            results,
+        })) => {
+            worldswitch::bench::results::command(&results, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::View { file, export_dir }) => {
             let profile = profiles::profile::Profile::load(&file)?;
             if !worldswitch::tui::have_terminal() {
@@ -80,15 +87,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             worldswitch::record::diff(&before, &after, output.as_deref(), &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench(BenchCommand::Profiler(args))) => {
+        Some(Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Profiler(args)),
+            ..
+        })) => {
             worldswitch::bench::profiler::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench(BenchCommand::Ui(args))) => {
+        Some(Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Ui(args)),
+            ..
+        })) => {
             worldswitch::bench::ui::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench(BenchCommand::Exits(args))) => {
+        Some(Command::Bench(BenchArgs {
+            command: Some(BenchCommand::Exits(args)),
+            ..
+        })) => {
             worldswitch::bench::exits::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }

@@ -95,6 +95,10 @@ pub struct RunResult {
     /// Sampled stacks, folded (saved by `record`, not printed by `run`).
     #[serde(skip)]
     pub folded: BTreeMap<String, u64>,
+    /// CPU seconds of the vCPU thread.
+    pub vcpu_cpu_seconds: f64,
+    /// CPU seconds of the I/O thread (TAP only).
+    pub io_cpu_seconds: Option<f64>,
     /// The optimization toggles at the end of the run.
     pub optimizations: BTreeMap<String, bool>,
     /// When the toggles changed (seconds since the start) and to what; the

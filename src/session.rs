@@ -562,6 +562,7 @@ impl Session {
         }
         let transmit_path = TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz);
         let finish = self.finished.expect("pumped to the end");
+        let io_cpu_seconds = self.net.io_profile().map(|io| io.cpu_seconds);
         Ok(RunResult {
             guest: self.image.name.clone(),
             guest_build_id: self.image.build_id.clone(),
@@ -581,6 +582,8 @@ impl Session {
             emulation: emulation.ok(),
             transmit_path,
             host_tsc_mhz: self.tsc_mhz,
+            vcpu_cpu_seconds: profile.cpu_seconds,
+            io_cpu_seconds,
             optimizations: self.opts.states(),
             optimization_changes: self.opt_changes,
         })

@@ -2,4 +2,5 @@
 
 pub mod exits;
 pub mod profiler;
+pub mod results;
 pub mod ui;
