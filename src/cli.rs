@@ -147,6 +147,12 @@ pub struct ResultsArgs {
     /// Where frames go (default: tap where possible, else sink).
     #[arg(long, value_enum)]
     pub net: Option<crate::vmnet::NetKind>,
+    /// Instead of the table: run nettest this long with the optimizations
+    /// flipped at random every second, and fail on unexplained frame loss,
+    /// sequence errors, RSS growth over 1 MiB after a one-minute warm-up,
+    /// or fd growth.
+    #[arg(long, value_parser = parse_duration, value_name = "D")]
+    pub soak: Option<Duration>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -63,7 +63,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: None,
             results,
         })) => {
-            worldswitch::bench::results::command(&results, &mut std::io::stdout())?;
+            match results.soak {
+                Some(d) => worldswitch::bench::soak::command(&results, d, &mut std::io::stdout())?,
+                None => worldswitch::bench::results::command(&results, &mut std::io::stdout())?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::View { file, export_dir }) => {

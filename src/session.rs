@@ -33,6 +33,10 @@ const CONSOLE_LINES: usize = 500;
 const SERIES_KEEP: usize = 240;
 /// Log lines kept.
 const LOG_KEEP: usize = 200;
+/// Chart marks kept.
+const MARKS_KEEP: usize = 500;
+/// Optimization changes kept for the result (the first ones).
+const CHANGES_KEEP: usize = 10_000;
 
 /// What the collectors had accumulated when counters were last reset; live
 /// figures are differences from it.
@@ -248,10 +252,12 @@ impl Session {
                 }
                 if !self.opts_known || opts != self.opts {
                     let label = format!("optimizations: {}", opts.describe());
-                    self.opt_changes.push(Mark {
-                        t: self.elapsed(),
-                        label: label.clone(),
-                    });
+                    if self.opt_changes.len() < CHANGES_KEEP {
+                        self.opt_changes.push(Mark {
+                            t: self.elapsed(),
+                            label: label.clone(),
+                        });
+                    }
                     if self.opts_known {
                         self.mark(&label);
                     } else {
@@ -414,6 +420,10 @@ impl Session {
             t,
             label: label.into(),
         });
+        // The chart shows a minute or two; keep a bounded history.
+        if self.marks.len() > MARKS_KEEP {
+            self.marks.drain(..self.marks.len() - MARKS_KEEP);
+        }
         self.note(label.into());
     }
 

@@ -3,4 +3,5 @@
 pub mod exits;
 pub mod profiler;
 pub mod results;
+pub mod soak;
 pub mod ui;
