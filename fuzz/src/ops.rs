@@ -91,9 +91,7 @@ impl Targets {
         let mut kinds = std::collections::BTreeSet::new();
         while let Ok(e) = self.stream.try_recv() {
             kinds.insert(match e {
-                VmEvent::BadMessage(why) => {
-                    format!("bad {}", why.split(':').next().unwrap_or(""))
-                }
+                VmEvent::BadMessage(why) => format!("bad {}", shape(&why).len() / 16),
                 other => format!("{:?}", std::mem::discriminant(&other)),
             });
         }
