@@ -61,6 +61,12 @@ pub fn record(
         "guest_counters": result.guest_counters,
         "net": result.net,
         "host_tsc_mhz": result.host_tsc_mhz,
+        "optimization_changes": result.optimization_changes,
+        "frames_received_by_host": result.net.frames_received_by_host,
+        "frames_delivered": result.net.frames_delivered,
+        "exits_per_frame": result.net.exits_per_frame,
+        "backend": result.net.backend,
+        "transmit_path": result.transmit_path,
     });
     let profile = Profile::new(
         provenance(&result, args.run.halt_poll_ns),
@@ -69,7 +75,33 @@ pub fn record(
         result.folded.clone(),
         extra,
     );
-    profile.save(&args.output)?;
+    if let Err(e) = profile.save(&args.output) {
+        let e = match e {
+            profiles::profile::ProfileError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        // The run cannot be repeated exactly: keep its profile somewhere.
+        if std::fs::metadata(&args.output).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&args.output);
+        }
+        let fallback = std::env::temp_dir().join(format!(
+            "worldswitch-record-{}-{}.json",
+            result.guest.replace('/', "_"),
+            std::process::id()
+        ));
+        match profile.save(&fallback) {
+            Ok(()) => anyhow::bail!(
+                "cannot write {} ({e}); the profile was kept in {} instead",
+                args.output.display(),
+                fallback.display()
+            ),
+            Err(_) => anyhow::bail!(
+                "cannot write {} ({e}) nor a copy in {}; free some space and record again",
+                args.output.display(),
+                std::env::temp_dir().display()
+            ),
+        }
+    }
     writeln!(
         out,
         "{} Profile of {} ({:.1} s, {} sampled stacks) saved to {}.",

@@ -121,7 +121,17 @@ impl Profile {
             source,
         };
         let text = serde_json::to_vec_pretty(self).map_err(|e| io(e.into()))?;
-        std::fs::write(path, text).map_err(io)
+        // A whole file or none: write beside it, sync, then rename over it.
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".partial-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(io)
     }
 
     /// Reads a profile, checking its format and version first.

@@ -4,6 +4,7 @@
 
 mod boot;
 mod cli_errors;
+mod exports;
 mod faults;
 mod guest_code;
 mod hostile;
