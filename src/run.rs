@@ -99,6 +99,9 @@ pub struct RunResult {
     pub vcpu_cpu_seconds: f64,
     /// CPU seconds of the I/O thread (TAP only).
     pub io_cpu_seconds: Option<f64>,
+    /// Every worldswitch thread's CPU over the run, percent of one core
+    /// (threads that ended before the run did are missing).
+    pub thread_cpu: Vec<profiles::snapshot::ThreadCpu>,
     /// The optimization toggles at the end of the run.
     pub optimizations: BTreeMap<String, bool>,
     /// When the toggles changed (seconds since the start) and to what; the

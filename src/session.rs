@@ -80,6 +80,7 @@ pub struct Session {
     marks: Vec<Mark>,
     log: VecDeque<LogLine>,
     threads: ThreadMeter,
+    whole_run: ThreadMeter,
     opts: Opts,
     opts_known: bool,
     opt_changes: Vec<Mark>,
@@ -150,6 +151,7 @@ impl Session {
             marks: Vec::new(),
             log: VecDeque::new(),
             threads: ThreadMeter::default(),
+            whole_run: ThreadMeter::default(),
             opts: args.optimizations(),
             opts_known: false,
             opt_changes: Vec::new(),
@@ -157,6 +159,7 @@ impl Session {
         if let Some(notice) = s.net.notice.clone() {
             s.note(format!("notice: {notice}"));
         }
+        s.whole_run.sample();
         s.vm.command(Command::Resume);
         s.started = Instant::now();
         s.last_point = Some((s.started, ExitStats::default(), (0, 0)));
@@ -544,6 +547,7 @@ impl Session {
         while !self.pump(Duration::from_millis(100), console)? {}
         let seconds = self.elapsed();
         let tracepoints = self.tracepoint_counts();
+        let thread_cpu = self.whole_run.sample();
         self.net.quiesce();
         let samples = self.sampler.map(VcpuSampler::finish);
         let emulation = self.windows.map(EmulationWindows::finish);
@@ -593,6 +597,7 @@ impl Session {
             transmit_path,
             host_tsc_mhz: self.tsc_mhz,
             vcpu_cpu_seconds: profile.cpu_seconds,
+            thread_cpu,
             io_cpu_seconds,
             optimizations: self.opts.states(),
             optimization_changes: self.opt_changes,

@@ -148,10 +148,7 @@ impl VcpuSampler {
                                 match category {
                                     Some(c) => {
                                         *summary.by_category.entry(c).or_insert(0) += 1;
-                                        *summary
-                                            .folded
-                                            .entry(fold(category, &frames))
-                                            .or_insert(0) += 1;
+                                        add_stack(&mut summary.folded, fold(category, &frames));
                                     }
                                     None => {
                                         summary.outside_kvm_run += 1;
@@ -173,10 +170,10 @@ impl VcpuSampler {
                                         }
                                         let root_first: Vec<&str> =
                                             user.iter().chain(frames.iter()).copied().collect();
-                                        *summary
-                                            .folded
-                                            .entry(fold_outside(row, &root_first))
-                                            .or_insert(0) += 1;
+                                        add_stack(
+                                            &mut summary.folded,
+                                            fold_outside(row, &root_first),
+                                        );
                                     }
                                 }
                             }
@@ -211,6 +208,26 @@ impl VcpuSampler {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
     }
+}
+
+/// Distinct stacks kept; past this, a new stack is counted under its
+/// first three frames (thread, world, row) so a long run's memory stays
+/// bounded and its rows stay right.
+pub const MAX_STACKS: usize = 8192;
+
+/// Counts one sample of `stack`.
+fn add_stack(folded: &mut BTreeMap<String, u64>, stack: String) {
+    if let Some(n) = folded.get_mut(&stack) {
+        *n += 1;
+        return;
+    }
+    let key = if folded.len() < MAX_STACKS {
+        stack
+    } else {
+        let head: Vec<&str> = stack.split(';').take(3).collect();
+        format!("{};[other stacks]", head.join(";"))
+    };
+    *folded.entry(key).or_insert(0) += 1;
 }
 
 /// The folded stack of a sample outside KVM_RUN: its VMApp row, if a rule
@@ -324,6 +341,19 @@ mod tests {
             None
         );
         assert_eq!(classify(&[]), None);
+    }
+
+    #[test]
+    fn distinct_stacks_are_bounded() {
+        let mut f = BTreeMap::new();
+        for i in 0..MAX_STACKS + 10 {
+            add_stack(&mut f, format!("vcpu;vmm;world_switch;f{i}"));
+        }
+        add_stack(&mut f, "vcpu;vmm;world_switch;f0".into());
+        assert!(f.len() <= MAX_STACKS + 1);
+        assert_eq!(f["vcpu;vmm;world_switch;[other stacks]"], 10);
+        assert_eq!(f["vcpu;vmm;world_switch;f0"], 2);
+        assert_eq!(f.values().sum::<u64>(), MAX_STACKS as u64 + 11);
     }
 
     #[test]
