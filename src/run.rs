@@ -278,6 +278,7 @@ pub(crate) fn vcpu_table(
             .collect::<Vec<_>>()
     };
     let mut measured = rows(&p.markers, Thread::Vcpu);
+    let marker_cycles: u64 = p.markers.iter().map(|m| m.cycles).sum();
     if let Some(io) = io {
         measured.extend(rows(&io.markers, Thread::Io));
     }
@@ -392,6 +393,7 @@ pub(crate) fn vcpu_table(
         }
     }
     table.halted_seconds = halted_seconds;
+    table.vcpu_marker_seconds = marker_cycles as f64 / (tsc_mhz.max(1e-9) * 1e6);
     table
 }
 

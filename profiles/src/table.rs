@@ -106,6 +106,11 @@ pub struct Table {
     /// time, not its CPU time, so outside the denominator.
     #[serde(default)]
     pub preempted_seconds: Option<f64>,
+    /// Seconds the vCPU thread's markers timed by the TSC, KVM_RUN
+    /// included: with the halted and preempted time taken out, an
+    /// independent measure of the CPU time the kernel reports.
+    #[serde(default)]
+    pub vcpu_marker_seconds: f64,
 }
 
 impl Table {
@@ -195,6 +200,7 @@ impl Table {
             profiler_cost_seconds: 0.0,
             halted_seconds: 0.0,
             preempted_seconds: None,
+            vcpu_marker_seconds: 0.0,
         }
     }
 

@@ -205,6 +205,20 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     // small (it grows when the host preempts the vCPU inside KVM_RUN).
     let rest = row("unattributed")["share_pct"].as_f64().unwrap();
     assert!(rest.abs() < 25.0, "unattributed {rest}%");
+    // Independently: the markers' TSC time, less what the scheduler says
+    // the thread spent preempted, is its CPU time (CLOCK_THREAD_CPUTIME_ID)
+    // within 5%; exitbench never halts.
+    let p = &r["profile"];
+    let cpu = p["denominator_seconds"].as_f64().unwrap();
+    let clock = p["vcpu_marker_seconds"].as_f64().unwrap();
+    if let Some(preempted) = p["preempted_seconds"].as_f64() {
+        let off = (clock - preempted - cpu) / cpu;
+        assert!(
+            off.abs() < 0.05,
+            "markers {clock:.4} s less preempted {preempted:.4} s vs CPU {cpu:.4} s: {:.1}%",
+            off * 100.0
+        );
+    }
     let unavailable = r["profile"]["unavailable"].as_array().unwrap();
     assert!(unavailable
         .iter()
