@@ -385,7 +385,7 @@ fn perf() -> Vec<Check> {
 
 /// Counts each KVM tracepoint on every CPU during a short exitbench run, so
 /// the report says which ones fire on this host rather than which exist.
-fn calibrate_tracepoints() -> Vec<Check> {
+pub fn calibrate_tracepoints() -> Vec<Check> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut counters = Vec::new();
     let mut out = Vec::new();

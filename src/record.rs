@@ -52,6 +52,12 @@ pub fn record(
             args.output.display()
         )
     })?;
+    // Which kernel tracepoints fire on this host at all, so a count of 0 in
+    // the profile can be told from a tracepoint that cannot count.
+    let calibration: Vec<serde_json::Value> = crate::doctor::calibrate_tracepoints()
+        .into_iter()
+        .map(|c| serde_json::json!({"tracepoint": c.name, "status": c.status, "detail": c.detail}))
+        .collect();
     let mut console = std::io::sink();
     let result = run::run(&args.run, &mut console, status)?;
     let extra = serde_json::json!({
@@ -67,6 +73,7 @@ pub fn record(
         "exits_per_frame": result.net.exits_per_frame,
         "backend": result.net.backend,
         "transmit_path": result.transmit_path,
+        "tracepoint_calibration": calibration,
     });
     let profile = Profile::new(
         provenance(&result, args.run.halt_poll_ns),
@@ -151,6 +158,20 @@ pub fn report(file: &Path, format: ReportFormat, out: &mut dyn Write) -> anyhow:
                 v.worldswitch
             )?;
             run::print_table(&p.table, out)?;
+            let silent: Vec<&str> = p.extra["tracepoint_calibration"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["status"] != "ok")
+                .filter_map(|c| c["tracepoint"].as_str())
+                .collect();
+            if !silent.is_empty() {
+                writeln!(
+                    out,
+                    "kernel tracepoints unavailable on this host (never fired in calibration, or could not be opened): {}",
+                    silent.join(", ")
+                )?;
+            }
         }
     }
     Ok(())
