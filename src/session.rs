@@ -36,7 +36,7 @@ const LOG_KEEP: usize = 200;
 /// Chart marks kept.
 const MARKS_KEEP: usize = 500;
 /// Optimization changes kept for the result (the first ones).
-const CHANGES_KEEP: usize = 10_000;
+const CHANGES_KEEP: usize = 1000;
 
 /// What the collectors had accumulated when counters were last reset; live
 /// figures are differences from it.
