@@ -158,8 +158,10 @@ pub fn measure(
             readings.push(r);
         }
     }
-    let result = s.finish(&mut sink)?;
+    // Judged while everything still runs: tearing down frees memory and
+    // closes fds, which would hide growth.
     let (rss_end, fds_end) = (rss_bytes(), fds());
+    let result = s.finish(&mut sink)?;
     let n = &result.net;
     let (rss_growth, fd_growth) = match warm {
         Some((rss, f)) => (rss_end as i64 - rss as i64, fds_end as i64 - f as i64),
