@@ -214,3 +214,97 @@ fn the_workbench_in_a_real_terminal() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts `args` under a shell in a new tmux session; returns the session
+/// and the worldswitch PID once `ready` is on screen.
+fn start(name: &str, args: &str, ready: &str) -> (Tmux, u32) {
+    let t = Tmux(format!("ws-e2e-{name}-{}", std::process::id()));
+    let command = format!(
+        "{} {args}; echo \"worldswitch exited with $?\"; sleep 120",
+        env!("CARGO_BIN_EXE_worldswitch")
+    );
+    let ok = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &t.0,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let shell: u32 = t.format("#{pane_pid}").parse().unwrap();
+    t.wait_for(ready, 30);
+    let pid = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("worldswitch under the shell")
+        .parse()
+        .unwrap();
+    (t, pid)
+}
+
+#[test]
+fn sigterm_restores_the_terminal_and_reports() {
+    if !kvm_or_skip("sigterm in the workbench") {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP sigterm in the workbench: tmux is not installed");
+        return;
+    }
+    let (t, pid) = start("term", "run --net sink", "Mb/s now");
+    assert_eq!(t.format("#{alternate_on}"), "1");
+    // SAFETY: kill sends a signal to the worldswitch we started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let screen = t.wait_for("worldswitch exited with", 30);
+    assert!(screen.contains("worldswitch exited with 0"), "{screen}");
+    let history = t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", &t.0]);
+    assert!(history.contains("Stopped by the host."), "{history}");
+    assert_eq!(t.format("#{alternate_on}"), "0");
+    assert_eq!(t.format("#{mouse_any_flag}"), "0");
+    assert_eq!(t.format("#{cursor_flag}"), "1");
+}
+
+#[test]
+fn a_saved_profile_opens_in_the_same_screens() {
+    if !kvm_or_skip("view a saved profile") {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP view a saved profile: tmux is not installed");
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("ws-view-{}.json", std::process::id()));
+    let out = crate::worldswitch(&[
+        "record",
+        "--net",
+        "sink",
+        "--duration",
+        "2s",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (t, _) = start("view", &format!("view {}", file.display()), "saved profile");
+    t.keys("2");
+    t.wait_for("Total time (the paper's Table 1", 5);
+    t.keys("4");
+    t.wait_for("samples · zoom: all", 5);
+    t.keys("p");
+    t.wait_for("a saved profile cannot be changed", 5);
+    t.keys("q");
+    let screen = t.wait_for("worldswitch exited with", 10);
+    assert!(screen.contains("worldswitch exited with 0"), "{screen}");
+    let _ = std::fs::remove_file(&file);
+}
