@@ -177,7 +177,10 @@ fn setup() -> Result<(SyncDevice, PeerSockets), TapError> {
 /// (reason, count, whether on the way to the guest).
 fn namespace_drops() -> Vec<(&'static str, u64, bool)> {
     let mut out = Vec::new();
-    if let Ok(snmp) = std::fs::read_to_string("/proc/thread-self/net/snmp") {
+    let snmp = ["snmp", "netstat"]
+        .map(|f| std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).unwrap_or_default())
+        .join("\n");
+    {
         let lines: Vec<&str> = snmp.lines().collect();
         for pair in lines.chunks(2) {
             let [names, values] = pair else { continue };
@@ -193,6 +196,9 @@ fn namespace_drops() -> Vec<(&'static str, u64, bool)> {
                     ("Udp", "NoPorts") => "no peer socket",
                     ("Ip", "InHdrErrors") => "host IP header errors",
                     ("Ip", "InDiscards") => "host IP discards",
+                    // The host's address gone (the peer unreachable).
+                    ("Ip", "InAddrErrors") => "not addressed to the host",
+                    ("IpExt", "InNoRoutes") => "no route on the host",
                     _ => continue,
                 };
                 out.push((reason, value.parse().unwrap_or(0), false));

@@ -219,3 +219,47 @@ fn signals_end_the_run_and_leave_nothing_behind() {
         );
     }
 }
+
+#[test]
+fn a_peer_gone_unreachable_is_counted_with_a_reason() {
+    // SAFETY: geteuid has no preconditions.
+    if !kvm_or_skip("peer gone") || unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP peer gone: needs root and /dev/kvm");
+        return;
+    }
+    if std::process::Command::new("nsenter")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP peer gone: nsenter is not installed");
+        return;
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
+        .args(["run", "--json", "--net", "tap", "--duration", "4s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ns = peer_thread(child.id())
+        .expect("the peer thread appears")
+        .join("ns/net");
+    std::thread::sleep(Duration::from_millis(1500));
+    // The host's address goes: the peer can no longer be reached, while
+    // writes to the TAP still succeed.
+    let del = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", ns.display()))
+        .args(["ip", "addr", "del", "192.0.2.1/24", "dev", "ws0"])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    let out = child.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{}", r["outcome"]);
+    let lost = r["frames_dropped"]["not addressed to the host"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(lost > 0, "{}", r["frames_dropped"]);
+    assert!(r["frames_delivered"].as_u64().unwrap() > 0);
+    assert_eq!(r["frames_in_flight"], 0, "every frame accounted: {r}");
+}
