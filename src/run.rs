@@ -344,10 +344,16 @@ pub(crate) fn vcpu_table(
             "needs the sampler's context-switch records".into(),
         ));
     }
-    missing.push((
-        Category::Peer,
-        "the peer's stack runs inside the TAP write and is not separated from it yet".into(),
-    ));
+    let peer_samples = samples
+        .ok()
+        .and_then(|s| s.vmapp_by_category.get(&Category::Peer).copied())
+        .unwrap_or(0);
+    if peer_samples == 0 {
+        missing.push((
+            Category::Peer,
+            "no samples caught the host delivering to the peer inside the TAP write (it needs sampling and the TAP backend)".into(),
+        ));
+    }
     if io.is_none() {
         missing.push((
             Category::VmnetRx,
@@ -384,7 +390,15 @@ pub(crate) fn vcpu_table(
             if cat.world() != profiles::taxonomy::World::Vmapp {
                 continue;
             }
-            let n = s.vmapp_by_category.get(&cat).copied().unwrap_or(0);
+            let mut n = s.vmapp_by_category.get(&cat).copied().unwrap_or(0);
+            if cat == Category::VmnetTx {
+                // The marker times the whole write, the peer's part too.
+                n += s
+                    .vmapp_by_category
+                    .get(&Category::Peer)
+                    .copied()
+                    .unwrap_or(0);
+            }
             row.cross_check = Some(profiles::table::CrossCheck {
                 marker_share_pct: row.total_us / vcpu_us * 100.0,
                 sampled_share_pct: n as f64 / s.total as f64 * 100.0,
@@ -392,9 +406,65 @@ pub(crate) fn vcpu_table(
             });
         }
     }
+    if let Ok(s) = samples {
+        split_peer(&mut table, s);
+    }
     table.halted_seconds = halted_seconds;
     table.vcpu_marker_seconds = marker_cycles as f64 / (tsc_mhz.max(1e-9) * 1e6);
     table
+}
+
+/// Splits the TAP write's marker time: the part where the host stack
+/// delivers the frame to the peer's socket and wakes the peer (it runs in
+/// the writer's context) becomes the peer's row, by the share of the
+/// write's samples that fell there.
+fn split_peer(t: &mut Table, s: &SampleSummary) {
+    let peer = s
+        .vmapp_by_category
+        .get(&Category::Peer)
+        .copied()
+        .unwrap_or(0);
+    let tx = s
+        .vmapp_by_category
+        .get(&Category::VmnetTx)
+        .copied()
+        .unwrap_or(0);
+    let Some(i) = t.rows.iter().position(|r| r.category == "vmnet_tx") else {
+        return;
+    };
+    if peer == 0 {
+        return;
+    }
+    let f = peer as f64 / (peer + tx) as f64;
+    let base = t.rows[i].clone();
+    let mut r = base.clone();
+    r.category = Category::Peer.key().into();
+    r.label = format!("{} (inside the TAP write)", Category::Peer.label());
+    r.world = Some(Category::Peer.world());
+    r.paper_share_pct = Category::Peer.paper_share().map(|(_, s)| s);
+    r.paper_table = Category::Peer.paper_share().map(|(t, _)| t);
+    r.share_pct = base.share_pct * f;
+    r.total_us = base.total_us * f;
+    r.avg_us = base.avg_us * f;
+    r.samples = Some(peer);
+    r.source = "markers split by samples".into();
+    r.cross_check = None;
+    let w = &mut t.rows[i];
+    w.share_pct *= 1.0 - f;
+    w.total_us *= 1.0 - f;
+    w.avg_us *= 1.0 - f;
+    w.source = "markers split by samples".into();
+    // Percentiles are of whole writes; split rows have none of their own.
+    for row in [&mut *w, &mut r] {
+        row.p50_us = 0.0;
+        row.p99_us = 0.0;
+    }
+    t.rows.push(r);
+    t.rows.sort_by(|a, b| {
+        (a.category == "unattributed")
+            .cmp(&(b.category == "unattributed"))
+            .then(b.share_pct.total_cmp(&a.share_pct))
+    });
 }
 
 /// Splits the sampled instruction-emulation row by the instruction mix the
@@ -489,6 +559,15 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             _ => row.label.clone(),
         };
         let label: String = label.chars().take(55).collect();
+        let split = row.source == "markers split by samples";
+        if split {
+            writeln!(
+                out,
+                "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9} {paper:>7}",
+                row.share_pct, row.count, row.rate_per_sec, row.avg_us, "-"
+            )?;
+            continue;
+        }
         if row.source != "markers" {
             let samples = row
                 .samples

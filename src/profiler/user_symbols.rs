@@ -64,6 +64,15 @@ impl UserSymbols {
 /// kernel, leaf first): the first frame a rule claims wins.
 pub fn classify(leaf_first: &[&str]) -> Option<Category> {
     const RULES: &[(&str, Category)] = &[
+        // Inside the TAP write, the host stack delivering the frame to the
+        // peer's socket (and waking the peer) runs in the writer's context.
+        ("netif_receive_skb", Category::Peer),
+        ("net_rx_action", Category::Peer),
+        ("process_backlog", Category::Peer),
+        ("ip_rcv", Category::Peer),
+        ("ip_local_deliver", Category::Peer),
+        ("udp_", Category::Peer),
+        ("__udp", Category::Peer),
         ("tun_chr_write_iter", Category::VmnetTx),
         ("tun_rs::", Category::VmnetTx),
         ("vmnet::", Category::VmnetTx),
@@ -115,5 +124,21 @@ mod tests {
         ];
         assert_eq!(classify(&csr), Some(Category::LanceCsr0));
         assert_eq!(classify(&["main"]), None);
+        // A TAP write stack as sampled here: the host delivering to the
+        // peer's socket is the peer's, the rest of the write is VMNet's.
+        let peer = [
+            "_raw_spin_unlock_irqrestore",
+            "sock_def_readable",
+            "__udp_enqueue_schedule_skb",
+            "udp_queue_rcv_one_skb",
+            "ip_local_deliver_finish",
+            "__netif_receive_skb_one_core",
+            "netif_receive_skb",
+            "tun_get_user",
+            "tun_chr_write_iter",
+            "<tun_rs::SyncDevice>::send",
+        ];
+        assert_eq!(classify(&peer), Some(Category::Peer));
+        assert_eq!(classify(&peer[7..]), Some(Category::VmnetTx));
     }
 }

@@ -131,7 +131,8 @@ fn draw_main(
         .skip(first)
         .take(visible)
         .map(|(i, r)| {
-            let sampled = r.source != "markers";
+            let split = r.source == "markers split by samples";
+            let sampled = r.source != "markers" && !split;
             let dash = || "-".to_string();
             let label = if wide {
                 r.label.clone()
@@ -168,7 +169,7 @@ fn draw_main(
                 } else {
                     format!("{:.2}", r.avg_us)
                 }),
-                Cell::from(if sampled {
+                Cell::from(if sampled || split {
                     dash()
                 } else {
                     format!("{:.2}", r.p99_us)
