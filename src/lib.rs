@@ -25,6 +25,8 @@ pub mod profiler;
 /// Saving and reading profiles: record, report, flamegraph.
 pub mod record;
 /// Headless runs and their results.
+/// A small PRNG for soak flips and fuzz mutations.
+pub mod rng;
 pub mod run;
 /// A running guest with its collectors and live figures.
 pub mod session;

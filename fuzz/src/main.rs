@@ -19,6 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use worldswitch::rng::Rng;
 
 /// Longest an input may run.
 const HANG: Duration = Duration::from_secs(1);
@@ -27,29 +28,15 @@ const POOL: usize = 4096;
 /// Longest input.
 const MAX_LEN: usize = 8192;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 fn mutate(input: &mut Vec<u8>, pool: &[Vec<u8>], rng: &mut Rng) {
     for _ in 0..1 + rng.below(4) {
         if input.is_empty() {
-            input.push(rng.next() as u8);
+            input.push(rng.next_u64() as u8);
         }
         let i = rng.below(input.len());
         match rng.below(6) {
             0 => input[i] ^= 1 << rng.below(8),
-            1 => input[i] = [0, 1, 0x7f, 0x80, 0xff, rng.next() as u8][rng.below(6)],
+            1 => input[i] = [0, 1, 0x7f, 0x80, 0xff, rng.next_u64() as u8][rng.below(6)],
             2 => {
                 // Copy a chunk within the input.
                 let j = rng.below(input.len());
@@ -58,7 +45,7 @@ fn mutate(input: &mut Vec<u8>, pool: &[Vec<u8>], rng: &mut Rng) {
             }
             3 if input.len() < MAX_LEN => {
                 let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
                 input.splice(i..i, bytes);
             }
             4 if input.len() > 2 => {
@@ -145,13 +132,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    }) | 1;
+    let seed = seed.unwrap_or_else(Rng::clock_seed);
     let crashes = corpus.parent().unwrap_or(Path::new(".")).join("crashes");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut seen: HashSet<u64> = HashSet::new();
     let mut target = ops::Targets::new();
     // Seeds first, unmutated.

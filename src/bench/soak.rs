@@ -7,6 +7,7 @@
 
 use crate::cli::{ResultsArgs, RunArgs};
 use crate::optimizations::{Opt, Opts};
+use crate::rng::Rng;
 use crate::session::Session;
 use serde::Serialize;
 use std::io::Write;
@@ -74,18 +75,6 @@ fn fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
-/// A small PRNG (xorshift64*): the soak needs variety, not quality.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Runs the soak for `duration`.
 pub fn measure(
     args: &ResultsArgs,
@@ -97,15 +86,12 @@ pub fn measure(
         link_rate: args.link_rate,
         ..RunArgs::for_guest("nettest")
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
-        | 1;
+    let seed = Rng::clock_seed();
     let _ = writeln!(
         status,
         "soak: {duration:?}, toggles flipped at random every second (seed {seed})"
     );
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let switchable: Vec<Opt> = Opt::ALL
         .into_iter()
         .filter(|o| o.missing().is_none())
@@ -125,7 +111,7 @@ pub fn measure(
         let now = Instant::now();
         if now >= next_flip {
             next_flip += Duration::from_secs(1);
-            let o = switchable[(rng.next() % switchable.len() as u64) as usize];
+            let o = switchable[(rng.next_u64() % switchable.len() as u64) as usize];
             let mut opts: Opts = s.optimizations();
             if opts.set(o, !opts.get(o)).is_ok() {
                 s.set_optimizations(opts);

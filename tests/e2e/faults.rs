@@ -80,36 +80,47 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
     assert_eq!(failed, 769 / 3);
 }
 
-#[test]
-fn deleting_the_tap_underneath_is_survived_and_counted() {
+/// Starts `worldswitch ARGS` (which must use TAP) for a test named `what`
+/// that changes its namespace with nsenter; None, having said why, where
+/// that cannot be done.
+fn spawn_for_nsenter(what: &str, args: &[&str]) -> Option<std::process::Child> {
     // SAFETY: geteuid has no preconditions.
-    if !kvm_or_skip("tap deleted") || unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP tap deleted: needs root and /dev/kvm");
-        return;
+    if !kvm_or_skip(what) || unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP {what}: needs root and /dev/kvm");
+        return None;
     }
     if std::process::Command::new("nsenter")
         .arg("--version")
         .output()
         .is_err()
     {
-        eprintln!("SKIP tap deleted: nsenter is not installed");
-        return;
+        eprintln!("SKIP {what}: nsenter is not installed");
+        return None;
     }
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
-        .args([
-            "run",
-            "--json",
-            "--guest",
-            "nettest",
-            "--net",
-            "tap",
-            "--duration",
-            "4s",
-        ])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    Some(child)
+}
+
+#[test]
+fn deleting_the_tap_underneath_is_survived_and_counted() {
+    let args = [
+        "run",
+        "--json",
+        "--guest",
+        "nettest",
+        "--net",
+        "tap",
+        "--duration",
+        "4s",
+    ];
+    let Some(child) = spawn_for_nsenter("tap deleted", &args) else {
+        return;
+    };
     // The peer thread lives in worldswitch's namespace.
     let ns = peer_thread(child.id())
         .expect("the peer thread appears")
@@ -222,25 +233,10 @@ fn signals_end_the_run_and_leave_nothing_behind() {
 
 #[test]
 fn a_peer_gone_unreachable_is_counted_with_a_reason() {
-    // SAFETY: geteuid has no preconditions.
-    if !kvm_or_skip("peer gone") || unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP peer gone: needs root and /dev/kvm");
+    let args = ["run", "--json", "--net", "tap", "--duration", "4s"];
+    let Some(child) = spawn_for_nsenter("peer gone", &args) else {
         return;
-    }
-    if std::process::Command::new("nsenter")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP peer gone: nsenter is not installed");
-        return;
-    }
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
-        .args(["run", "--json", "--net", "tap", "--duration", "4s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    };
     let ns = peer_thread(child.id())
         .expect("the peer thread appears")
         .join("ns/net");

@@ -104,38 +104,11 @@ fn the_workbench_in_a_real_terminal() {
     }
     let dir = std::env::temp_dir().join(format!("ws-tui-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let t = Tmux(format!("ws-e2e-{}", std::process::id()));
-    // A shell stays in the pane after worldswitch exits, so the terminal's
-    // state can be read afterwards (tmux reports little of a dead pane).
-    let command = format!(
-        "{} run --export-dir {} --refresh 200ms; echo \"worldswitch exited with $?\"; sleep 120",
-        env!("CARGO_BIN_EXE_worldswitch"),
-        dir.display()
+    let (t, pid) = start(
+        "main",
+        &format!("run --export-dir {} --refresh 200ms", dir.display()),
+        "Mb/s now",
     );
-    let ok = Command::new("tmux")
-        .args([
-            "new-session",
-            "-d",
-            "-s",
-            &t.0,
-            "-x",
-            "120",
-            "-y",
-            "40",
-            &command,
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let shell: u32 = t.format("#{pane_pid}").parse().unwrap();
-    t.wait_for("Mb/s now", 30);
-    let pid: u32 = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .expect("worldswitch under the shell")
-        .parse()
-        .unwrap();
     assert_eq!(
         t.format("#{alternate_on}"),
         "1",
@@ -151,7 +124,11 @@ fn the_workbench_in_a_real_terminal() {
     std::thread::sleep(Duration::from_secs(5));
     let (p1, b1, d1) = kernel_counts(&peer);
     let dt = t0.elapsed().as_secs_f64();
-    let screen = t.screen();
+    let history = t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", &t.0]);
+    assert!(
+        history.contains("where the time went"),
+        "the summary is printed after the UI: {history}"
+    );
     let (mbps, fps) = shown_rates(&screen).expect("rates on the Overview");
     // Goodput: frame bytes less Ethernet, IPv4 and UDP headers.
     let kernel_mbps = ((b1 - b0) - 42 * (p1 - p0)) as f64 * 8.0 / dt / 1e6;
@@ -207,7 +184,11 @@ fn the_workbench_in_a_real_terminal() {
     assert_eq!(t.format("#{alternate_on}"), "0", "alternate screen left");
     assert_eq!(t.format("#{mouse_any_flag}"), "0", "mouse reporting off");
     assert_eq!(t.format("#{cursor_flag}"), "1", "cursor shown");
-    let screen = t.screen();
+    let history = t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", &t.0]);
+    assert!(
+        history.contains("where the time went"),
+        "the summary is printed after the UI: {history}"
+    );
     assert!(
         screen.contains("where the time went"),
         "the summary is printed after the UI: {screen}"
@@ -216,7 +197,9 @@ fn the_workbench_in_a_real_terminal() {
 }
 
 /// Starts `args` under a shell in a new tmux session; returns the session
-/// and the worldswitch PID once `ready` is on screen.
+/// and the worldswitch PID once `ready` is on screen. The shell stays in
+/// the pane after worldswitch exits, so the terminal's state can be read
+/// afterwards (tmux reports little of a dead pane).
 fn start(name: &str, args: &str, ready: &str) -> (Tmux, u32) {
     let t = Tmux(format!("ws-e2e-{name}-{}", std::process::id()));
     let command = format!(
