@@ -81,6 +81,7 @@ pub struct Session {
     log: VecDeque<LogLine>,
     threads: ThreadMeter,
     whole_run: ThreadMeter,
+    thread_cpu: Option<Vec<profiles::snapshot::ThreadCpu>>,
     opts: Opts,
     opts_known: bool,
     opt_changes: Vec<Mark>,
@@ -152,6 +153,7 @@ impl Session {
             log: VecDeque::new(),
             threads: ThreadMeter::default(),
             whole_run: ThreadMeter::default(),
+            thread_cpu: None,
             opts: args.optimizations(),
             opts_known: false,
             opt_changes: Vec::new(),
@@ -392,6 +394,8 @@ impl Session {
     /// Asks the guest to stop (once).
     pub fn stop(&mut self) {
         if !self.stop_sent && self.finished.is_none() {
+            // While every thread still runs (stopping ends the flusher).
+            self.thread_cpu = Some(self.whole_run.sample());
             self.vm.command(Command::Stop);
             self.stop_sent = true;
         }
@@ -544,10 +548,13 @@ impl Session {
     /// network and collectors, and reports everything measured.
     pub fn finish(mut self, console: &mut dyn Write) -> anyhow::Result<RunResult> {
         self.stop();
+        let thread_cpu = self
+            .thread_cpu
+            .take()
+            .unwrap_or_else(|| self.whole_run.sample());
         while !self.pump(Duration::from_millis(100), console)? {}
         let seconds = self.elapsed();
         let tracepoints = self.tracepoint_counts();
-        let thread_cpu = self.whole_run.sample();
         self.net.quiesce();
         let samples = self.sampler.map(VcpuSampler::finish);
         let emulation = self.windows.map(EmulationWindows::finish);

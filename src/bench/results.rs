@@ -71,7 +71,11 @@ fn configs(presets: &[String]) -> Vec<Config> {
     for o in Opt::ALL.into_iter().filter(|o| o.missing().is_none()) {
         let mut opts = Opts::default();
         if opts.set(o, true).is_ok() {
-            add(format!("only {}", opts.describe()), opts);
+            let name = match opts.preset_name() {
+                Some(p) => p.to_string(),
+                None => format!("only {}", opts.describe()),
+            };
+            add(name, opts);
         }
     }
     let mut c: Vec<Config> = list.into_iter().map(|(n, o)| Config::Guest(n, o)).collect();
