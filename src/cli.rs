@@ -275,8 +275,8 @@ pub struct RunArgs {
     pub emulation_windows: bool,
     /// Optimizations to start with: naive (every Lance access exits),
     /// baseline (the paper's WS 2.0: rap-in-kernel), paper (plus
-    /// data-port-in-kernel and send-combining) or modern (everything this
-    /// build can switch).
+    /// data-port-in-kernel, send-combining and irq-notify) or modern
+    /// (everything this build can switch).
     #[arg(long, default_value = "baseline", value_parser = parse_preset, value_name = "NAME")]
     pub preset: String,
     /// Switch one optimization after the preset: NAME=on|off; repeatable.

@@ -69,7 +69,7 @@ impl Opt {
             Opt::RapInKernel => "Lance address-port writes complete in KVM (coalesced PIO), replayed in order before the next exit is handled (WS 2.0 had this)",
             Opt::DataPortInKernel => "data-port writes complete in KVM as well; every read still exits and first replays the writes (the paper's optimization 1)",
             Opt::SendCombining => "transmit kicks wait for a flush: at most 3 frames or the delay bound, whichever first (the paper's optimization 2)",
-            Opt::IrqNotify => "receive is event-driven with irqfd instead of polling the TAP after every exit (the paper's optimization 3)",
+            Opt::IrqNotify => "receive is event-driven (an I/O thread reads the TAP and kicks the vCPU) instead of polling the TAP after every exit to user space (the paper's optimization 3)",
             Opt::KernelIrqchip => "the 8259, IOAPIC and PIT in KVM rather than in worldswitch (restarts the guest)",
             Opt::PvNic => "a paravirtual NIC: shared rings, one doorbell per batch, interrupt suppression (the paper's section 4)",
         }
@@ -78,9 +78,10 @@ impl Opt {
     /// Why it cannot be switched in this build, if it cannot.
     pub fn missing(self) -> Option<&'static str> {
         match self {
-            Opt::RapInKernel | Opt::DataPortInKernel | Opt::SendCombining => None,
-            Opt::KernelIrqchip => Some("always on: the user-space 8259 and timer are not built yet"),
-            Opt::IrqNotify => Some("not built yet: receive is event-driven (I/O thread and kick) and interrupts go by ioctl"),
+            Opt::RapInKernel | Opt::DataPortInKernel | Opt::SendCombining | Opt::IrqNotify => None,
+            Opt::KernelIrqchip => {
+                Some("always on: the user-space 8259 and timer are not built yet")
+            }
             Opt::PvNic => Some("not built yet: the guests drive the Lance only"),
         }
     }
@@ -145,7 +146,12 @@ impl Opts {
         let on: &[Opt] = match name {
             "naive" => &[],
             "baseline" => &[Opt::RapInKernel],
-            "paper" | "modern" => &[Opt::RapInKernel, Opt::DataPortInKernel, Opt::SendCombining],
+            "paper" | "modern" => &[
+                Opt::RapInKernel,
+                Opt::DataPortInKernel,
+                Opt::SendCombining,
+                Opt::IrqNotify,
+            ],
             _ => {
                 return Err(format!(
                     "no preset '{name}': use naive, baseline, paper or modern"
@@ -248,6 +254,8 @@ mod tests {
             .unwrap_err()
             .contains("on or off"));
         assert!(o.apply("pv-nic=on").unwrap_err().contains("not built yet"));
+        o.apply("irq-notify=on").unwrap();
+        o.apply("irq-notify=off").unwrap();
         assert!(o
             .apply("kernel-irqchip=off")
             .unwrap_err()

@@ -9,7 +9,9 @@ use crate::optimizations::coalesced::Ring;
 use crate::optimizations::flusher::{Flusher, Policy};
 use crate::optimizations::{Opt, Opts};
 use crate::vmm::kick::Kicker;
+use crate::vmnet::LinkCounters;
 use kvm_ioctls::{IoEventAddress, VmFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,13 +51,19 @@ pub struct InKernel {
     ring: Arc<Ring>,
     flusher: Flusher,
     registered: Vec<(u16, u32)>,
+    link: Arc<LinkCounters>,
     opts: Opts,
 }
 
 impl InKernel {
     /// Prepares in-kernel completion for the NIC at `base` of the vCPU
     /// whose ring is `ring`; nothing is registered until [`Self::apply`].
-    pub fn new(vm: Arc<VmFd>, ring: Ring, kicker: Kicker, base: u16) -> std::io::Result<Self> {
+    pub fn new(
+        vm: Arc<VmFd>,
+        ring: Ring,
+        kicker: Kicker,
+        (base, link): (u16, Arc<LinkCounters>),
+    ) -> std::io::Result<Self> {
         let ring = Arc::new(ring);
         let flusher = Flusher::start(ring.clone(), kicker, base)?;
         Ok(Self {
@@ -64,6 +72,7 @@ impl InKernel {
             ring,
             flusher,
             registered: Vec::new(),
+            link,
             opts: Opts::preset("naive").expect("a preset"),
         })
     }
@@ -125,8 +134,17 @@ impl InKernel {
                 },
             },
         );
+        self.link
+            .poll_rx
+            .store(!opts.get(Opt::IrqNotify), Ordering::Relaxed);
         self.opts = opts;
         Ok(())
+    }
+
+    /// Whether the NIC must look at the host after every exit (irq-notify
+    /// off).
+    pub fn polls_after_exits(&self) -> bool {
+        !self.opts.get(Opt::IrqNotify)
     }
 }
 

@@ -56,6 +56,18 @@ impl Machine {
     /// Dispatches one return from `KVM_RUN`.
     pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
         self.replay_coalesced();
+        let flow = self.dispatch(exit);
+        if self
+            .in_kernel
+            .as_ref()
+            .is_some_and(InKernel::polls_after_exits)
+        {
+            self.bus.poll();
+        }
+        flow
+    }
+
+    fn dispatch(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
         match exit {
             Ok(VcpuExit::IoOut(port, data)) => {
                 let _m = markers::scope(Category::PioDispatch);
@@ -146,7 +158,7 @@ pub(crate) struct Vcpu {
     /// The VM, for registering coalesced zones.
     pub(crate) vm: std::sync::Arc<kvm_ioctls::VmFd>,
     /// The NIC's I/O base, when there is a NIC.
-    pub(crate) nic_base: Option<u16>,
+    pub(crate) nic: Option<(u16, std::sync::Arc<crate::vmnet::LinkCounters>)>,
     /// The optimizations to start with.
     pub(crate) opts: crate::optimizations::Opts,
     /// When the halt watchdog last looked.
@@ -214,14 +226,14 @@ impl Vcpu {
     /// Maps the coalesced ring and applies the first optimizations; says
     /// what is in effect either way.
     fn set_up_in_kernel(&mut self) {
-        let Some(base) = self.nic_base else {
+        let Some(nic) = self.nic.clone() else {
             return;
         };
         // SAFETY: pthread_self has no preconditions. The flusher that
         // holds this kicker is joined before this thread ends.
         let kicker = kick::Kicker::new(unsafe { libc::pthread_self() });
         let made = Ring::map(self.fd.as_raw_fd())
-            .and_then(|ring| InKernel::new(self.vm.clone(), ring, kicker, base));
+            .and_then(|ring| InKernel::new(self.vm.clone(), ring, kicker, nic));
         let error = match made {
             Ok(k) => {
                 self.machine.in_kernel = Some(k);

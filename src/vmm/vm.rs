@@ -228,7 +228,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         &[(PATH_PORT, 4)],
     )?;
     let mut functions = Vec::new();
-    let has_nic = config.nic.is_some();
+    let link = config.nic.as_ref().map(|n| n.counters.clone());
     if let Some(nic) = config.nic.take() {
         functions.push(FunctionSpec {
             device: NIC_PCI_DEVICE,
@@ -288,7 +288,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         start_paused: config.start_paused,
         progress: Every::new(live::PERIOD),
         vm: vm.clone(),
-        nic_base: has_nic.then_some(NIC_IO_BASE),
+        nic: link.map(|l| (NIC_IO_BASE, l)),
         opts: config.opts,
         halt_checked: None,
     };

@@ -36,6 +36,13 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Puts one Ethernet frame (no FCS) on the wire.
     fn send(&mut self, frame: &[u8]) -> Result<(), SendError>;
+    /// Without blocking: whether frames from the host wait (one poll of
+    /// the device, the WS 2.0 VMApp's select()), and if so, hands up to
+    /// `max` of them to `take`. Returns how many. Backends that receive
+    /// nothing have nothing to poll.
+    fn receive_ready(&mut self, _max: usize, _take: &mut dyn FnMut(&[u8])) -> u64 {
+        0
+    }
 }
 
 /// Which backend to use.
@@ -71,4 +78,7 @@ pub struct LinkCounters {
     pub irq_edges: AtomicU64,
     /// The TAP device went away under the I/O thread (it stopped reading).
     pub rx_device_gone: AtomicU64,
+    /// irq-notify off: the vCPU thread polls the TAP after every exit to
+    /// user space and reads what waits; the I/O thread only ticks.
+    pub poll_rx: std::sync::atomic::AtomicBool,
 }

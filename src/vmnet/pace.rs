@@ -73,6 +73,10 @@ impl Backend for Paced {
         self.inner.name()
     }
 
+    fn receive_ready(&mut self, max: usize, take: &mut dyn FnMut(&[u8])) -> u64 {
+        self.inner.receive_ready(max, take)
+    }
+
     fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         let now = Instant::now();
         let start = self.wire_free.max(now);

@@ -41,6 +41,9 @@ pub const STREAM_PORT: u16 = 9001;
 /// Where pingpong's requests are echoed.
 pub const ECHO_PORT: u16 = 9002;
 const POLL_MS: libc::c_int = 50;
+/// With irq-notify off, how often the I/O thread kicks the vCPU back to
+/// user space (a 250 Hz host tick).
+const HOST_TICK: Duration = Duration::from_millis(4);
 
 /// Why the TAP link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,30 @@ impl Backend for TapBackend {
     fn send(&mut self, frame: &[u8]) -> Result<(), SendError> {
         self.dev.send(frame)?;
         Ok(())
+    }
+
+    fn receive_ready(&mut self, max: usize, take: &mut dyn FnMut(&[u8])) -> u64 {
+        let mut pfd = libc::pollfd {
+            fd: self.dev.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+            return 0;
+        }
+        let mut n = 0;
+        let mut buf = [0u8; 65536];
+        while (n as usize) < max {
+            let got = {
+                let _m = markers::scope(Category::VmnetRx);
+                self.dev.recv(&mut buf)
+            };
+            let Ok(len) = got else { break };
+            take(&buf[..len]);
+            n += 1;
+        }
+        n
     }
 }
 
@@ -380,6 +407,16 @@ impl TapLink {
                 while !stop.load(Ordering::Acquire) {
                     if every.due() {
                         live.publish(profile());
+                    }
+                    if counters.poll_rx.load(Ordering::Relaxed) {
+                        // irq-notify off: the vCPU reads the TAP itself
+                        // after its exits; this thread only brings it back
+                        // to user space at the host's tick, as a hosted
+                        // VMM's timer interrupts did.
+                        std::thread::sleep(HOST_TICK);
+                        let _m = markers::scope(Category::HostEvents);
+                        kick();
+                        continue;
                     }
                     let mut pfd = libc::pollfd {
                         fd,

@@ -14,11 +14,14 @@ use worldswitch::tracepoints::ThreadCounters;
 
 const EXITS: &str = "kvm/kvm_userspace_exit";
 const PIO: &str = "kvm/kvm_pio";
+/// The vCPU thread's poll() calls: with irq-notify off it polls the TAP
+/// after every exit to user space.
+const POLL: &str = "syscalls/sys_enter_poll";
 
-fn counts(c: &mut ThreadCounters) -> (u64, u64) {
+fn counts(c: &mut ThreadCounters) -> (u64, u64, u64) {
     let v = c.read().unwrap();
     let get = |n: &str| v.iter().find(|(k, _)| k == n).map_or(0, |(_, c)| *c);
-    (get(EXITS), get(PIO))
+    (get(EXITS), get(PIO), get(POLL))
 }
 
 /// Pumps the session for `d`.
@@ -49,7 +52,7 @@ fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
         ..RunArgs::for_guest("nettest")
     };
     let mut s = Session::start(&args).unwrap();
-    let mut trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO]) {
+    let mut trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL]) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("SKIP optimizations flipped mid-run: {e}");
@@ -71,20 +74,28 @@ fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
             pump(&mut s, Duration::from_millis(20));
         }
         pump(&mut s, Duration::from_millis(300)); // settle
-        let (e0, p0) = counts(&mut trace);
+        let (e0, p0, q0) = counts(&mut trace);
         let f0 = s.delivered().0;
         pump(&mut s, Duration::from_millis(1500));
-        let (e1, p1) = counts(&mut trace);
+        let (e1, p1, q1) = counts(&mut trace);
         let frames = (s.delivered().0 - f0).max(1) as f64;
         let exits = (e1 - e0) as f64 / frames;
         // Port accesses KVM completed without coming out to user space
         // (all of them, the 8259's included, less those that exited).
         let in_kernel = (p1 - p0).saturating_sub(e1 - e0) as f64 / frames;
-        eprintln!("{name}: {exits:.2} exits to user space and {in_kernel:.2} port accesses completed in KVM per frame ({frames} frames)");
-        per_frame.push((name, exits, in_kernel));
+        let polls = (q1 - q0) as f64 / (e1 - e0).max(1) as f64;
+        eprintln!("{name}: {exits:.2} exits to user space and {in_kernel:.2} port accesses completed in KVM per frame, {polls:.2} polls of the TAP per exit ({frames} frames)");
+        per_frame.push((name, exits, in_kernel, polls));
     }
     let r = s.finish(&mut std::io::sink()).unwrap();
-    for &(name, exits, in_kernel) in &per_frame {
+    for &(name, exits, in_kernel, polls) in &per_frame {
+        // irq-notify: off in naive and baseline (a poll after every exit,
+        // as WS 2.0's select()), on in paper (the I/O thread reads).
+        if name == "paper" {
+            assert!(polls < 0.05, "{name}: {polls} polls per exit");
+        } else {
+            assert!(polls > 0.9, "{name}: {polls} polls per exit");
+        }
         match name {
             // Every one of the ~12 Lance accesses per frame exits.
             "naive" => assert!(exits > 10.0 && in_kernel < 4.0, "{per_frame:?}"),
