@@ -20,6 +20,8 @@ pub const POLL: Duration = Duration::from_micros(100);
 const IDLE: Duration = Duration::from_millis(20);
 /// The longest a kick waits for the vCPU to drain before kicking again.
 const RETRY: Duration = Duration::from_millis(1);
+/// The longest any write with effects waits in the ring.
+const EFFECT_DELAY: Duration = Duration::from_millis(1);
 
 /// When to flush.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,22 +42,41 @@ pub struct Flusher {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The transmit kicks waiting in `writes`: RDP writes with TDMD set while
-/// RAP selects CSR0. RAP is followed through the ring; before the first RAP
-/// write it is taken to be 0 (drivers set RAP before every RDP access).
-pub fn waiting_kicks(ring: &Ring, nic_base: u16) -> (u32, usize) {
+/// What waits in the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// Transmit kicks: RDP writes with TDMD set while RAP selects CSR0.
+    pub kicks: u32,
+    /// Writes with effects (every one but RAP writes): an interrupt
+    /// enabled, an acknowledgement, a mask changed.
+    pub effects: u32,
+    /// Every logged write.
+    pub logged: usize,
+}
+
+/// Looks at the ring of the NIC at `nic_base`. RAP is followed through the
+/// ring; before the first RAP write it is taken to be 0 (drivers set RAP
+/// before every RDP access).
+pub fn waiting(ring: &Ring, nic_base: u16) -> Waiting {
     let mut rap = 0u16;
-    let mut kicks = 0;
-    let n = ring.peek(|w| {
+    let (mut kicks, mut effects) = (0, 0);
+    let logged = ring.peek(|w| {
         let off = w.port.wrapping_sub(nic_base);
         let value = u16::from_le_bytes([w.data[0], w.data[1]]);
         if off == WIO_RAP || off == DWIO_RAP {
             rap = value & 0x7f;
-        } else if off == WIO_RDP && rap == 0 && value & CSR0_TDMD != 0 {
+            return;
+        }
+        effects += 1;
+        if off == WIO_RDP && rap == 0 && value & CSR0_TDMD != 0 {
             kicks += 1;
         }
     });
-    (kicks, n)
+    Waiting {
+        kicks,
+        effects,
+        logged,
+    }
 }
 
 impl Flusher {
@@ -78,18 +99,24 @@ impl Flusher {
                         std::thread::sleep(IDLE);
                         continue;
                     }
-                    let (waiting, logged) = waiting_kicks(&ring, nic_base);
-                    if waiting == 0 {
+                    let w = waiting(&ring, nic_base);
+                    if w.effects == 0 {
                         oldest = None;
                         kicked = None;
                     } else {
+                        // Any write with effects goes out within the delay
+                        // bound: an interrupt enabled by a logged write
+                        // must not wait for the next exit, which a halted
+                        // guest may never make.
                         let since = *oldest.get_or_insert_with(Instant::now);
+                        let late = since.elapsed() >= EFFECT_DELAY;
                         let due = match policy {
                             Policy::Combine { limit, delay } => {
-                                waiting >= limit || since.elapsed() >= delay
+                                w.kicks >= limit || since.elapsed() >= delay
                             }
-                            _ => true,
-                        } || logged as u32 > ring.capacity() / 2;
+                            _ => w.kicks > 0 || late,
+                        } || late
+                            || w.logged as u32 > ring.capacity() / 2;
                         // One kick per batch: the vCPU drains it soon.
                         let settled = kicked.is_none_or(|t| t.elapsed() >= RETRY);
                         if due && settled {
