@@ -73,6 +73,13 @@ pub fn classify(leaf_first: &[&str]) -> Option<Category> {
         ("ip_local_deliver", Category::Peer),
         ("udp_", Category::Peer),
         ("__udp", Category::Peer),
+        // irq-notify off: the poll of the TAP after every exit, and the
+        // reads it finds work for.
+        ("tun_chr_read_iter", Category::VmnetRx),
+        ("SyncDevice>::recv", Category::VmnetRx),
+        ("do_sys_poll", Category::HostEvents),
+        ("PioDevice>::poll", Category::HostEvents),
+        ("bus::PioBus::poll", Category::HostEvents),
         ("tun_chr_write_iter", Category::VmnetTx),
         ("tun_rs::", Category::VmnetTx),
         ("vmnet::", Category::VmnetTx),
@@ -139,6 +146,17 @@ mod tests {
             "<tun_rs::SyncDevice>::send",
         ];
         assert_eq!(classify(&peer), Some(Category::Peer));
+        let poll = [
+            "do_sys_poll",
+            "__x64_sys_poll",
+            "poll",
+            "<worldswitch::vmnet::tap::TapBackend as worldswitch::vmnet::Backend>::receive_ready",
+            "<worldswitch::devices::pcnet::port::PcnetPort as worldswitch::devices::bus::PioDevice>::poll",
+            "worldswitch::devices::bus::PioBus::poll",
+            "worldswitch::vmm::vcpu::Machine::handle",
+        ];
+        assert_eq!(classify(&poll), Some(Category::HostEvents));
+        assert_eq!(classify(&poll[4..]), Some(Category::HostEvents));
         assert_eq!(classify(&peer[7..]), Some(Category::VmnetTx));
     }
 }

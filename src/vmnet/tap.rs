@@ -42,8 +42,8 @@ pub const STREAM_PORT: u16 = 9001;
 pub const ECHO_PORT: u16 = 9002;
 const POLL_MS: libc::c_int = 50;
 /// With irq-notify off, how often the I/O thread kicks the vCPU back to
-/// user space (a 250 Hz host tick).
-const HOST_TICK: Duration = Duration::from_millis(4);
+/// user space (a 250 Hz host tick), in ms.
+const HOST_TICK_MS: libc::c_int = 4;
 
 /// Why the TAP link could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -412,8 +412,21 @@ impl TapLink {
                         // irq-notify off: the vCPU reads the TAP itself
                         // after its exits; this thread only brings it back
                         // to user space at the host's tick, as a hosted
-                        // VMM's timer interrupts did.
-                        std::thread::sleep(HOST_TICK);
+                        // VMM's timer interrupts did, and watches for the
+                        // device going away (no events asked: errors only).
+                        let mut pfd = libc::pollfd {
+                            fd,
+                            events: 0,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd for the duration of the call.
+                        let ready = unsafe { libc::poll(&mut pfd, 1, HOST_TICK_MS) };
+                        if ready > 0
+                            && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
+                        {
+                            counters.rx_device_gone.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                         let _m = markers::scope(Category::HostEvents);
                         kick();
                         continue;
