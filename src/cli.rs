@@ -129,7 +129,7 @@ pub struct BenchArgs {
 pub struct ResultsArgs {
     /// Presets to run, comma-separated; each single optimization and a
     /// native row (a host thread writing the same frames) are added.
-    #[arg(long, value_delimiter = ',', default_value = "naive,baseline,paper", value_parser = parse_preset)]
+    #[arg(long, value_delimiter = ',', default_value = "naive,baseline,paper,modern", value_parser = parse_preset)]
     pub presets: Vec<String>,
     /// Length of each run.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]

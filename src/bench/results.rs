@@ -339,6 +339,7 @@ mod tests {
                 "paper",
                 "only data-port-in-kernel",
                 "only data-port-in-kernel+send-combining",
+                "only data-port-in-kernel+send-combining+adaptive-combining",
                 "only irq-notify",
                 "native (host thread)"
             ]

@@ -26,14 +26,17 @@ pub enum Opt {
     KernelIrqchip,
     /// A paravirtual NIC with shared rings.
     PvNic,
+    /// Send-combining only while the guest transmits fast.
+    AdaptiveCombining,
 }
 
 impl Opt {
     /// Every toggle, in the order the paper introduces them.
-    pub const ALL: [Opt; 6] = [
+    pub const ALL: [Opt; 7] = [
         Opt::RapInKernel,
         Opt::DataPortInKernel,
         Opt::SendCombining,
+        Opt::AdaptiveCombining,
         Opt::IrqNotify,
         Opt::KernelIrqchip,
         Opt::PvNic,
@@ -48,6 +51,7 @@ impl Opt {
             Opt::IrqNotify => "irq-notify",
             Opt::KernelIrqchip => "kernel-irqchip",
             Opt::PvNic => "pv-nic",
+            Opt::AdaptiveCombining => "adaptive-combining",
         }
     }
 
@@ -60,6 +64,7 @@ impl Opt {
             Opt::IrqNotify => 'n',
             Opt::KernelIrqchip => 'i',
             Opt::PvNic => 'v',
+            Opt::AdaptiveCombining => 't',
         }
     }
 
@@ -72,13 +77,18 @@ impl Opt {
             Opt::IrqNotify => "receive is event-driven (an I/O thread reads the TAP and kicks the vCPU) instead of polling the TAP after every exit to user space (the paper's optimization 3)",
             Opt::KernelIrqchip => "the 8259, IOAPIC and PIT in KVM rather than in worldswitch (restarts the guest)",
             Opt::PvNic => "a paravirtual NIC: shared rings, one doorbell per batch, interrupt suppression (the paper's section 4)",
+            Opt::AdaptiveCombining => "send-combining only while the guest transmits fast (a decaying transmit-rate estimate with hysteresis, at most 10 switches a second), so a lone packet goes at once (the paper's adaptive trigger)",
         }
     }
 
     /// Why it cannot be switched in this build, if it cannot.
     pub fn missing(self) -> Option<&'static str> {
         match self {
-            Opt::RapInKernel | Opt::DataPortInKernel | Opt::SendCombining | Opt::IrqNotify => None,
+            Opt::RapInKernel
+            | Opt::DataPortInKernel
+            | Opt::SendCombining
+            | Opt::AdaptiveCombining
+            | Opt::IrqNotify => None,
             Opt::KernelIrqchip => {
                 Some("always on: the user-space 8259 and timer are not built yet")
             }
@@ -95,13 +105,13 @@ impl Opt {
 /// Which toggles are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opts {
-    on: [bool; 6],
+    on: [bool; 7],
 }
 
 impl Default for Opts {
     /// `naive`: nothing completes in KVM.
     fn default() -> Self {
-        let mut on = [false; 6];
+        let mut on = [false; 7];
         on[Opt::KernelIrqchip as usize] = true;
         Opts { on }
     }
@@ -129,27 +139,45 @@ impl Opts {
             return Ok(());
         }
         self.on[o as usize] = on;
-        match (o, on) {
-            (Opt::SendCombining, true) => self.on[Opt::DataPortInKernel as usize] = true,
-            (Opt::DataPortInKernel, false) => self.on[Opt::SendCombining as usize] = false,
-            _ => {}
+        // What a toggle needs comes on with it; what needs it goes with it
+        // (twice over, for the chain adaptive -> combining -> data port).
+        const NEEDS: [(Opt, Opt); 2] = [
+            (Opt::SendCombining, Opt::DataPortInKernel),
+            (Opt::AdaptiveCombining, Opt::SendCombining),
+        ];
+        for _ in 0..NEEDS.len() {
+            for (a, b) in NEEDS {
+                if on && self.on[a as usize] {
+                    self.on[b as usize] = true;
+                }
+                if !on && !self.on[b as usize] {
+                    self.on[a as usize] = false;
+                }
+            }
         }
         Ok(())
     }
 
     /// The preset named `name`: `naive` (every Lance access exits),
-    /// `baseline` (WS 2.0: rap-in-kernel), `paper` (plus the paper's
-    /// optimizations this build has) or `modern` (everything this build
-    /// can switch on).
+    /// `baseline` (WS 2.0: rap-in-kernel), `paper` (plus the paper's three
+    /// optimizations) or `modern` (plus the adaptive trigger: everything
+    /// this build can switch on).
     pub fn preset(name: &str) -> Result<Opts, String> {
         let mut o = Opts::default();
         let on: &[Opt] = match name {
             "naive" => &[],
             "baseline" => &[Opt::RapInKernel],
-            "paper" | "modern" => &[
+            "paper" => &[
                 Opt::RapInKernel,
                 Opt::DataPortInKernel,
                 Opt::SendCombining,
+                Opt::IrqNotify,
+            ],
+            "modern" => &[
+                Opt::RapInKernel,
+                Opt::DataPortInKernel,
+                Opt::SendCombining,
+                Opt::AdaptiveCombining,
                 Opt::IrqNotify,
             ],
             _ => {
@@ -191,7 +219,7 @@ impl Opts {
 
     /// The preset these states are, if any.
     pub fn preset_name(&self) -> Option<&'static str> {
-        ["naive", "baseline", "paper"]
+        ["naive", "baseline", "paper", "modern"]
             .into_iter()
             .find(|p| Opts::preset(p).is_ok_and(|o| o == *self))
     }
@@ -262,6 +290,10 @@ mod tests {
             .contains("always on"));
         o.apply("pv-nic=off").unwrap();
         assert_eq!(o, Opts::preset("baseline").unwrap());
-        assert_eq!(o.states().len(), 6);
+        assert_eq!(o.states().len(), 7);
+        o.apply("adaptive-combining=on").unwrap();
+        assert!(o.get(Opt::SendCombining) && o.get(Opt::DataPortInKernel));
+        o.apply("data-port-in-kernel=off").unwrap();
+        assert!(!o.get(Opt::SendCombining) && !o.get(Opt::AdaptiveCombining));
     }
 }

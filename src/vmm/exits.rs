@@ -41,6 +41,8 @@ pub struct ExitStats {
     pub coalesced_writes: u64,
     /// Kicks the flusher sent so coalesced transmit kicks go out.
     pub flushes: u64,
+    /// Times the adaptive trigger switched send-combining on or off.
+    pub combine_switches: u64,
 }
 
 /// The live counters; [`ExitCounters::snapshot`] turns them into

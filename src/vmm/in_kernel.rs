@@ -65,7 +65,7 @@ impl InKernel {
         (base, link): (u16, Arc<LinkCounters>),
     ) -> std::io::Result<Self> {
         let ring = Arc::new(ring);
-        let flusher = Flusher::start(ring.clone(), kicker, base)?;
+        let flusher = Flusher::start(ring.clone(), kicker, base, link.clone())?;
         Ok(Self {
             vm,
             base,
@@ -90,6 +90,11 @@ impl InKernel {
     /// Kicks the flusher has sent.
     pub fn flushes(&self) -> u64 {
         self.flusher.kicks()
+    }
+
+    /// Times the adaptive trigger switched combining.
+    pub fn combine_switches(&self) -> u64 {
+        self.flusher.switches()
     }
 
     /// Registers the zones `opts` wants and drops the others. The caller
@@ -131,6 +136,7 @@ impl InKernel {
                 (true, true) => Policy::Combine {
                     limit: COMBINE_LIMIT,
                     delay: COMBINE_DELAY,
+                    adaptive: opts.get(Opt::AdaptiveCombining),
                 },
             },
         );

@@ -255,6 +255,11 @@ impl Vcpu {
         let mut stats: ExitStats = self.machine.counters.snapshot();
         stats.unclaimed_port_accesses = self.machine.bus.unclaimed();
         stats.flushes = self.machine.in_kernel.as_ref().map_or(0, InKernel::flushes);
+        stats.combine_switches = self
+            .machine
+            .in_kernel
+            .as_ref()
+            .map_or(0, InKernel::combine_switches);
         let profile = VcpuProfile {
             cpu_seconds: crate::profiler::thread_cpu_seconds(),
             markers: markers::snapshot(),
