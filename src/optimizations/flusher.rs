@@ -241,6 +241,15 @@ impl Flusher {
     }
 }
 
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,14 +271,5 @@ mod tests {
         assert!(run(&mut t, 10, 300), "1000/s is inside the band: stay on");
         assert!(!run(&mut t, 1, 300), "100/s: send at once");
         assert_eq!(t.switches, 2);
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
