@@ -115,7 +115,7 @@ const HELP: &[(&str, &str)] = &[
     ("f", "freeze the picture (collection goes on)"),
     ("e", "export flame graph (SVG) and tables (JSON)"),
     ("p", "pause or resume the guest"),
-    ("a d c n", "flip an optimization (screen 6 lists them)"),
+    ("a d c t n", "flip an optimization (screen 6 lists them)"),
     ("q Ctrl-C", "quit"),
 ];
 
