@@ -22,7 +22,7 @@ const IDLE: Duration = Duration::from_millis(20);
 /// The longest a kick waits for the vCPU to drain before kicking again.
 const RETRY: Duration = Duration::from_millis(1);
 /// The longest any write with effects waits in the ring.
-const EFFECT_DELAY: Duration = Duration::from_micros(200);
+const EFFECT_DELAY: Duration = Duration::from_millis(1);
 
 /// When to flush.
 #[derive(Debug, Clone, Copy, PartialEq)]
