@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// The workbench's rolling window.
+pub const ROLLING: Duration = Duration::from_secs(10);
+
 /// What the UI asks of the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -23,6 +26,8 @@ pub enum Request {
     Baseline,
     /// Flip the optimization with this name.
     Toggle(String),
+    /// Figures over a rolling window, or (None) since the start or reset.
+    Window(Option<Duration>),
     /// Add a line to the event log.
     Note(String),
     /// Stop the guest and end the run.
@@ -103,6 +108,8 @@ fn drive(
 ) -> anyhow::Result<RunResult> {
     let mut every = Every::new(args.refresh);
     let mut sink = std::io::sink();
+    // A live view should follow what the guest does now.
+    session.set_window(Some(ROLLING));
     publish.publish(Arc::new(session.snapshot()));
     let mut announced_end = false;
     loop {
@@ -118,6 +125,7 @@ fn drive(
                 Ok(Request::Baseline) => session.mark_baseline(),
                 Ok(Request::Note(text)) => session.note(text),
                 Ok(Request::Toggle(name)) => session.toggle(&name),
+                Ok(Request::Window(w)) => session.set_window(w),
                 Err(TryRecvError::Empty) => break,
             }
             changed = true;

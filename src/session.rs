@@ -33,14 +33,16 @@ const CONSOLE_LINES: usize = 500;
 const SERIES_KEEP: usize = 240;
 /// Log lines kept.
 const LOG_KEEP: usize = 200;
+/// Pictures of the collectors kept for rolling windows (one a second).
+const HISTORY_KEEP: usize = 61;
 /// Chart marks kept.
 const MARKS_KEEP: usize = 500;
 /// Optimization changes kept for the result (the first ones).
 const CHANGES_KEEP: usize = 1000;
 
-/// What the collectors had accumulated when counters were last reset; live
-/// figures are differences from it.
-#[derive(Default)]
+/// What the collectors had accumulated at some moment (the last reset, or
+/// a second of the rolling history); live figures are differences from it.
+#[derive(Default, Clone)]
 struct Base {
     at: Option<Instant>,
     stats: ExitStats,
@@ -79,6 +81,8 @@ pub struct Session {
     baseline: Option<Table>,
     marks: Vec<Mark>,
     log: VecDeque<LogLine>,
+    history: VecDeque<Base>,
+    window: Option<Duration>,
     threads: ThreadMeter,
     whole_run: ThreadMeter,
     thread_cpu: Option<Vec<profiles::snapshot::ThreadCpu>>,
@@ -151,6 +155,8 @@ impl Session {
             baseline: None,
             marks: Vec::new(),
             log: VecDeque::new(),
+            history: VecDeque::new(),
+            window: None,
             threads: ThreadMeter::default(),
             whole_run: ThreadMeter::default(),
             thread_cpu: None,
@@ -275,6 +281,19 @@ impl Session {
             VmEvent::Progress { stats, profile } => {
                 self.point(&stats);
                 self.latest = (stats, profile);
+                // A picture of the collectors a second, for rolling windows.
+                if self
+                    .history
+                    .back()
+                    .and_then(|b| b.at)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    let b = self.capture();
+                    self.history.push_back(b);
+                    while self.history.len() > HISTORY_KEEP {
+                        self.history.pop_front();
+                    }
+                }
             }
             VmEvent::Finished {
                 finish,
@@ -404,15 +423,42 @@ impl Session {
     /// Starts the figures afresh from now (the time series keeps going,
     /// with a mark).
     pub fn reset(&mut self) {
-        self.base = Base {
+        self.base = self.capture();
+        self.mark("counters reset");
+    }
+
+    /// Figures over the last `window` (rolling, at most a minute), or, with
+    /// None, since the start or the last reset.
+    pub fn set_window(&mut self, window: Option<Duration>) {
+        self.window = window.map(|w| w.min(Duration::from_secs(HISTORY_KEEP as u64 - 1)));
+    }
+
+    /// What the collectors have accumulated now.
+    fn capture(&self) -> Base {
+        Base {
             at: Some(Instant::now()),
             stats: self.latest.0.clone(),
             vcpu: self.latest.1.clone(),
             io: self.net.io_profile(),
             samples: self.sampler.as_ref().ok().and_then(VcpuSampler::latest),
             delivered: self.net.delivered(),
+        }
+    }
+
+    /// The base live figures are taken from: the newest picture at least a
+    /// window old, but never one from before the last reset.
+    fn view_base(&self) -> Base {
+        let Some(w) = self.window else {
+            return self.base.clone();
         };
-        self.mark("counters reset");
+        let reset_at = self.base.at.unwrap_or(self.started);
+        self.history
+            .iter()
+            .rev()
+            .find(|b| b.at.is_some_and(|t| t.elapsed() >= w))
+            .filter(|b| b.at.is_some_and(|t| t >= reset_at))
+            .cloned()
+            .unwrap_or_else(|| self.base.clone())
     }
 
     /// Keeps the current table as the baseline of the delta column.
@@ -436,17 +482,18 @@ impl Session {
 
     /// The overhead table since the last reset.
     fn table(&mut self) -> Table {
-        let wall = self.base.at.unwrap_or(self.started).elapsed().as_secs_f64();
-        let vcpu = vcpu_since(&self.latest.1, &self.base.vcpu);
+        let base = self.view_base();
+        let wall = base.at.unwrap_or(self.started).elapsed().as_secs_f64();
+        let vcpu = vcpu_since(&self.latest.1, &base.vcpu);
         let io = self
             .net
             .io_profile()
-            .map(|io| io_since(&io, self.base.io.as_ref()));
+            .map(|io| io_since(&io, base.io.as_ref()));
         let tracepoints = self.tracepoint_counts();
         let samples = match &self.sampler {
             Ok(s) => Ok(s
                 .latest()
-                .map(|s| samples_since(&s, self.base.samples.as_ref()))
+                .map(|s| samples_since(&s, base.samples.as_ref()))
                 .unwrap_or_default()),
             Err(e) => Err(e.as_str()),
         };
@@ -477,22 +524,23 @@ impl Session {
     /// The picture of the run now.
     pub fn snapshot(&mut self) -> Snapshot {
         let table = self.table();
+        let base = self.view_base();
         let folded = match &self.sampler {
             Ok(s) => s
                 .latest()
-                .map(|s| samples_since(&s, self.base.samples.as_ref()).folded)
+                .map(|s| samples_since(&s, base.samples.as_ref()).folded)
                 .unwrap_or_default(),
             Err(_) => BTreeMap::new(),
         };
-        let window = self.base.at.unwrap_or(self.started).elapsed().as_secs_f64();
+        let window = base.at.unwrap_or(self.started).elapsed().as_secs_f64();
         let accounting = self.net.accounting();
         let delivered = self.net.delivered().0;
         let exits = self
             .latest
             .0
             .kvm_run_returns
-            .saturating_sub(self.base.stats.kvm_run_returns);
-        let frames = delivered.saturating_sub(self.base.delivered.0);
+            .saturating_sub(base.stats.kvm_run_returns);
+        let frames = delivered.saturating_sub(base.delivered.0);
         let sampling = match &self.sampler {
             Ok(_) => format!("cpu-clock {} Hz, kernel and user stacks", self.sample_hz),
             Err(e) => format!("off: {e}"),
@@ -514,6 +562,7 @@ impl Session {
                     .as_ref()
                     .map(|f| run::outcome(f, &self.image).message),
                 optimizations: self.opts.describe(),
+                rolling: self.window.is_some(),
             },
             series: self.series.iter().copied().collect(),
             marks: self.marks.clone(),

@@ -47,6 +47,10 @@ pub struct Info {
     /// The optimizations in effect: a preset's name or the toggles on.
     #[serde(default)]
     pub optimizations: String,
+    /// Whether the figures cover a rolling window (else since the start or
+    /// the last reset).
+    #[serde(default)]
+    pub rolling: bool,
 }
 
 /// One point of the time series, over the interval that ends at `t`.
@@ -193,6 +197,7 @@ impl Snapshot {
                     .map(|(k, _)| k.as_str())
                     .collect::<Vec<_>>()
                     .join("+"),
+                rolling: false,
             },
             series: Vec::new(),
             marks: Vec::new(),

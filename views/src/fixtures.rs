@@ -135,6 +135,7 @@ pub fn busy() -> Snapshot {
             window_seconds: 5.0,
             outcome: None,
             optimizations: "baseline".into(),
+            rolling: true,
         },
         series,
         marks: vec![Mark {

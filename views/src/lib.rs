@@ -110,6 +110,7 @@ const HELP: &[(&str, &str)] = &[
     ("s", "Overheads: sort by the next column"),
     ("b", "mark a baseline for the delta column"),
     ("r", "reset counters: figures start from now"),
+    ("w", "last 10 s (rolling) or the whole run"),
     ("/", "Flame: search and highlight; Enter keeps it"),
     ("Enter Esc", "Flame: zoom in to the selection, out"),
     ("f", "freeze the picture (collection goes on)"),

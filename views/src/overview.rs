@@ -31,8 +31,10 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot) {
         ]),
         Line::from(Span::styled(
             format!(
-                "profiler cost {:.1}% of the measured CPU · figures over the last {:.1} s",
-                i.profiler_cost_pct, i.window_seconds
+                "profiler cost {:.1}% of the measured CPU · figures over the last {:.1} s ({}; w switches)",
+                i.profiler_cost_pct,
+                i.window_seconds,
+                if i.rolling { "rolling" } else { "whole run" }
             ),
             style::DIM,
         )),

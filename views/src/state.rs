@@ -153,6 +153,8 @@ pub enum Action {
     Export,
     /// Flip the optimization toggle with this name.
     Toggle(String),
+    /// Switch between a rolling window and the whole run.
+    ToggleWindow,
 }
 
 /// The flame graph's view: where the cursor is, what is zoomed, what is
@@ -263,6 +265,7 @@ impl UiState {
             Key::Char('r') => return Action::Reset,
             Key::Char('b') => return Action::MarkBaseline,
             Key::Char('e') => return Action::Export,
+            Key::Char('w') => return Action::ToggleWindow,
             Key::Char('f') => {
                 self.frozen = match self.frozen.take() {
                     Some(_) => None,
@@ -446,6 +449,7 @@ mod tests {
         assert_eq!(ui.on_key(Key::Char('e'), &s), Action::Export);
         assert_eq!(ui.on_key(Key::Char('b'), &s), Action::MarkBaseline);
         assert_eq!(ui.on_key(Key::Char('r'), &s), Action::Reset);
+        assert_eq!(ui.on_key(Key::Char('w'), &s), Action::ToggleWindow);
         assert_eq!(ui.on_key(Key::Interrupt, &s), Action::Quit);
         assert_eq!(
             ui.on_key(Key::Char('c'), &s),
