@@ -273,6 +273,11 @@ pub struct RunArgs {
     /// instruction emulation by kind (costs guest kernel speed while on).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub emulation_windows: bool,
+    /// Walk the guest's frame pointers at every exit to user space and put
+    /// that guest stack in front of the host stacks sampled while the exit
+    /// was handled (marked `guest:`); costs about a microsecond an exit.
+    #[arg(long)]
+    pub stitch: bool,
     /// Optimizations to start with: naive (every Lance access exits),
     /// baseline (the paper's WS 2.0: rap-in-kernel), paper (plus
     /// data-port-in-kernel, send-combining and irq-notify) or modern

@@ -435,6 +435,7 @@ fn calibration_run() -> Result<(), String> {
     let image = GuestImage::resolve("exitbench").map_err(|e| e.to_string())?;
     let vm = vm::start(VmConfig {
         opts: Default::default(),
+        stitch: false,
         mem_mib: 16,
         image: image.elf,
         cmdline: "iterations=300".into(),

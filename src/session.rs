@@ -109,12 +109,18 @@ impl Session {
             floor: None,
             start_paused: true,
             opts: args.optimizations(),
+            stitch: args.stitch,
             nic: Some(nic),
         })?;
         net.start(vm.kicker())?;
         let sampler = match args.sample_hz {
             0 => Err("sampling is off (--sample-hz 0)".to_string()),
-            hz => VcpuSampler::start(vm.vcpu_tid(), hz),
+            hz => VcpuSampler::start(
+                vm.vcpu_tid(),
+                hz,
+                vm.stitch_log()
+                    .map(|log| (log, std::sync::Arc::new(image.clone()))),
+            ),
         };
         let windows = if args.emulation_windows {
             EmulationWindows::start(vm.vcpu_tid())

@@ -40,6 +40,7 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
     let rounds = 2 * args.pairs;
     let vm = vm::start(VmConfig {
         opts: Default::default(),
+        stitch: false,
         mem_mib: 64,
         image: image.elf,
         cmdline: format!(

@@ -7,6 +7,7 @@ pub mod kallsyms;
 pub mod live;
 pub mod markers;
 pub mod sampler;
+pub mod stitch;
 pub mod user_symbols;
 
 /// The calling thread's CPU time, in seconds.

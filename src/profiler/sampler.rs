@@ -6,7 +6,9 @@
 
 use super::kallsyms::Kallsyms;
 use super::live::{self, Every, Published};
+use super::stitch::{StitchLog, Walk};
 use super::user_symbols::{self, UserSymbols};
+use crate::guest_image::GuestImage;
 use perf_event::data::Record;
 use perf_event::events::Software;
 use perf_event::{Builder, Clock, SampleFlag};
@@ -64,8 +66,14 @@ pub struct VcpuSampler {
 }
 
 impl VcpuSampler {
-    /// Starts sampling thread `tid` at `hz`.
-    pub fn start(tid: libc::pid_t, hz: u64) -> Result<Self, String> {
+    /// Starts sampling thread `tid` at `hz`; with `stitch`, samples taken
+    /// while an exit was handled get the guest stack walked at that exit,
+    /// symbolized against the guest image.
+    pub fn start(
+        tid: libc::pid_t,
+        hz: u64,
+        stitch: Option<(Arc<StitchLog>, Arc<GuestImage>)>,
+    ) -> Result<Self, String> {
         let kallsyms = Kallsyms::load().map_err(|e| format!("cannot read kernel symbols: {e}"))?;
         // Without our own symbols, user frames stay unnamed and VMApp
         // samples unclassified; the markers still measure those rows.
@@ -168,8 +176,21 @@ impl VcpuSampler {
                                         if let Some(row) = row {
                                             *summary.vmapp_by_category.entry(row).or_insert(0) += 1;
                                         }
-                                        let root_first: Vec<&str> =
-                                            user.iter().chain(frames.iter()).copied().collect();
+                                        // The guest stack at the exit being
+                                        // handled goes in front, marked.
+                                        let guest: Vec<String> = match (&stitch, s.time()) {
+                                            (Some((log, image)), Some(t)) => log
+                                                .find(t)
+                                                .map(|w| guest_frames(&w, image))
+                                                .unwrap_or_default(),
+                                            _ => Vec::new(),
+                                        };
+                                        let root_first: Vec<&str> = guest
+                                            .iter()
+                                            .map(String::as_str)
+                                            .chain(user.iter().copied())
+                                            .chain(frames.iter().copied())
+                                            .collect();
                                         add_stack(
                                             &mut summary.folded,
                                             fold_outside(row, &root_first),
@@ -208,6 +229,20 @@ impl VcpuSampler {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
     }
+}
+
+/// A walked guest stack as folded frames, root first: `guest:` and the
+/// function of each address in the guest image. The walk is cut at the
+/// first address no guest symbol holds (an interrupt frame's saved values,
+/// say), so no frame is made up.
+fn guest_frames(w: &Walk, image: &GuestImage) -> Vec<String> {
+    let mut frames: Vec<String> = w.addrs[..w.n]
+        .iter()
+        .map_while(|&a| image.symbolize(a))
+        .map(|s| format!("guest:{}", s.split('+').next().unwrap_or(&s)))
+        .collect();
+    frames.reverse();
+    frames
 }
 
 /// Distinct stacks kept (nettest makes about 100 in 2 s and 570 in a

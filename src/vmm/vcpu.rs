@@ -11,6 +11,7 @@ use crate::devices::bus::{BusAction, PioBus};
 use crate::optimizations::coalesced::Ring;
 use crate::profiler::live::Every;
 use crate::profiler::markers;
+use crate::profiler::stitch::{self, StitchLog};
 use kvm_bindings::KVM_MP_STATE_HALTED;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use profiles::taxonomy::Category;
@@ -163,12 +164,17 @@ pub(crate) struct Vcpu {
     pub(crate) opts: crate::optimizations::Opts,
     /// When the halt watchdog last looked.
     pub(crate) halt_checked: Option<std::time::Instant>,
+    /// Where guest stacks walked at exits go, with stitching on.
+    pub(crate) stitch: Option<std::sync::Arc<StitchLog>>,
 }
 
 impl Vcpu {
     /// Runs the guest until it finishes or is stopped, then reports how.
     pub(crate) fn run(mut self) {
         kick::attach(self.fd.get_kvm_run());
+        if self.stitch.is_some() {
+            self.fd.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+        }
         self.set_up_in_kernel();
         let finish = match self.start_paused.then(|| self.paused()).flatten() {
             Some(stopped) => stopped,
@@ -199,10 +205,20 @@ impl Vcpu {
                 if let Some(gpa) = markers::take_reentry_stamp() {
                     crate::devices::path::stamp_reentry(&self.machine.memory, gpa);
                 }
+                if let Some(log) = &self.stitch {
+                    log.close(stitch::monotonic_ns());
+                }
                 let entered = markers::now();
                 let exit = self.fd.run();
                 markers::kvm_run(entered, markers::now());
-                self.machine.handle(exit)
+                let returned = self.stitch.as_ref().map(|_| stitch::monotonic_ns());
+                let flow = self.machine.handle(exit);
+                if let (Some(log), Some(from)) = (&self.stitch, returned) {
+                    // KVM synced the registers into kvm_run at the exit.
+                    let r = self.fd.sync_regs().regs;
+                    log.push(stitch::walk(&self.machine.memory, r.rip, r.rbp, from));
+                }
+                flow
             };
             match flow {
                 Flow::Continue => {}

@@ -18,6 +18,7 @@ use crate::devices::pcnet::port::{IrqLine, NicConfig, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
 use crate::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice, COM1_BASE, COM1_IRQ};
 use crate::profiler::live::{self, Every};
+use crate::profiler::stitch::StitchLog;
 use kvm_bindings::{
     kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_pit_config, kvm_userspace_memory_region,
     KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -69,6 +70,9 @@ pub struct VmConfig {
     pub start_paused: bool,
     /// The optimizations to start with.
     pub opts: crate::optimizations::Opts,
+    /// Walk the guest's stack at every exit to user space, for stitched
+    /// stacks.
+    pub stitch: bool,
     /// The PCnet NIC and where its frames go, if the VM has one.
     pub nic: Option<NicConfig>,
 }
@@ -142,11 +146,17 @@ pub struct VmHandle {
     tid: libc::pid_t,
     events: EventStream,
     kicker: Kicker,
+    stitch: Option<Arc<StitchLog>>,
     vcpu: Option<JoinHandle<()>>,
     watchdog: Option<JoinHandle<()>>,
 }
 
 impl VmHandle {
+    /// The guest stacks walked at exits, with `stitch` on.
+    pub fn stitch_log(&self) -> Option<Arc<StitchLog>> {
+        self.stitch.clone()
+    }
+
     /// Events from the vCPU thread; the last is `VmEvent::Finished`.
     pub fn events(&self) -> &EventStream {
         &self.events
@@ -271,6 +281,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     bus.insert(Box::<BenchPort>::default(), &[(BENCH_PORT, 4)])?;
 
     kick::install().map_err(VmError::Thread)?;
+    let stitch = config.stitch.then(|| Arc::new(StitchLog::default()));
     let (commands, command_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let vcpu = Vcpu {
@@ -291,6 +302,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         nic: link.map(|l| (NIC_IO_BASE, l)),
         opts: config.opts,
         halt_checked: None,
+        stitch: stitch.clone(),
     };
     let (tid_tx, tid_rx) = mpsc::sync_channel(1);
     let vcpu_thread = std::thread::Builder::new()
@@ -321,6 +333,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         tid,
         events,
         kicker,
+        stitch,
         vcpu: Some(vcpu_thread),
         watchdog: Some(watchdog),
     })
@@ -414,6 +427,7 @@ mod tests {
             floor: None,
             start_paused: false,
             opts: Default::default(),
+            stitch: false,
             nic: None,
         };
         for mib in [0, MEM_MIB_MIN - 1, MEM_MIB_MAX + 1] {

@@ -41,6 +41,7 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
     let (_rx_tx, rx) = mpsc::sync_channel(4);
     let vm = start(VmConfig {
         opts: Default::default(),
+        stitch: false,
         mem_mib: 64,
         image: sample_guests::find("nettest").unwrap().elf.to_vec(),
         cmdline: "megabytes=1".into(),

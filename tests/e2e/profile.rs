@@ -201,3 +201,65 @@ fn bench_profiler_compares_the_sources() {
             > 0.0
     );
 }
+
+#[test]
+fn stitched_stacks_carry_real_guest_frames() {
+    if !kvm_or_skip("stitched stacks") {
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("ws-stitch-{}.json", std::process::id()));
+    let out = crate::worldswitch(&[
+        "record",
+        "--stitch",
+        "--sample-hz",
+        "1000",
+        "--net",
+        "sink",
+        "--duration",
+        "4s",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = profiles::profile::Profile::load(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    if p.folded.is_empty() {
+        eprintln!("SKIP stitched stacks: no samples (perf events unavailable)");
+        return;
+    }
+    // Every guest frame names a function of the guest's own ELF.
+    use object::{Object, ObjectSymbol};
+    let image = worldswitch::guest_image::GuestImage::resolve("nettest").unwrap();
+    let elf = object::File::parse(&*image.elf).unwrap();
+    let names: std::collections::BTreeSet<&str> =
+        elf.symbols().filter_map(|s| s.name().ok()).collect();
+    let mut stitched = 0;
+    for (stack, n) in &p.folded {
+        let frames: Vec<&str> = stack.split(';').collect();
+        let guest: Vec<&str> = frames
+            .iter()
+            .filter_map(|f| f.strip_prefix("guest:"))
+            .collect();
+        if guest.is_empty() {
+            continue;
+        }
+        stitched += n;
+        for g in &guest {
+            assert!(
+                names.contains(g),
+                "guest:{g} is not a symbol of nettest: {stack}"
+            );
+        }
+        // Stitched in front of the host frames, after thread;world;row.
+        assert!(frames[3].starts_with("guest:"), "{stack}");
+    }
+    assert!(
+        stitched > 0,
+        "no stitched samples in {} stacks",
+        p.folded.len()
+    );
+}

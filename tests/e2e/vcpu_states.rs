@@ -23,6 +23,7 @@ fn paused_resumed_and_stopped_by_command() {
     }
     let vm = start(VmConfig {
         opts: Default::default(),
+        stitch: false,
         mem_mib: 16,
         image: sample_guests::find("exitbench").unwrap().elf.to_vec(),
         cmdline: "iterations=100000000".into(),

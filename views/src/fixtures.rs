@@ -88,6 +88,10 @@ fn folded() -> BTreeMap<String, u64> {
         "vcpu;vmapp;user_irq;worldswitch::devices::pcnet::port::irq;ioctl",
         2,
     );
+    add(
+        "vcpu;vmapp;lance_csr0;guest:trap;guest:pcnet_isr;worldswitch::devices::bus::PioBus::read",
+        3,
+    );
     f
 }
 

@@ -45,10 +45,16 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
             zoom
         });
     let total = tree.node(0).total;
+    let stitched = s.folded.keys().any(|k| k.contains(";guest:"));
     let mut head_spans = vec![Span::styled(
         format!(
-            " {} samples · zoom: {} ",
+            " {} samples{} · zoom: {} ",
             total,
+            if stitched {
+                " (guest: frames stitched from the guest's stack at exits)"
+            } else {
+                ""
+            },
             if ui.flame.zoom.is_empty() {
                 "all".to_string()
             } else {
@@ -135,6 +141,10 @@ impl View<'_> {
                 .fg(Color::Black)
                 .bg(Color::Magenta)
                 .add_modifier(Modifier::BOLD);
+        }
+        if node.name.starts_with("guest:") {
+            // Stitched from the guest's own stack at the exit.
+            st = st.bg(Color::LightGreen).add_modifier(Modifier::ITALIC);
         }
         if i == self.cursor {
             st = st.add_modifier(Modifier::REVERSED);
