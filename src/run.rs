@@ -437,18 +437,12 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
     }
     let f = peer as f64 / (peer + tx) as f64;
     let base = t.rows[i].clone();
-    let mut r = base.clone();
-    r.category = Category::Peer.key().into();
-    r.label = format!("{} (inside the TAP write)", Category::Peer.label());
-    r.world = Some(Category::Peer.world());
-    r.paper_share_pct = Category::Peer.paper_share().map(|(_, s)| s);
-    r.paper_table = Category::Peer.paper_share().map(|(t, _)| t);
+    let mut r = base.derived(Category::Peer, "markers split by samples");
+    r.label = format!("{} (inside the TAP write)", r.label);
     r.share_pct = base.share_pct * f;
     r.total_us = base.total_us * f;
     r.avg_us = base.avg_us * f;
     r.samples = Some(peer);
-    r.source = "markers split by samples".into();
-    r.cross_check = None;
     let w = &mut t.rows[i];
     w.share_pct *= 1.0 - f;
     w.total_us *= 1.0 - f;
@@ -460,11 +454,7 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
         row.p99_us = 0.0;
     }
     t.rows.push(r);
-    t.rows.sort_by(|a, b| {
-        (a.category == "unattributed")
-            .cmp(&(b.category == "unattributed"))
-            .then(b.share_pct.total_cmp(&a.share_pct))
-    });
+    t.sort_rows();
 }
 
 /// Splits the sampled instruction-emulation row by the instruction mix the
@@ -509,15 +499,10 @@ pub(crate) fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio
                 r.total_us += us;
             }
             None => {
-                let mut r = base.clone();
-                r.category = cat.key().into();
-                r.label = cat.label().into();
-                r.paper_share_pct = cat.paper_share().map(|(_, s)| s);
-                r.paper_table = cat.paper_share().map(|(t, _)| t);
+                let mut r = base.derived(cat, "emulate_insn windows");
                 r.share_pct = share;
                 r.total_us = us;
                 r.samples = None;
-                r.source = "emulate_insn windows".into();
                 t.rows.push(r);
                 t.unavailable.retain(|u| u.category != cat.key());
             }
@@ -526,12 +511,7 @@ pub(crate) fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio
     let r = &mut t.rows[i];
     r.share_pct *= kept;
     r.total_us *= kept;
-    // Largest first again, with the unattributed rest last.
-    t.rows.sort_by(|a, b| {
-        (a.category == "unattributed")
-            .cmp(&(b.category == "unattributed"))
-            .then(b.share_pct.total_cmp(&a.share_pct))
-    });
+    t.sort_rows();
     t.profiler_cost_seconds += e.cost_seconds;
 }
 

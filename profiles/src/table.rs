@@ -75,6 +75,23 @@ pub struct CrossCheck {
     pub samples: u64,
 }
 
+impl Row {
+    /// A row for `cat` carved out of this one (its thread, counts and
+    /// rate), measured by `source`; the caller sets the share and times.
+    pub fn derived(&self, cat: Category, source: &str) -> Row {
+        Row {
+            world: Some(cat.world()),
+            category: cat.key().into(),
+            label: cat.label().into(),
+            paper_share_pct: cat.paper_share().map(|(_, s)| s),
+            paper_table: cat.paper_share().map(|(t, _)| t),
+            source: source.into(),
+            cross_check: None,
+            ..self.clone()
+        }
+    }
+}
+
 /// A row that could not be measured, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Unavailable {
@@ -202,6 +219,17 @@ impl Table {
             preempted_seconds: None,
             vcpu_marker_seconds: 0.0,
         }
+    }
+
+    /// Puts the rows back in table order after a row was split: largest
+    /// share first, the unattributed rest last.
+    pub fn sort_rows(&mut self) {
+        let rest = Category::Unattributed.key();
+        self.rows.sort_by(|a, b| {
+            (a.category == rest)
+                .cmp(&(b.category == rest))
+                .then(b.share_pct.total_cmp(&a.share_pct))
+        });
     }
 
     /// The row with key `key`.
