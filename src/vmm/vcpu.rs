@@ -58,10 +58,12 @@ impl Machine {
     pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
         self.replay_coalesced();
         let flow = self.dispatch(exit);
-        if self
-            .in_kernel
-            .as_ref()
-            .is_some_and(InKernel::polls_after_exits)
+        // A kick is polled by the run loop (the floor loop's kicks too).
+        if !matches!(flow, Flow::Interrupted)
+            && self
+                .in_kernel
+                .as_ref()
+                .is_some_and(InKernel::polls_after_exits)
         {
             self.bus.poll();
         }
