@@ -55,6 +55,20 @@ pub fn worldswitch(args: &[&str]) -> Output {
         .expect("running the worldswitch binary")
 }
 
+/// Records nettest over the sink to `file` with `args` added (duration and
+/// the rest), and asserts that it worked.
+pub fn record_ok(file: &Path, args: &[&str]) {
+    let mut all = vec!["record", "--guest", "nettest", "--net", "sink", "-o"];
+    all.push(file.to_str().unwrap());
+    all.extend_from_slice(args);
+    let out = worldswitch(&all);
+    assert!(
+        out.status.success(),
+        "record {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `worldswitch run --json` with `args` and parses the result.
 pub fn run_json(args: &[&str]) -> (Output, Value) {
     let mut all = vec!["run", "--headless", "--json"];

@@ -125,24 +125,8 @@ fn diff_compares_two_profiles() {
     std::fs::create_dir_all(&dir).unwrap();
     let (a, b, svg) = (dir.join("a.json"), dir.join("b.json"), dir.join("d.svg"));
     for (path, size) in [(&a, "4096"), (&b, "512")] {
-        let out = worldswitch(&[
-            "record",
-            "--guest",
-            "nettest",
-            "--net",
-            "sink",
-            "--duration",
-            "1s",
-            "--guest-arg",
-            &format!("write_size={size}"),
-            "-o",
-            path.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let size = format!("write_size={size}");
+        crate::record_ok(path, &["--duration", "1s", "--guest-arg", &size]);
     }
     let out = worldswitch(&[
         "diff",
@@ -208,22 +192,9 @@ fn stitched_stacks_carry_real_guest_frames() {
         return;
     }
     let file = std::env::temp_dir().join(format!("ws-stitch-{}.json", std::process::id()));
-    let out = crate::worldswitch(&[
-        "record",
-        "--stitch",
-        "--sample-hz",
-        "1000",
-        "--net",
-        "sink",
-        "--duration",
-        "4s",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::record_ok(
+        &file,
+        &["--stitch", "--sample-hz", "1000", "--duration", "4s"],
     );
     let p = profiles::profile::Profile::load(&file).unwrap();
     let _ = std::fs::remove_file(&file);

@@ -257,20 +257,7 @@ fn a_saved_profile_opens_in_the_same_screens() {
         return;
     }
     let file = std::env::temp_dir().join(format!("ws-view-{}.json", std::process::id()));
-    let out = crate::worldswitch(&[
-        "record",
-        "--net",
-        "sink",
-        "--duration",
-        "2s",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::record_ok(&file, &["--duration", "2s"]);
     let (t, _) = start("view", &format!("view {}", file.display()), "saved profile");
     t.keys("2");
     t.wait_for("Total time (the paper's Table 1", 5);
