@@ -10,10 +10,11 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use worldswitch::devices::bus::PioDevice;
 use worldswitch::devices::mailbox::Mailbox;
-use worldswitch::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace};
+use worldswitch::devices::pci::PciConfigSpace;
 use worldswitch::devices::pcnet::Pcnet;
 use worldswitch::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice};
 use worldswitch::vmm::events::{self, EventStream, VmEvent};
+use worldswitch::vmm::vm::nic_function;
 
 /// Guest memory for DMA: 64 KiB, so most 16-bit addresses land in it and
 /// the rest test the bounds.
@@ -218,23 +219,6 @@ fn pio(dev: &mut dyn PioDevice, len: u8, c: &mut Cursor, h: &mut DefaultHasher) 
 fn libc_nonblock() -> i32 {
     // EFD_NONBLOCK: the serial device must never block the fuzzer.
     0o4000
-}
-
-fn nic_function() -> FunctionSpec {
-    FunctionSpec {
-        device: 3,
-        vendor: 0x1022,
-        device_id: 0x2000,
-        revision: 0x10,
-        class: 0x02_00_00,
-        min_gnt_max_lat: (6, 0xff),
-        bars: vec![Bar {
-            kind: BarKind::Io,
-            size: 32,
-            address: 0xc000,
-        }],
-        interrupt: Some((1, 11)),
-    }
 }
 
 /// Builds inputs op by op, mirroring the decoder.

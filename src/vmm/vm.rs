@@ -194,6 +194,24 @@ impl Drop for VmHandle {
     }
 }
 
+/// The PCnet's PCI function as the VMM-as-firmware configures it.
+pub fn nic_function() -> FunctionSpec {
+    FunctionSpec {
+        device: NIC_PCI_DEVICE,
+        vendor: 0x1022,
+        device_id: 0x2000,
+        revision: 0x10,
+        class: 0x02_00_00,
+        min_gnt_max_lat: (0x06, 0xff),
+        bars: vec![Bar {
+            kind: BarKind::Io,
+            size: u32::from(PCNET_IO_SIZE),
+            address: u32::from(NIC_IO_BASE),
+        }],
+        interrupt: Some((1, NIC_IRQ)),
+    }
+}
+
 /// Builds the VM described by `config` and starts its vCPU thread.
 pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     if !(MEM_MIB_MIN..=MEM_MIB_MAX).contains(&config.mem_mib) {
@@ -240,20 +258,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     let mut functions = Vec::new();
     let link = config.nic.as_ref().map(|n| n.counters.clone());
     if let Some(nic) = config.nic.take() {
-        functions.push(FunctionSpec {
-            device: NIC_PCI_DEVICE,
-            vendor: 0x1022,
-            device_id: 0x2000,
-            revision: 0x10,
-            class: 0x02_00_00,
-            min_gnt_max_lat: (0x06, 0xff),
-            bars: vec![Bar {
-                kind: BarKind::Io,
-                size: u32::from(PCNET_IO_SIZE),
-                address: u32::from(NIC_IO_BASE),
-            }],
-            interrupt: Some((1, NIC_IRQ)),
-        });
+        functions.push(nic_function());
         let irq = IrqLine::new(vm.clone(), u32::from(NIC_IRQ));
         bus.insert(
             Box::new(PcnetPort::new(
