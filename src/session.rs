@@ -469,7 +469,8 @@ impl Session {
 
     /// Keeps the current table as the baseline of the delta column.
     pub fn mark_baseline(&mut self) {
-        self.baseline = Some(self.table());
+        let base = self.view_base();
+        self.baseline = Some(self.table(&base));
         self.mark("baseline marked");
     }
 
@@ -487,8 +488,7 @@ impl Session {
     }
 
     /// The overhead table since the last reset.
-    fn table(&mut self) -> Table {
-        let base = self.view_base();
+    fn table(&mut self, base: &Base) -> Table {
         let wall = base.at.unwrap_or(self.started).elapsed().as_secs_f64();
         let vcpu = vcpu_since(&self.latest.1, &base.vcpu);
         let io = self
@@ -529,8 +529,8 @@ impl Session {
 
     /// The picture of the run now.
     pub fn snapshot(&mut self) -> Snapshot {
-        let table = self.table();
         let base = self.view_base();
+        let table = self.table(&base);
         let folded = match &self.sampler {
             Ok(s) => s
                 .latest()
