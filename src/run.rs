@@ -437,7 +437,7 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
     }
     let f = peer as f64 / (peer + tx) as f64;
     let base = t.rows[i].clone();
-    let mut r = base.derived(Category::Peer, "markers split by samples");
+    let mut r = base.derived(Category::Peer, profiles::table::SPLIT_BY_SAMPLES);
     r.label = format!("{} (inside the TAP write)", r.label);
     r.share_pct = base.share_pct * f;
     r.total_us = base.total_us * f;
@@ -447,7 +447,7 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
     w.share_pct *= 1.0 - f;
     w.total_us *= 1.0 - f;
     w.avg_us *= 1.0 - f;
-    w.source = "markers split by samples".into();
+    w.source = profiles::table::SPLIT_BY_SAMPLES.into();
     // Percentiles are of whole writes; split rows have none of their own.
     for row in [&mut *w, &mut r] {
         row.p50_us = 0.0;
@@ -539,7 +539,7 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             _ => row.label.clone(),
         };
         let label: String = label.chars().take(55).collect();
-        let split = row.source == "markers split by samples";
+        let split = row.source == profiles::table::SPLIT_BY_SAMPLES;
         if split {
             writeln!(
                 out,

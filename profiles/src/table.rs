@@ -5,6 +5,10 @@
 use crate::taxonomy::{Category, PaperTable, Thread, World};
 use serde::{Deserialize, Serialize};
 
+/// The source of a marker row split between categories by samples: its
+/// counts are exact, its times scaled, and it has no percentiles.
+pub const SPLIT_BY_SAMPLES: &str = "markers split by samples";
+
 /// A measured interval class, in TSC cycles, as a collector reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {

@@ -131,7 +131,7 @@ fn draw_main(
         .skip(first)
         .take(visible)
         .map(|(i, r)| {
-            let split = r.source == "markers split by samples";
+            let split = r.source == profiles::table::SPLIT_BY_SAMPLES;
             let sampled = r.source != "markers" && !split;
             let dash = || "-".to_string();
             let label = if wide {
