@@ -136,6 +136,8 @@ pub fn report(file: &Path, format: ReportFormat, out: &mut dyn Write) -> anyhow:
                     "rows": p.table.rows,
                     "unavailable": p.table.unavailable,
                     "profiler_cost_seconds": p.table.profiler_cost_seconds,
+                    "samples_by_thread": p.table.samples_by_thread,
+                    "unsampled_threads": p.table.unsampled_threads,
                     "extra": p.extra,
                 }),
             )?;

@@ -5,7 +5,7 @@ use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
 use crate::netrun::NetReport;
 use crate::profiler::emulation::EmulationSummary;
-use crate::profiler::sampler::SampleSummary;
+use crate::profiler::sampler::{SampleSummary, IO};
 use crate::session::Session;
 use crate::vmm::events::Finish;
 use crate::vmm::exits::ExitStats;
@@ -374,34 +374,34 @@ pub(crate) fn vcpu_table(
     if let Ok(s) = samples {
         table.profiler_cost_seconds = s.cost_seconds;
         table.preempted_seconds = Some(s.preempted_seconds);
-        // The cross-check: each vCPU marker row beside its sampled share.
-        let vcpu_us = p.cpu_seconds * 1e6;
+        table.samples_by_thread = s.threads.clone();
+        table.unsampled_threads = s.unwatched.clone();
+        // The cross-check: each marker row of the vCPU and I/O threads
+        // beside its share of that thread's samples.
+        let io_samples = s.threads.get(IO).copied().unwrap_or(0);
         for row in table.rows.iter_mut() {
             let Some(cat) = Category::from_key(&row.category) else {
                 continue;
             };
-            if row.source != "markers"
-                || row.thread != Thread::Vcpu
-                || s.total == 0
-                || vcpu_us <= 0.0
-            {
+            if row.source != "markers" || cat.world() != profiles::taxonomy::World::Vmapp {
                 continue;
             }
-            if cat.world() != profiles::taxonomy::World::Vmapp {
+            let (cpu_us, by_row, total) = match (row.thread, io) {
+                (Thread::Vcpu, _) => (p.cpu_seconds * 1e6, &s.vmapp_by_category, s.total),
+                (Thread::Io, Some(io)) => (io.cpu_seconds * 1e6, &s.io_by_category, io_samples),
+                _ => continue,
+            };
+            if total == 0 || cpu_us <= 0.0 {
                 continue;
             }
-            let mut n = s.vmapp_by_category.get(&cat).copied().unwrap_or(0);
+            let mut n = by_row.get(&cat).copied().unwrap_or(0);
             if cat == Category::VmnetTx {
                 // The marker times the whole write, the peer's part too.
-                n += s
-                    .vmapp_by_category
-                    .get(&Category::Peer)
-                    .copied()
-                    .unwrap_or(0);
+                n += by_row.get(&Category::Peer).copied().unwrap_or(0);
             }
             row.cross_check = Some(profiles::table::CrossCheck {
-                marker_share_pct: row.total_us / vcpu_us * 100.0,
-                sampled_share_pct: n as f64 / s.total as f64 * 100.0,
+                marker_share_pct: row.total_us / cpu_us * 100.0,
+                sampled_share_pct: n as f64 / total as f64 * 100.0,
                 samples: n,
             });
         }
@@ -576,8 +576,9 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         .filter_map(|r| {
             let c = r.cross_check.as_ref()?;
             (c.samples > 0 || c.marker_share_pct >= 0.5).then(|| {
+                let thread = if r.thread == Thread::Io { "[io] " } else { "" };
                 format!(
-                    "{} {:.1}% vs {:.1}% sampled",
+                    "{thread}{} {:.1}% vs {:.1}% sampled",
                     r.category, c.marker_share_pct, c.sampled_share_pct
                 )
             })
@@ -586,9 +587,25 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
     if !checks.is_empty() {
         writeln!(
             out,
-            "cross-check of the vCPU thread's VMApp rows, markers vs samples: {}",
+            "cross-check of the VMApp rows, markers vs samples of the same thread: {}",
             checks.join("; ")
         )?;
+    }
+    let sampled: u64 = t.samples_by_thread.values().sum();
+    if sampled > 0 {
+        let shares: Vec<String> = t
+            .thread_shares()
+            .iter()
+            .map(|(name, pct)| format!("{name} {pct:.1}%"))
+            .collect();
+        writeln!(
+            out,
+            "samples of all worldswitch threads ({sampled}, by thread): {}",
+            shares.join(", ")
+        )?;
+    }
+    for (thread, why) in &t.unsampled_threads {
+        writeln!(out, "thread {thread} could not be sampled: {why}")?;
     }
     if let Some(p) = t.preempted_seconds {
         writeln!(

@@ -9,7 +9,7 @@ use crate::netrun::NetRun;
 use crate::optimizations::{Opt, Opts};
 use crate::profiler::emulation::EmulationWindows;
 use crate::profiler::markers::MarkerRow;
-use crate::profiler::sampler::{SampleSummary, VcpuSampler};
+use crate::profiler::sampler::{SampleSummary, Sampler};
 use crate::run::{self, PhaseTime, RunResult, PIO, USERSPACE_EXIT};
 use crate::threads::ThreadMeter;
 use crate::tracepoints::ThreadCounters;
@@ -59,7 +59,7 @@ pub struct Session {
     sample_hz: u64,
     vm: VmHandle,
     net: NetRun,
-    sampler: Result<VcpuSampler, String>,
+    sampler: Result<Sampler, String>,
     windows: Result<EmulationWindows, String>,
     counters: Option<ThreadCounters>,
     counters_unavailable: Option<String>,
@@ -115,7 +115,7 @@ impl Session {
         net.start(vm.kicker())?;
         let sampler = match args.sample_hz {
             0 => Err("sampling is off (--sample-hz 0)".to_string()),
-            hz => VcpuSampler::start(
+            hz => Sampler::start(
                 vm.vcpu_tid(),
                 hz,
                 vm.stitch_log()
@@ -446,7 +446,7 @@ impl Session {
             stats: self.latest.0.clone(),
             vcpu: self.latest.1.clone(),
             io: self.net.io_profile(),
-            samples: self.sampler.as_ref().ok().and_then(VcpuSampler::latest),
+            samples: self.sampler.as_ref().ok().and_then(Sampler::latest),
             delivered: self.net.delivered(),
         }
     }
@@ -611,7 +611,7 @@ impl Session {
         let seconds = self.elapsed();
         let tracepoints = self.tracepoint_counts();
         self.net.quiesce();
-        let samples = self.sampler.map(VcpuSampler::finish);
+        let samples = self.sampler.map(Sampler::finish);
         let emulation = self.windows.map(EmulationWindows::finish);
         let (stats, profile) = self.latest;
         let exits = match tracepoints.get(USERSPACE_EXIT) {
@@ -736,6 +736,9 @@ fn samples_since(now: &SampleSummary, base: Option<&SampleSummary>) -> SampleSum
         preempted_seconds: (now.preempted_seconds - b.preempted_seconds).max(0.0),
         preemptions: now.preemptions.saturating_sub(b.preemptions),
         vmapp_by_category: counts_since(&now.vmapp_by_category, &b.vmapp_by_category),
+        io_by_category: counts_since(&now.io_by_category, &b.io_by_category),
+        threads: counts_since(&now.threads, &b.threads),
+        unwatched: now.unwatched.clone(),
         folded: counts_since(&now.folded, &b.folded),
         cost_seconds: (now.cost_seconds - b.cost_seconds).max(0.0),
     }

@@ -4,6 +4,7 @@
 
 use crate::taxonomy::{Category, PaperTable, Thread, World};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The source of a marker row split between categories by samples: its
 /// counts are exact, its times scaled, and it has no percentiles.
@@ -132,6 +133,14 @@ pub struct Table {
     /// independent measure of the CPU time the kernel reports.
     #[serde(default)]
     pub vcpu_marker_seconds: f64,
+    /// Samples of every worldswitch thread, by its name in the folded
+    /// stacks (`vcpu`, `io`, `peer`, `flusher`, `profiler`...): where the
+    /// process's CPU went beyond the denominator's threads.
+    #[serde(default)]
+    pub samples_by_thread: BTreeMap<String, u64>,
+    /// Threads the sampler could not watch, and why.
+    #[serde(default)]
+    pub unsampled_threads: BTreeMap<String, String>,
 }
 
 impl Table {
@@ -222,6 +231,8 @@ impl Table {
             halted_seconds: 0.0,
             preempted_seconds: None,
             vcpu_marker_seconds: 0.0,
+            samples_by_thread: BTreeMap::new(),
+            unsampled_threads: BTreeMap::new(),
         }
     }
 
@@ -234,6 +245,18 @@ impl Table {
                 .cmp(&(b.category == rest))
                 .then(b.share_pct.total_cmp(&a.share_pct))
         });
+    }
+
+    /// Each sampled thread's share of all samples, largest first.
+    pub fn thread_shares(&self) -> Vec<(&str, f64)> {
+        let total: u64 = self.samples_by_thread.values().sum();
+        let mut shares: Vec<(&str, f64)> = self
+            .samples_by_thread
+            .iter()
+            .map(|(name, &n)| (name.as_str(), n as f64 / total.max(1) as f64 * 100.0))
+            .collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        shares
     }
 
     /// The row with key `key`.

@@ -1,8 +1,11 @@
-//! Sampling the vCPU thread with perf events (cpu-clock, kernel callchains,
-//! CLOCK_MONOTONIC timestamps) on a profiler thread of its own. Kernel
-//! stacks under `KVM_RUN` go into the VMM rows by the rules in `profiles`;
-//! samples the CPU took in guest mode (or, on PVM, in host user mode at the
-//! guest's RIP while inside `KVM_RUN`) are guest time.
+//! Sampling every worldswitch thread with perf events (cpu-clock, kernel
+//! and user callchains, CLOCK_MONOTONIC timestamps) from a profiler thread
+//! of its own. Kernel stacks of the vCPU thread under `KVM_RUN` go into
+//! the VMM rows by the rules in `profiles`; samples the CPU took in guest
+//! mode (or, on PVM, in host user mode at the guest's RIP while inside
+//! `KVM_RUN`) are guest time. Samples of the other threads (the I/O thread,
+//! the peer, the flusher, the profiler and the workbench) are named by
+//! their own frames and folded under the thread's name.
 
 use super::kallsyms::Kallsyms;
 use super::live::{self, Every, Published};
@@ -11,10 +14,10 @@ use super::user_symbols::{self, UserSymbols};
 use crate::guest_image::GuestImage;
 use perf_event::data::Record;
 use perf_event::events::Software;
-use perf_event::{Builder, Clock, SampleFlag};
+use perf_event::{Builder, Clock, SampleFlag, Sampler as Ring};
 use profiles::rules;
 use profiles::taxonomy::{Category, World};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +26,10 @@ use std::time::Duration;
 /// Samples per second by default: at 1000 Hz sampling cost 4% of nettest
 /// throughput on a nested PVM host, at 250 Hz it is within the noise.
 pub const DEFAULT_HZ: u64 = 250;
+/// The vCPU thread's name in folded stacks and sample counts.
+pub const VCPU: &str = "vcpu";
+/// The I/O thread's name in folded stacks and sample counts.
+pub const IO: &str = "io";
 const CONTEXT_MAX: u64 = -4095i64 as u64;
 const CONTEXT_KERNEL: u64 = -128i64 as u64;
 const CONTEXT_USER: u64 = -512i64 as u64;
@@ -32,45 +39,133 @@ const MISC_GUEST_USER: u16 = 5;
 const RECORD_SWITCH: u32 = 14;
 const MISC_SWITCH_OUT: u16 = 0x2000;
 const MISC_SWITCH_OUT_PREEMPT: u16 = 0x4000;
+/// Ring buffer per thread: the vCPU thread samples all the time; the
+/// others are mostly asleep (a few samples per poll at most).
+const VCPU_RING: usize = 1 << 20;
+const OTHER_RING: usize = 1 << 16;
 
 /// What the sampler saw.
 #[derive(Debug, Default, Clone)]
 pub struct SampleSummary {
-    /// Samples read.
+    /// Samples of the vCPU thread.
     pub total: u64,
-    /// Samples in a VMM or guest row, by category.
+    /// vCPU samples in a VMM or guest row, by category.
     pub by_category: BTreeMap<Category, u64>,
-    /// Samples in worldswitch's own code or kernel work outside KVM_RUN.
+    /// vCPU samples in worldswitch's own code or kernel work outside
+    /// KVM_RUN.
     pub outside_kvm_run: u64,
-    /// Records lost in the ring buffer.
+    /// Records lost in the ring buffers.
     pub lost: u64,
-    /// Seconds the thread was runnable but preempted (switched out with
-    /// PERF_RECORD_MISC_SWITCH_OUT_PREEMPT until switched back in).
+    /// Seconds the vCPU thread was runnable but preempted (switched out
+    /// with PERF_RECORD_MISC_SWITCH_OUT_PREEMPT until switched back in).
     pub preempted_seconds: f64,
     /// Times it was preempted.
     pub preemptions: u64,
-    /// Samples outside KVM_RUN that rules put in a VMApp row, by row (the
-    /// cross-check of the marker shares).
+    /// vCPU samples outside KVM_RUN that rules put in a VMApp row, by row
+    /// (the cross-check of the marker shares).
     pub vmapp_by_category: BTreeMap<Category, u64>,
-    /// Folded stacks, `vcpu;world;category;frames...`, with sample counts.
+    /// I/O thread samples that rules put in a row, by row (the cross-check
+    /// of its markers).
+    pub io_by_category: BTreeMap<Category, u64>,
+    /// Samples of every thread, by its name in the folded stacks.
+    pub threads: BTreeMap<String, u64>,
+    /// Threads that could not be sampled, and why.
+    pub unwatched: BTreeMap<String, String>,
+    /// Folded stacks, `thread;world;row;frames...`, with sample counts.
     pub folded: BTreeMap<String, u64>,
     /// The sampler thread's own CPU time, in seconds.
     pub cost_seconds: f64,
 }
 
+/// What a thread does, for naming its samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Runs the guest: rows from the KVM rules and the VMApp rules.
+    Vcpu,
+    /// Reads the TAP and kicks the vCPU: rows from the VMApp rules.
+    Io,
+    /// Any other thread: one world and row for all its samples.
+    Other {
+        world: &'static str,
+        row: &'static str,
+    },
+}
+
+/// The name and role of thread `comm` in folded stacks.
+fn role_of(comm: &str) -> (String, Role) {
+    let other = |world, row| Role::Other { world, row };
+    match comm {
+        "vmnet-io" => (IO.into(), Role::Io),
+        "vmnet-peer" => ("peer".into(), other("host", "receiver")),
+        "flusher" => ("flusher".into(), other("vmapp", "coalesced_ring")),
+        "vcpu-watchdog" => ("watchdog".into(), other("vmapp", "watchdog")),
+        "profiler" | "profiler-emul" => (comm.into(), other("workbench", "profiler")),
+        _ => (comm.into(), other("workbench", "workbench")),
+    }
+}
+
+/// One thread being sampled.
+struct Watched {
+    tid: libc::pid_t,
+    name: String,
+    role: Role,
+    ring: Ring,
+    preempted_at: Option<u64>,
+}
+
+/// Opens cpu-clock sampling of thread `tid` at `hz`; context-switch records
+/// (when it was preempted) only for the vCPU thread.
+fn open(tid: libc::pid_t, hz: u64, vcpu: bool) -> std::io::Result<Ring> {
+    let mut builder = Builder::new(Software::CPU_CLOCK);
+    builder
+        .observe_pid(tid)
+        .any_cpu()
+        .include_kernel()
+        .sample_frequency(hz)
+        .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::TIME | SampleFlag::CALLCHAIN)
+        .clockid(Clock::MONOTONIC)
+        .context_switch(vcpu)
+        .sample_id_all(true);
+    let mut ring = builder
+        .build()?
+        .sampled(if vcpu { VCPU_RING } else { OTHER_RING })?;
+    ring.enable()?;
+    Ok(ring)
+}
+
+/// The IDs of this process's threads.
+fn threads() -> BTreeSet<libc::pid_t> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn comm(tid: libc::pid_t) -> String {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| format!("thread-{tid}"))
+}
+
 /// A running sampler.
-pub struct VcpuSampler {
+pub struct Sampler {
     stop: Arc<AtomicBool>,
     live: Published<SampleSummary>,
     thread: JoinHandle<SampleSummary>,
 }
 
-impl VcpuSampler {
-    /// Starts sampling thread `tid` at `hz`; with `stitch`, samples taken
-    /// while an exit was handled get the guest stack walked at that exit,
-    /// symbolized against the guest image.
+impl Sampler {
+    /// Starts sampling every thread of this process at `hz`, the vCPU
+    /// thread `vcpu_tid` from now and the others from the profiler thread's
+    /// first look (and threads started later within [`live::PERIOD`] of
+    /// starting). With `stitch`, vCPU samples taken while an exit was
+    /// handled get the guest stack walked at that exit, symbolized against
+    /// the guest image.
     pub fn start(
-        tid: libc::pid_t,
+        vcpu_tid: libc::pid_t,
         hz: u64,
         stitch: Option<(Arc<StitchLog>, Arc<GuestImage>)>,
     ) -> Result<Self, String> {
@@ -78,26 +173,20 @@ impl VcpuSampler {
         // Without our own symbols, user frames stay unnamed and VMApp
         // samples unclassified; the markers still measure those rows.
         let user_syms = UserSymbols::load().ok();
-        let mut builder = Builder::new(Software::CPU_CLOCK);
-        builder
-            .observe_pid(tid)
-            .any_cpu()
-            .include_kernel()
-            .sample_frequency(hz)
-            .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::TIME | SampleFlag::CALLCHAIN)
-            .clockid(Clock::MONOTONIC)
-            // Context-switch records say when the thread was preempted.
-            .context_switch(true)
-            .sample_id_all(true);
-        let counter = builder
-            .build()
+        let ring = open(vcpu_tid, hz, true)
             .map_err(|e| format!("perf_event_open refused cpu-clock sampling: {e}; run as root or lower kernel.perf_event_paranoid"))?;
-        let mut sampler = counter
-            .sampled(1 << 20)
-            .map_err(|e| format!("cannot map the perf ring buffer: {e}"))?;
-        sampler
-            .enable()
-            .map_err(|e| format!("cannot enable sampling: {e}"))?;
+        let mut watched = vec![Watched {
+            tid: vcpu_tid,
+            name: VCPU.into(),
+            role: Role::Vcpu,
+            ring,
+            preempted_at: None,
+        }];
+        let namer = Namer {
+            kallsyms,
+            user_syms,
+            stitch,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = stop.clone();
         let live = Published::default();
@@ -107,106 +196,26 @@ impl VcpuSampler {
             .spawn(move || {
                 let mut every = Every::new(live::PERIOD);
                 let mut summary = SampleSummary::default();
-                let mut frames: Vec<&str> = Vec::with_capacity(64);
-                let mut preempted_at: Option<u64> = None;
                 let mut preempted_ns = 0u64;
+                let mut look = true;
                 loop {
                     let stopping = stop_thread.load(Ordering::Acquire);
-                    while let Some(record) = sampler.next_record() {
-                        if record.ty() == RECORD_SWITCH {
-                            // Body: the sample_id trailer, pid/tid then time.
-                            let bytes = record.to_contiguous();
-                            let Some(time) = bytes
-                                .get(8..16)
-                                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-                            else {
-                                continue;
-                            };
-                            let misc = record.misc();
-                            if misc & MISC_SWITCH_OUT != 0 {
-                                if misc & MISC_SWITCH_OUT_PREEMPT != 0 {
-                                    preempted_at = Some(time);
-                                    summary.preemptions += 1;
-                                }
-                            } else if let Some(out) = preempted_at.take() {
-                                preempted_ns += time.saturating_sub(out);
-                            }
-                            continue;
-                        }
-                        let Ok(parsed) = record.parse_record() else {
-                            continue;
-                        };
-                        match parsed {
-                            Record::Sample(s) => {
-                                summary.total += 1;
-                                let mode = record.misc() & MISC_CPUMODE_MASK;
-                                let category =
-                                    if matches!(mode, MISC_GUEST_KERNEL | MISC_GUEST_USER) {
-                                        Some(Category::GuestNative)
-                                    } else {
-                                        frames.clear();
-                                        kernel_frames(
-                                            s.callchain().unwrap_or(&[]),
-                                            &kallsyms,
-                                            &mut frames,
-                                        );
-                                        classify(&frames)
-                                    };
-                                let chain = s.callchain().unwrap_or(&[]);
-                                match category {
-                                    Some(c) => {
-                                        *summary.by_category.entry(c).or_insert(0) += 1;
-                                        add_stack(&mut summary.folded, fold(category, &frames));
-                                    }
-                                    None => {
-                                        summary.outside_kvm_run += 1;
-                                        // Our own code: name its frames and
-                                        // find its VMApp row.
-                                        let mut user = Vec::new();
-                                        if let Some(syms) = &user_syms {
-                                            user_frames(chain, syms, &mut user);
-                                        }
-                                        let leaf_first: Vec<&str> = frames
-                                            .iter()
-                                            .rev()
-                                            .chain(user.iter().rev())
-                                            .copied()
-                                            .collect();
-                                        let row = user_symbols::classify(&leaf_first);
-                                        if let Some(row) = row {
-                                            *summary.vmapp_by_category.entry(row).or_insert(0) += 1;
-                                        }
-                                        // The guest stack at the exit being
-                                        // handled goes in front, marked.
-                                        let guest: Vec<String> = match (&stitch, s.time()) {
-                                            (Some((log, image)), Some(t)) => log
-                                                .find(t)
-                                                .map(|w| guest_frames(&w, image))
-                                                .unwrap_or_default(),
-                                            _ => Vec::new(),
-                                        };
-                                        let root_first: Vec<&str> = guest
-                                            .iter()
-                                            .map(String::as_str)
-                                            .chain(user.iter().copied())
-                                            .chain(frames.iter().copied())
-                                            .collect();
-                                        add_stack(
-                                            &mut summary.folded,
-                                            fold_outside(row, &root_first),
-                                        );
-                                    }
-                                }
-                            }
-                            Record::Lost(l) => summary.lost += l.lost,
-                            _ => {}
-                        }
+                    // Threads missing from this list ended before the
+                    // drain below, so all their records are read by it.
+                    let alive = look.then(threads);
+                    for w in &mut watched {
+                        drain(w, &namer, &mut summary, &mut preempted_ns);
+                    }
+                    if let Some(alive) = alive {
+                        watched.retain(|w| w.role == Role::Vcpu || alive.contains(&w.tid));
+                        watch_new(&mut watched, &alive, hz, &mut summary);
                     }
                     summary.preempted_seconds = preempted_ns as f64 * 1e-9;
                     if stopping {
                         break;
                     }
-                    if every.due() {
+                    look = every.due();
+                    if look {
                         summary.cost_seconds = super::thread_cpu_seconds();
                         publish.publish(summary.clone());
                     }
@@ -228,6 +237,187 @@ impl VcpuSampler {
     pub fn finish(self) -> SampleSummary {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
+    }
+}
+
+/// Starts sampling the threads in `alive` not yet watched. A thread that
+/// ended meanwhile is skipped; one the kernel refuses is named in
+/// `unwatched` with the reason.
+fn watch_new(
+    watched: &mut Vec<Watched>,
+    alive: &BTreeSet<libc::pid_t>,
+    hz: u64,
+    summary: &mut SampleSummary,
+) {
+    for &tid in alive {
+        if watched.iter().any(|w| w.tid == tid) {
+            continue;
+        }
+        let (name, role) = role_of(&comm(tid));
+        match open(tid, hz, false) {
+            Ok(ring) => {
+                summary.unwatched.remove(&name);
+                watched.push(Watched {
+                    tid,
+                    name,
+                    role,
+                    ring,
+                    preempted_at: None,
+                });
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => {
+                summary.unwatched.insert(name, e.to_string());
+            }
+        }
+    }
+}
+
+/// Reads every record waiting in `w`'s ring into `summary`.
+fn drain(w: &mut Watched, namer: &Namer, summary: &mut SampleSummary, preempted_ns: &mut u64) {
+    while let Some(record) = w.ring.next_record() {
+        if record.ty() == RECORD_SWITCH {
+            // Body: the sample_id trailer, pid/tid then time.
+            let bytes = record.to_contiguous();
+            let Some(time) = bytes
+                .get(8..16)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            else {
+                continue;
+            };
+            let misc = record.misc();
+            if misc & MISC_SWITCH_OUT != 0 {
+                if misc & MISC_SWITCH_OUT_PREEMPT != 0 {
+                    w.preempted_at = Some(time);
+                    summary.preemptions += 1;
+                }
+            } else if let Some(out) = w.preempted_at.take() {
+                *preempted_ns += time.saturating_sub(out);
+            }
+            continue;
+        }
+        let misc = record.misc();
+        match record.parse_record() {
+            Ok(Record::Sample(s)) => {
+                let chain = s.callchain().unwrap_or(&[]);
+                match w.role {
+                    Role::Vcpu => namer.vcpu_sample(misc, chain, s.time(), summary),
+                    role => namer.other_sample(&w.name, role, chain, summary),
+                }
+            }
+            Ok(Record::Lost(l)) => summary.lost += l.lost,
+            _ => {}
+        }
+    }
+}
+
+/// What names a sample's frames and finds its row.
+struct Namer {
+    kallsyms: Kallsyms,
+    user_syms: Option<UserSymbols>,
+    stitch: Option<(Arc<StitchLog>, Arc<GuestImage>)>,
+}
+
+impl Namer {
+    /// A sample of the vCPU thread: a KVM row under KVM_RUN, else a VMApp
+    /// row by its own frames, with the guest stack of the exit being
+    /// handled in front when stitching.
+    fn vcpu_sample(
+        &self,
+        misc: u16,
+        chain: &[u64],
+        time: Option<u64>,
+        summary: &mut SampleSummary,
+    ) {
+        summary.total += 1;
+        *summary.threads.entry(VCPU.into()).or_insert(0) += 1;
+        let mut frames = Vec::with_capacity(64);
+        let mode = misc & MISC_CPUMODE_MASK;
+        let category = if matches!(mode, MISC_GUEST_KERNEL | MISC_GUEST_USER) {
+            Some(Category::GuestNative)
+        } else {
+            kernel_frames(chain, &self.kallsyms, &mut frames);
+            classify(&frames)
+        };
+        if let Some(c) = category {
+            *summary.by_category.entry(c).or_insert(0) += 1;
+            add_stack(&mut summary.folded, fold(category, &frames));
+            return;
+        }
+        summary.outside_kvm_run += 1;
+        let user = self.user_frames(chain);
+        let leaf_first: Vec<&str> = frames
+            .iter()
+            .rev()
+            .chain(user.iter().rev())
+            .copied()
+            .collect();
+        let row = user_symbols::classify(&leaf_first);
+        if let Some(row) = row {
+            *summary.vmapp_by_category.entry(row).or_insert(0) += 1;
+        }
+        let guest: Vec<String> = match (&self.stitch, time) {
+            (Some((log, image)), Some(t)) => log
+                .find(t)
+                .map(|w| guest_frames(&w, image))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let root_first: Vec<&str> = guest
+            .iter()
+            .map(String::as_str)
+            .chain(user.iter().copied())
+            .chain(frames.iter().copied())
+            .collect();
+        let row = row.map_or("vmapp_other", Category::key);
+        add_stack(
+            &mut summary.folded,
+            fold_frames(VCPU, "vmapp", row, &root_first),
+        );
+    }
+
+    /// A sample of another thread: the I/O thread's rows by the VMApp
+    /// rules, any other thread's by what the thread is.
+    fn other_sample(&self, name: &str, role: Role, chain: &[u64], summary: &mut SampleSummary) {
+        match summary.threads.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                summary.threads.insert(name.into(), 1);
+            }
+        }
+        let mut kernel = Vec::with_capacity(64);
+        kernel_frames(chain, &self.kallsyms, &mut kernel);
+        let user = self.user_frames(chain);
+        let (world, row) = match role {
+            Role::Other { world, row } => (world, row),
+            _ => {
+                let leaf_first: Vec<&str> = kernel
+                    .iter()
+                    .rev()
+                    .chain(user.iter().rev())
+                    .copied()
+                    .collect();
+                let row = user_symbols::classify(&leaf_first);
+                if let Some(row) = row {
+                    *summary.io_by_category.entry(row).or_insert(0) += 1;
+                }
+                ("vmapp", row.map_or("io_other", Category::key))
+            }
+        };
+        let root_first: Vec<&str> = user.iter().chain(kernel.iter()).copied().collect();
+        add_stack(
+            &mut summary.folded,
+            fold_frames(name, world, row, &root_first),
+        );
+    }
+
+    /// The user frames of a leaf-first callchain, root first.
+    fn user_frames(&self, chain: &[u64]) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let Some(syms) = &self.user_syms {
+            user_frames(chain, syms, &mut out);
+        }
+        out
     }
 }
 
@@ -266,10 +456,10 @@ fn add_stack(folded: &mut BTreeMap<String, u64>, stack: String) {
     *folded.entry(key).or_insert(0) += 1;
 }
 
-/// The folded stack of a sample outside KVM_RUN: its VMApp row, if a rule
-/// claims it, then user and kernel frames, root first.
-fn fold_outside(row: Option<Category>, frames: &[&str]) -> String {
-    let mut s = format!("vcpu;vmapp;{}", row.map_or("vmapp_other", Category::key));
+/// The folded stack of a sample outside KVM_RUN: thread, world and row,
+/// then its frames, root first.
+fn fold_frames(thread: &str, world: &str, row: &str, frames: &[&str]) -> String {
+    let mut s = format!("{thread};{world};{row}");
     if frames.is_empty() {
         s.push_str(";[unknown]");
     }
@@ -301,7 +491,7 @@ fn fold(category: Option<Category>, frames: &[&str]) -> String {
         Some(c) => (world_key(c.world()), c.key()),
         None => ("vmapp", "outside_kvm_run"),
     };
-    let mut s = format!("vcpu;{world};{row}");
+    let mut s = format!("{VCPU};{world};{row}");
     if frames.is_empty() && category != Some(Category::GuestNative) {
         s.push_str(";[user space]");
     }
@@ -406,6 +596,53 @@ mod tests {
             "vcpu;guest;guest_native"
         );
         assert_eq!(fold(None, &[]), "vcpu;vmapp;outside_kvm_run;[user space]");
+        assert_eq!(
+            fold_frames("peer", "host", "receiver", &["recv", "udp_recvmsg"]),
+            "peer;host;receiver;recv;udp_recvmsg"
+        );
+        assert_eq!(
+            fold_frames(IO, "vmapp", "io_other", &[]),
+            "io;vmapp;io_other;[unknown]"
+        );
+    }
+
+    #[test]
+    fn threads_are_named_for_what_they_do() {
+        assert_eq!(role_of("vmnet-io"), (IO.to_string(), Role::Io));
+        let (name, role) = role_of("vmnet-peer");
+        assert_eq!(name, "peer");
+        assert_eq!(
+            role,
+            Role::Other {
+                world: "host",
+                row: "receiver"
+            }
+        );
+        assert_eq!(role_of("profiler-emul").0, "profiler-emul");
+        assert!(matches!(
+            role_of("engine").1,
+            Role::Other {
+                world: "workbench",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn every_thread_of_the_process_is_found() {
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::gettid() };
+        let t = std::thread::Builder::new()
+            .name("sampled-test".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let other = unsafe { libc::gettid() };
+                let all = threads();
+                assert!(all.contains(&me) && all.contains(&other));
+                assert_eq!(comm(other), "sampled-test");
+            })
+            .unwrap();
+        t.join().unwrap();
     }
 
     #[test]

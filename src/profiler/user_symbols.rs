@@ -80,6 +80,9 @@ pub fn classify(leaf_first: &[&str]) -> Option<Category> {
         ("do_sys_poll", Category::HostEvents),
         ("PioDevice>::poll", Category::HostEvents),
         ("bus::PioBus::poll", Category::HostEvents),
+        // The I/O thread bringing the vCPU back to user space.
+        ("vmm::kick::", Category::HostEvents),
+        ("__x64_sys_tgkill", Category::HostEvents),
         ("tun_chr_write_iter", Category::VmnetTx),
         ("tun_rs::", Category::VmnetTx),
         ("vmnet::", Category::VmnetTx),

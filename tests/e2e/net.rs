@@ -5,7 +5,7 @@
 use crate::{kvm_or_skip, run_json};
 use serde_json::Value;
 
-fn tap_or_skip(test: &str) -> bool {
+pub fn tap_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || !std::path::Path::new("/dev/net/tun").exists() {

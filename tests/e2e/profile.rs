@@ -234,3 +234,68 @@ fn stitched_stacks_carry_real_guest_frames() {
         p.folded.len()
     );
 }
+
+#[test]
+fn every_worldswitch_thread_is_sampled() {
+    if !kvm_or_skip("sampling every thread") || !crate::net::tap_or_skip("sampling every thread") {
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("ws-threads-{}.json", std::process::id()));
+    let out = worldswitch(&[
+        "record",
+        "--guest",
+        "nettest",
+        "--net",
+        "tap",
+        "--sample-hz",
+        "1000",
+        "--duration",
+        "3s",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = profiles::profile::Profile::load(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    if p.folded.is_empty() {
+        eprintln!("SKIP sampling every thread: no samples (perf events unavailable)");
+        return;
+    }
+    let t = &p.table;
+    assert!(t.unsampled_threads.is_empty(), "{:?}", t.unsampled_threads);
+    // Every folded stack starts with the thread it was sampled on, and the
+    // per-thread counts are those stacks' sums.
+    let mut from_stacks = std::collections::BTreeMap::<String, u64>::new();
+    for (stack, n) in &p.folded {
+        let thread = stack.split(';').next().unwrap().to_string();
+        *from_stacks.entry(thread).or_insert(0) += n;
+    }
+    assert_eq!(from_stacks, t.samples_by_thread);
+    // The vCPU runs the guest, the peer receives every datagram, the I/O
+    // thread polls the TAP and kicks the vCPU at the host's tick.
+    for thread in ["vcpu", "peer", "io"] {
+        assert!(
+            t.samples_by_thread.get(thread).copied().unwrap_or(0) > 0,
+            "no samples of {thread}: {:?}",
+            t.samples_by_thread
+        );
+    }
+    assert!(
+        p.folded
+            .keys()
+            .any(|s| s.starts_with("peer;host;receiver;") && s.contains("recvfrom")),
+        "no stack of the peer receiving"
+    );
+    // The I/O thread's marker rows carry the cross-check from its samples.
+    let io_events = t
+        .rows
+        .iter()
+        .find(|r| r.category == "host_events" && r.thread == profiles::taxonomy::Thread::Io)
+        .expect("the I/O thread's host events row");
+    let check = io_events.cross_check.as_ref().expect("a cross-check");
+    assert!(check.samples > 0, "{check:?}");
+}

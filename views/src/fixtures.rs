@@ -55,6 +55,10 @@ fn table(scale: f64) -> Table {
     t.profiler_cost_seconds = 0.02;
     t.halted_seconds = 0.01;
     t.preempted_seconds = Some(0.002);
+    t.samples_by_thread = [("vcpu", 976), ("peer", 20), ("io", 6), ("profiler", 10)]
+        .into_iter()
+        .map(|(name, n)| (name.to_string(), n))
+        .collect();
     t
 }
 
@@ -91,6 +95,12 @@ fn folded() -> BTreeMap<String, u64> {
     add(
         "vcpu;vmapp;lance_csr0;guest:trap;guest:pcnet_isr;worldswitch::devices::bus::PioBus::read",
         3,
+    );
+    add("peer;host;receiver;recv;__x64_sys_recvfrom;udp_recvmsg", 20);
+    add("io;vmapp;host_events;poll;do_sys_poll;tun_chr_poll", 6);
+    add(
+        "profiler;workbench;profiler;perf_event::Sampler::next_record",
+        10,
     );
     f
 }

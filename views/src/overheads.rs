@@ -26,7 +26,11 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
         Constraint::Min(6),
         Constraint::Length(1),
         Constraint::Length((vmm_rows + 3).min(area.height / 4).max(4)),
-        Constraint::Length((t.unavailable.len() as u16 + 2).min(area.height / 5).max(3)),
+        Constraint::Length(
+            (t.unavailable.len() as u16 + 3 + t.unsampled_threads.len() as u16)
+                .min(area.height / 5)
+                .max(3),
+        ),
     ])
     .areas(area);
     frame.render_widget(
@@ -53,7 +57,7 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
         frame.render_widget(Line::from(Span::styled(detail_line(r), style::DIM)), detail);
     }
     draw_vmm(frame, vmm, t);
-    let lines: Vec<Line> = t
+    let mut lines: Vec<Line> = t
         .unavailable
         .iter()
         .map(|u| {
@@ -63,10 +67,30 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
             ])
         })
         .collect();
+    let shares = t.thread_shares();
+    if !shares.is_empty() {
+        let text: Vec<String> = shares
+            .iter()
+            .map(|(name, pct)| format!("{name} {pct:.1}%"))
+            .collect();
+        lines.push(Line::from(vec![
+            Span::styled("samples by thread: ", style::KEY),
+            Span::raw(text.join(" · ")),
+        ]));
+    }
+    for (thread, why) in &t.unsampled_threads {
+        lines.push(Line::from(vec![
+            Span::styled(format!("thread {thread}: "), style::KEY),
+            Span::raw(format!("not sampled: {why}")),
+        ]));
+    }
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(Span::styled(" not measured, and why ", style::HEADER))),
+            .block(Block::bordered().title(Span::styled(
+                " not measured, and why; samples by thread ",
+                style::HEADER,
+            ))),
         missing,
     );
 }
