@@ -110,6 +110,9 @@ pub enum ReportFormat {
     Json,
     /// The rows as CSV.
     Csv,
+    /// The sampled stacks, folded (`thread;world;row;frames... count` per
+    /// line), for inferno, flamegraph.pl or speedscope.
+    Folded,
 }
 
 /// `bench`: the results table, or one of the other benchmarks.

@@ -144,6 +144,11 @@ pub fn report(file: &Path, format: ReportFormat, out: &mut dyn Write) -> anyhow:
             writeln!(out)?;
         }
         ReportFormat::Csv => p.write_csv(out)?,
+        ReportFormat::Folded => {
+            for line in p.folded_lines() {
+                writeln!(out, "{line}")?;
+            }
+        }
         ReportFormat::Table => {
             let v = &p.provenance;
             writeln!(

@@ -63,6 +63,14 @@ fn record_then_report_and_draw() {
     let out = worldswitch(&["report", file, "--format", "csv"]);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(csv.starts_with("world,category,thread,"), "{csv}");
+    let out = worldswitch(&["report", file, "--format", "folded"]);
+    assert!(out.status.success());
+    let folded = String::from_utf8_lossy(&out.stdout);
+    for line in folded.lines() {
+        let (stack, n) = line.rsplit_once(' ').unwrap();
+        assert!(n.parse::<u64>().unwrap() > 0, "{line}");
+        assert!(stack.split(';').count() >= 3, "{line}");
+    }
 
     let sampled = rows.iter().any(|x| x["source"] == "sampling");
     let svg = dir.join("p.svg");
