@@ -57,6 +57,9 @@ pub struct NetReport {
     pub frames_sent_by_guest: Option<u64>,
     /// Datagrams the NIC handed to the host (written to the backend).
     pub frames_received_by_host: u64,
+    /// Every frame the NIC handed to the backend, nettest's or not (ARP, a
+    /// hostile guest's garbage).
+    pub frames_from_nic: u64,
     /// Datagrams the peer received.
     pub frames_delivered: u64,
     /// Frames from the guest dropped, by reason (NIC, backend, and the
@@ -283,6 +286,7 @@ impl NetRun {
             port_accesses_per_frame_tracepoint: kvm_pio.and_then(per_frame),
             frames_sent_by_guest,
             frames_received_by_host: received,
+            frames_from_nic: load(&c.frames_written),
             frames_delivered: delivered,
             frames_dropped: dropped,
             rx_dropped,

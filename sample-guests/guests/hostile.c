@@ -3,8 +3,12 @@
  * ring owned end to end with no ENP, kicked again and again; 3 zero and
  * oversized buffer counts; 4 buffers outside RAM; 5 an interrupt storm
  * (INEA toggled with TINT pending); 6 a scan of every port with every width;
- * 7 page tables overwritten (ends in a triple fault). Reports CSR0 and what
- * it did, then exits 0 (except 7). */
+ * 7 page tables overwritten (ends in a triple fault); 8 the PVH start info
+ * page scribbled over, then frames sent as usual; 9 a CPL0 loop with
+ * interrupts off that never halts and never exits (the host must still stop
+ * it); 10 all of the guest's memory, its code included, overwritten (ends
+ * however the CPU gives up). Reports CSR0 and what it did, then exits 0
+ * (except 7, 9 and 10). */
 #include "kernel.h"
 
 #define RAP 0x12
@@ -133,8 +137,34 @@ void guest_main(void) {
         __asm__ volatile("mov %0, %%cr3" ::"r"(cr3) : "memory");
         break;
     }
+    case 8: {
+        /* The host wrote the start info before boot and never reads it
+         * again: scribbling over it must change nothing. */
+        volatile u8 *si = (volatile u8 *)start_info_paddr;
+        for (u32 i = 0; i < 4096; i++)
+            si[i] = (u8)(0xa5 ^ i);
+        start((u32)(u64)&ib);
+        for (rounds = 0; rounds < 8; rounds++) {
+            tx[rounds] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | bcnt(64), 0, 0};
+            kick();
+        }
+        break;
+    }
+    case 9:
+        kprint("hostile: spinning with interrupts off\n");
+        __asm__ volatile("cli\n1: jmp 1b" ::: "memory");
+        break;
+    case 10: {
+        /* 0xff 0xff is no instruction: whatever runs next faults, and the
+         * IDT, page tables and stacks are gone too. */
+        kprint("hostile: overwriting all memory\n");
+        extern char __image_end[];
+        for (volatile u8 *p = (volatile u8 *)0x1000; p < (volatile u8 *)__image_end + 0x10000; p++)
+            *p = 0xff;
+        break;
+    }
     default:
-        kprint("hostile: pick a mode 1..7\n");
+        kprint("hostile: pick a mode 1..10\n");
         guest_exit(3);
     }
     static const char *const names[] = {"hostile_mode", "hostile_rounds", "csr0_after"};

@@ -382,8 +382,11 @@ void trap(struct trap_frame *f) {
     guest_exit(0x100 | (u32)f->vector);
 }
 
+u64 start_info_paddr;
+
 void kmain(u32 start_info) {
     const struct hvm_start_info *si = (const struct hvm_start_info *)(u64)start_info;
+    start_info_paddr = start_info;
     serial_init();
     if (si && si->magic == PVH_MAGIC && si->cmdline_paddr)
         cmdline = (const char *)si->cmdline_paddr;

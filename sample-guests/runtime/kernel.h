@@ -60,6 +60,8 @@ void irq_set_handler(int irq, irq_handler h);
 void irq_unmask(int irq);
 void irq_set_level(int irq);
 extern volatile u64 timer_ticks;
+/* Where the host put the PVH start info (hvm_start_info). */
+extern u64 start_info_paddr;
 /* Called from the timer interrupt on every tick, when set. */
 extern void (*tick_hook)(void);
 

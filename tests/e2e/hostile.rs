@@ -104,3 +104,66 @@ fn destroyed_page_tables_end_in_a_reported_triple_fault() {
     assert_eq!(r["outcome"]["kind"], "triple_fault", "{}", r["outcome"]);
     assert!(r["outcome"]["symbol"].is_string());
 }
+
+#[test]
+fn scribbling_over_the_start_info_changes_nothing() {
+    if !kvm_or_skip("hostile start info") {
+        return;
+    }
+    let r = hostile(8);
+    survived(&r);
+    assert_eq!(r["frames_from_nic"], 8, "{r}");
+    assert_eq!(r["guest_counters"]["hostile_rounds"], 8, "{r}");
+}
+
+#[test]
+fn a_guest_that_never_halts_is_still_stopped() {
+    if !kvm_or_skip("hostile spin") {
+        return;
+    }
+    let (out, r) = run_json(&[
+        "--guest",
+        "hostile",
+        "--net",
+        "sink",
+        "--duration",
+        "2s",
+        "--guest-arg",
+        "mode=9",
+    ]);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(r["outcome"]["kind"], "host_stop", "{}", r["outcome"]);
+    assert!(r["console"].as_str().unwrap().contains("spinning"));
+    let secs = r["seconds"].as_f64().unwrap();
+    assert!((1.5..10.0).contains(&secs), "ran {secs} s");
+}
+
+#[test]
+fn a_guest_that_overwrites_all_its_memory_is_reported() {
+    if !kvm_or_skip("hostile overwrite") {
+        return;
+    }
+    let (out, r) = run_json(&[
+        "--guest",
+        "hostile",
+        "--net",
+        "sink",
+        "--duration",
+        "60s",
+        "--guest-arg",
+        "mode=10",
+    ]);
+    // The run fails (exit status 1) with the outcome in the report and one
+    // plain sentence, never a crash of the host side.
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let kind = r["outcome"]["kind"].as_str().unwrap();
+    assert!(
+        ["triple_fault", "emulation_failure", "unexpected_exit"].contains(&kind),
+        "{}",
+        r["outcome"]
+    );
+    assert!(r["outcome"]["message"].as_str().unwrap().ends_with('.'));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(r["console"].as_str().unwrap().contains("overwriting"));
+}
