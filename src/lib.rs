@@ -12,6 +12,8 @@ pub mod devices;
 pub mod doctor;
 /// The engine thread behind the terminal UI.
 pub mod engine;
+/// Faults injected on purpose for tests.
+pub mod fault;
 /// Guest images: built-in or from a file, with symbols.
 pub mod guest_image;
 /// `worldswitch guests`.
@@ -24,9 +26,9 @@ pub mod optimizations;
 pub mod profiler;
 /// Saving and reading profiles: record, report, flamegraph.
 pub mod record;
-/// Headless runs and their results.
 /// A small PRNG for soak flips and fuzz mutations.
 pub mod rng;
+/// Headless runs and their results.
 pub mod run;
 /// A running guest with its collectors and live figures.
 pub mod session;

@@ -244,6 +244,9 @@ pub fn run_noting(
             }
             last_status = now;
         }
+        if session.elapsed() >= 0.5 {
+            crate::fault::panic_if_asked("the headless run");
+        }
         let timed_out = args
             .duration
             .is_some_and(|d| session.elapsed() >= d.as_secs_f64());

@@ -197,31 +197,38 @@ fn signals_end_the_run_and_leave_nothing_behind() {
         eprintln!("SKIP signals: needs root and /dev/kvm");
         return;
     }
+    // None: no signal; the main thread panics (WORLDSWITCH_FAULT=panic).
     for (signal, clean) in [
-        (libc::SIGINT, true),
-        (libc::SIGTERM, true),
-        (libc::SIGKILL, false),
+        (Some(libc::SIGINT), true),
+        (Some(libc::SIGTERM), true),
+        (Some(libc::SIGKILL), false),
+        (None, false),
     ] {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
-            .args(["run", "--json", "--guest", "nettest", "--net", "tap"])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"));
+        cmd.args(["run", "--json", "--guest", "nettest", "--net", "tap"])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(std::process::Stdio::piped());
+        if signal.is_none() {
+            cmd.env("WORLDSWITCH_FAULT", "panic");
+        }
+        let child = cmd.spawn().unwrap();
         let ns = peer_namespace(child.id()).expect("the peer thread appears");
         std::thread::sleep(Duration::from_millis(500));
-        // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        if let Some(signal) = signal {
+            // SAFETY: signalling our own child by its PID.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
         let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if clean {
-            assert!(
-                out.status.success(),
-                "signal {signal}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "signal {signal:?}: {stderr}");
             let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             assert_eq!(r["outcome"]["kind"], "host_stop");
             assert_eq!(r["frames_in_flight"], 0);
+        }
+        if signal.is_none() {
+            assert_eq!(out.status.code(), Some(101), "{stderr}");
+            assert!(stderr.contains("injected on purpose"), "{stderr}");
         }
         // The namespace (and the TAP in it) vanish with the process; the
         // kernel tears a killed VM down asynchronously, so allow it a moment.
@@ -229,7 +236,7 @@ fn signals_end_the_run_and_leave_nothing_behind() {
             std::thread::sleep(Duration::from_millis(100));
             !namespace_alive(&ns)
         });
-        assert!(gone, "signal {signal}: {ns} is still alive after 5 s");
+        assert!(gone, "signal {signal:?}: {ns} is still alive after 5 s");
     }
 }
 

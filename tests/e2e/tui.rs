@@ -108,6 +108,7 @@ fn the_workbench_in_a_real_terminal() {
         "main",
         &format!("run --export-dir {} --refresh 200ms", dir.display()),
         "Mb/s now",
+        &[],
     );
     assert_eq!(
         t.format("#{alternate_on}"),
@@ -116,6 +117,7 @@ fn the_workbench_in_a_real_terminal() {
     );
 
     // Throughput on screen against the kernel's counts over the same 5 s.
+    let pid = pid.expect("worldswitch under the shell");
     let peer = super::faults::peer_thread(pid).expect("the peer thread");
     // Let the 5-second window fill with steady traffic first.
     std::thread::sleep(Duration::from_secs(5));
@@ -188,14 +190,15 @@ fn the_workbench_in_a_real_terminal() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts `args` under a shell in a new tmux session; returns the session
-/// and the worldswitch PID once `ready` is on screen. The shell stays in
-/// the pane after worldswitch exits, so the terminal's state can be read
-/// afterwards (tmux reports little of a dead pane).
-fn start(name: &str, args: &str, ready: &str) -> (Tmux, u32) {
+/// Starts `args` (with `env` set) under a shell in a new tmux session;
+/// returns the session and the worldswitch PID once `ready` is on screen.
+/// The shell stays in the pane after worldswitch exits, so the terminal's
+/// state can be read afterwards (tmux reports little of a dead pane).
+fn start(name: &str, args: &str, ready: &str, env: &[(&str, &str)]) -> (Tmux, Option<u32>) {
     let t = Tmux(format!("ws-e2e-{name}-{}", std::process::id()));
+    let env: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     let command = format!(
-        "{} {args}; echo \"worldswitch exited with $?\"; sleep 120",
+        "{env}{} {args}; echo \"worldswitch exited with $?\"; sleep 120",
         env!("CARGO_BIN_EXE_worldswitch")
     );
     let ok = Command::new("tmux")
@@ -215,13 +218,13 @@ fn start(name: &str, args: &str, ready: &str) -> (Tmux, u32) {
     assert!(ok.success());
     let shell: u32 = t.format("#{pane_pid}").parse().unwrap();
     t.wait_for(ready, 30);
+    // None once worldswitch has exited (the shell may exec its last
+    // command and have no children).
     let pid = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
-        .unwrap()
+        .unwrap_or_default()
         .split_whitespace()
         .next()
-        .expect("worldswitch under the shell")
-        .parse()
-        .unwrap();
+        .and_then(|p| p.parse().ok());
     (t, pid)
 }
 
@@ -234,14 +237,42 @@ fn sigterm_restores_the_terminal_and_reports() {
         eprintln!("SKIP sigterm in the workbench: tmux is not installed");
         return;
     }
-    let (t, pid) = start("term", "run --net sink", "Mb/s now");
+    let (t, pid) = start("term", "run --net sink", "Mb/s now", &[]);
     assert_eq!(t.format("#{alternate_on}"), "1");
     // SAFETY: kill sends a signal to the worldswitch we started.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    unsafe {
+        libc::kill(
+            pid.expect("worldswitch under the shell") as i32,
+            libc::SIGTERM,
+        )
+    };
     let screen = t.wait_for("worldswitch exited with", 30);
     assert!(screen.contains("worldswitch exited with 0"), "{screen}");
     let history = t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", &t.0]);
     assert!(history.contains("Stopped by the host."), "{history}");
+    assert_eq!(t.format("#{alternate_on}"), "0");
+    assert_eq!(t.format("#{mouse_any_flag}"), "0");
+    assert_eq!(t.format("#{cursor_flag}"), "1");
+}
+
+#[test]
+fn a_panic_restores_the_terminal() {
+    if !kvm_or_skip("a panic in the workbench") {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP a panic in the workbench: tmux is not installed");
+        return;
+    }
+    let (t, _) = start(
+        "panic",
+        "run --net sink",
+        "worldswitch exited with",
+        &[("WORLDSWITCH_FAULT", "panic")],
+    );
+    let history = t.cmd(&["capture-pane", "-p", "-S", "-500", "-t", &t.0]);
+    assert!(history.contains("worldswitch exited with 101"), "{history}");
+    assert!(history.contains("injected on purpose"), "{history}");
     assert_eq!(t.format("#{alternate_on}"), "0");
     assert_eq!(t.format("#{mouse_any_flag}"), "0");
     assert_eq!(t.format("#{cursor_flag}"), "1");
@@ -258,7 +289,12 @@ fn a_saved_profile_opens_in_the_same_screens() {
     }
     let file = std::env::temp_dir().join(format!("ws-view-{}.json", std::process::id()));
     crate::record_ok(&file, &["--duration", "2s"]);
-    let (t, _) = start("view", &format!("view {}", file.display()), "saved profile");
+    let (t, _) = start(
+        "view",
+        &format!("view {}", file.display()),
+        "saved profile",
+        &[],
+    );
     t.keys("2");
     t.wait_for("Total time (the paper's Table 1", 5);
     t.keys("4");
