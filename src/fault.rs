@@ -2,11 +2,22 @@
 //! `WORLDSWITCH_FAULT` environment variable names one. `panic` makes the
 //! main thread panic once the guest runs (in the workbench after its first
 //! drawing, headless half a second in): the terminal must come back and no
-//! TAP device, namespace or child process may be left.
+//! TAP device, namespace or child process may be left. `perf-refused`
+//! makes the kernel's answer to every perf event opened or enabled after
+//! the vCPU's sampler EACCES, as when perf_event_paranoid is raised
+//! mid-run for a user without CAP_PERFMON (an open event is never revoked,
+//! so that is the only way a running profiler meets a refusal).
 
 /// Panics if `WORLDSWITCH_FAULT=panic`; `place` says where.
 pub fn panic_if_asked(place: &str) {
     if std::env::var_os("WORLDSWITCH_FAULT").is_some_and(|v| v == "panic") {
         panic!("WORLDSWITCH_FAULT=panic: a panic injected on purpose in {place}");
     }
+}
+
+/// Whether `WORLDSWITCH_FAULT=perf-refused`: then the error to return.
+pub fn perf_refused() -> Option<std::io::Error> {
+    std::env::var_os("WORLDSWITCH_FAULT")
+        .is_some_and(|v| v == "perf-refused")
+        .then(|| std::io::Error::from_raw_os_error(libc::EACCES))
 }

@@ -244,6 +244,9 @@ pub fn run_noting(
             }
             last_status = now;
         }
+        for w in session.take_warnings() {
+            eprintln!("worldswitch: warning: {w}");
+        }
         if session.elapsed() >= 0.5 {
             crate::fault::panic_if_asked("the headless run");
         }
@@ -465,6 +468,16 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
 /// I/O between in-kernel and exit-to-user by `in_kernel_pio`.
 pub(crate) fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
     let total = e.total();
+    if let (0, Some(why)) = (total, &e.refused) {
+        for c in [Category::Privileged, Category::Iret] {
+            t.unavailable.retain(|u| u.category != c.key());
+            t.unavailable.push(profiles::table::Unavailable {
+                category: c.key().into(),
+                reason: format!("{why}; emulated instructions stay in one row"),
+            });
+        }
+        return;
+    }
     let Some(i) = t
         .rows
         .iter()

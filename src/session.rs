@@ -21,7 +21,7 @@ use crate::vmnet::tap::IoProfile;
 use profiles::path::TransmitPath;
 use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, Toggle};
 use profiles::table::Table;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,8 @@ pub struct Session {
     opts: Opts,
     opts_known: bool,
     opt_changes: Vec<Mark>,
+    warned: BTreeSet<String>,
+    warnings: Vec<String>,
 }
 
 impl Session {
@@ -169,6 +171,8 @@ impl Session {
             opts: args.optimizations(),
             opts_known: false,
             opt_changes: Vec::new(),
+            warned: BTreeSet::new(),
+            warnings: Vec::new(),
         };
         if let Some(notice) = s.net.notice.clone() {
             s.note(format!("notice: {notice}"));
@@ -285,6 +289,7 @@ impl Session {
                 self.opts_known = true;
             }
             VmEvent::Progress { stats, profile } => {
+                self.warn_of_refusals();
                 self.point(&stats);
                 self.latest = (stats, profile);
                 // A picture of the collectors a second, for rolling windows.
@@ -368,6 +373,63 @@ impl Session {
         });
         while self.log.len() > LOG_KEEP {
             self.log.pop_front();
+        }
+    }
+
+    /// Warnings since the last call (the collectors' refusals), for a
+    /// headless run to print; the log has them too.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Says once, in the log and to [`Session::take_warnings`], when the
+    /// kernel refused a collector mid-run.
+    fn warn_of_refusals(&mut self) {
+        if let Some(e) = self
+            .windows
+            .as_ref()
+            .ok()
+            .and_then(EmulationWindows::latest)
+        {
+            if let Some(why) = e.refused {
+                self.warn_once(
+                    "windows".into(),
+                    format!("{why}; the emulation rows are not split further"),
+                );
+            }
+        }
+        let Some(s) = self.sampler.as_ref().ok().and_then(Sampler::latest) else {
+            return;
+        };
+        // Threads refused at one look, in one sentence per reason.
+        let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (thread, why) in &s.unwatched {
+            if !self.warned.contains(&format!("thread {thread}")) {
+                by_reason.entry(why).or_default().push(thread);
+            }
+        }
+        for (why, threads) in by_reason {
+            for t in &threads {
+                self.warned.insert(format!("thread {t}"));
+            }
+            let w = format!(
+                "the kernel refused to sample {} {} ({why}); {} samples are missing",
+                if threads.len() > 1 {
+                    "threads"
+                } else {
+                    "thread"
+                },
+                threads.join(", "),
+                if threads.len() > 1 { "their" } else { "its" },
+            );
+            self.warn_once(w.clone(), w);
+        }
+    }
+
+    fn warn_once(&mut self, key: String, text: String) {
+        if self.warned.insert(key) {
+            self.note(format!("warning: {text}"));
+            self.warnings.push(text);
         }
     }
 

@@ -97,6 +97,8 @@ pub struct EmulationSummary {
     pub cost_seconds: f64,
     /// Port accesses traced (kvm_pio, in-kernel and not), by device.
     pub pio_by_device: std::collections::BTreeMap<String, u64>,
+    /// Why the windows stopped early: the kernel refused to enable one.
+    pub refused: Option<String>,
 }
 
 impl EmulationSummary {
@@ -182,7 +184,17 @@ impl EmulationWindows {
                 let mut s = EmulationSummary::default();
                 while !stop_thread.load(Ordering::Acquire) {
                     let t0 = Instant::now();
-                    if sampler.enable().is_err() {
+                    let enabled = match crate::fault::perf_refused() {
+                        Some(e) => Err(e),
+                        None => sampler.enable(),
+                    };
+                    if let Err(e) = enabled {
+                        s.refused = Some(format!(
+                            "perf refused to enable the {TRACEPOINT} window after {} windows ({e})",
+                            s.windows
+                        ));
+                        s.settle();
+                        publish.publish(s.clone());
                         break;
                     }
                     if let Some(p) = pio.as_mut() {

@@ -100,6 +100,9 @@ fn role_of(comm: &str) -> (String, Role) {
         "flusher" => ("flusher".into(), other("vmapp", "coalesced_ring")),
         "vcpu-watchdog" => ("watchdog".into(), other("vmapp", "watchdog")),
         "profiler" | "profiler-emul" => (comm.into(), other("workbench", "profiler")),
+        // KVM's own worker for the VM (NX huge page recovery) joins the
+        // process's threads.
+        "kvm-nx-lpage-re" => ("kvm-worker".into(), other("vmm", "kvm_worker")),
         _ => (comm.into(), other("workbench", "workbench")),
     }
 }
@@ -116,6 +119,9 @@ struct Watched {
 /// Opens cpu-clock sampling of thread `tid` at `hz`; context-switch records
 /// (when it was preempted) only for the vCPU thread.
 fn open(tid: libc::pid_t, hz: u64, vcpu: bool) -> std::io::Result<Ring> {
+    if let (false, Some(e)) = (vcpu, crate::fault::perf_refused()) {
+        return Err(e);
+    }
     let mut builder = Builder::new(Software::CPU_CLOCK);
     builder
         .observe_pid(tid)

@@ -2,7 +2,7 @@
 //! underneath. The run goes on, and frame accounting stays exact with the
 //! drops counted by reason.
 
-use crate::kvm_or_skip;
+use crate::{kvm_or_skip, tracefs_ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -267,4 +267,67 @@ fn a_peer_gone_unreachable_is_counted_with_a_reason() {
     assert!(lost > 0, "{}", r["frames_dropped"]);
     assert!(r["frames_delivered"].as_u64().unwrap() > 0);
     assert_eq!(r["frames_in_flight"], 0, "every frame accounted: {r}");
+}
+
+#[test]
+fn perf_refused_mid_run_is_said_once_and_the_run_goes_on() {
+    if !kvm_or_skip("perf refused") {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
+        .args(["run", "--json", "--net", "sink", "--duration", "3s"])
+        .env("WORLDSWITCH_FAULT", "perf-refused")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &r["profile"];
+    if p["samples_by_thread"]["vcpu"].as_u64().unwrap_or(0) == 0 {
+        eprintln!("SKIP perf refused: the vCPU could not be sampled at all here");
+        return;
+    }
+    // The threads opened after the vCPU's sampler are refused, each named
+    // once, and only the vCPU's samples are in the profile.
+    let refused = stderr
+        .lines()
+        .filter(|l| l.contains("the kernel refused to sample"))
+        .collect::<Vec<_>>();
+    assert!(!refused.is_empty(), "{stderr}");
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("io") || l.contains("flusher")),
+        "{stderr}"
+    );
+    let unsampled = p["unsampled_threads"].as_object().unwrap();
+    assert!(unsampled.contains_key("profiler"), "{unsampled:?}");
+    assert_eq!(
+        p["samples_by_thread"].as_object().unwrap().len(),
+        1,
+        "{}",
+        p["samples_by_thread"]
+    );
+    // The emulation windows stopped, and the rows they split say why.
+    if tracefs_ready() {
+        assert_eq!(
+            stderr.matches("perf refused to enable").count(),
+            1,
+            "{stderr}"
+        );
+        let iret = p["unavailable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["category"] == "iret")
+            .expect("iret unavailable");
+        assert!(
+            iret["reason"].as_str().unwrap().contains("perf refused"),
+            "{iret}"
+        );
+    }
+    // The run itself is whole.
+    assert_eq!(r["outcome"]["kind"], "host_stop");
+    assert_eq!(r["frames_in_flight"], 0);
+    assert!(r["frames_delivered"].as_u64().unwrap() > 100);
 }
