@@ -33,6 +33,27 @@ pub struct NetRun {
     pub notice: Option<String>,
 }
 
+/// What the paravirtual NIC (pv-nic) did in a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PvReport {
+    /// Frames the host took from its ring.
+    pub frames: u64,
+    /// Doorbells the drain thread saw (coalesced eventfd counts).
+    pub doorbells: u64,
+    /// Doorbells that exited to user space (no ioeventfd on this host).
+    pub doorbells_in_user: u64,
+    /// Completion interrupts raised (only when the guest waited for room).
+    pub irqs: u64,
+    /// Entries refused: outside RAM, or a length no frame has.
+    pub bad_entries: u64,
+    /// Times the guest's producer ran more than a ring ahead.
+    pub overruns: u64,
+    /// Ring registrations refused, and accesses of the wrong width.
+    pub bad_registrations: u64,
+    /// See `bad_registrations`.
+    pub bad_accesses: u64,
+}
+
 /// The frame accounting of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetReport {
@@ -84,6 +105,8 @@ pub struct NetReport {
     pub irq_edges: u64,
     /// Register-level driver errors the NIC refused, by reason.
     pub nic_faults: BTreeMap<String, u64>,
+    /// The paravirtual NIC's figures (all 0 when the guest never used it).
+    pub pv_nic: PvReport,
     /// The TAP device went away during the run (frames to it then fail and
     /// are counted as "backend write failed").
     pub tap_device_gone: bool,
@@ -123,7 +146,7 @@ impl NetRun {
         let counters = Arc::new(LinkCounters::default());
         let final_drops = Arc::new(Mutex::new(None));
         let nic = NicConfig {
-            backend,
+            backend: Arc::new(Mutex::new(backend)),
             rx,
             counters: counters.clone(),
             final_drops: final_drops.clone(),
@@ -260,6 +283,19 @@ impl NetRun {
         if load(&c.rx_queue_full) > 0 {
             rx_dropped.insert("vCPU queue full".into(), load(&c.rx_queue_full));
         }
+        let pv = PvReport {
+            frames: load(&c.pv.frames),
+            doorbells: load(&c.pv.doorbells),
+            doorbells_in_user: load(&c.pv.doorbells_in_user),
+            irqs: load(&c.pv.irqs),
+            bad_entries: load(&c.pv.bad_entries),
+            overruns: load(&c.pv.overruns),
+            bad_registrations: load(&c.pv.bad_registrations),
+            bad_accesses: load(&c.pv.bad_accesses),
+        };
+        if pv.bad_entries > 0 {
+            dropped.insert("pv bad entry".into(), pv.bad_entries);
+        }
         let received = load(&c.nettest_written);
         let delivered = peer.frames;
         let per_frame = |n: u64| (delivered > 0).then(|| n as f64 / delivered as f64);
@@ -297,6 +333,7 @@ impl NetRun {
             rx_delivered: load(&c.rx_delivered),
             irq_edges: load(&c.irq_edges),
             nic_faults,
+            pv_nic: pv,
             tap_device_gone: load(&c.rx_device_gone) > 0,
         }
     }

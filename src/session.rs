@@ -9,7 +9,7 @@ use crate::netrun::NetRun;
 use crate::optimizations::{Opt, Opts};
 use crate::profiler::emulation::EmulationWindows;
 use crate::profiler::markers::MarkerRow;
-use crate::profiler::sampler::{SampleSummary, Sampler};
+use crate::profiler::sampler::{self, SampleSummary, Sampler};
 use crate::run::{self, PhaseTime, RunResult, PIO, USERSPACE_EXIT};
 use crate::threads::ThreadMeter;
 use crate::tracepoints::ThreadCounters;
@@ -596,7 +596,7 @@ impl Session {
         let folded = match &self.sampler {
             Ok(s) => s
                 .latest()
-                .map(|s| samples_since(&s, base.samples.as_ref()).folded)
+                .map(|s| sampler::owned(&samples_since(&s, base.samples.as_ref()).folded))
                 .unwrap_or_default(),
             Err(_) => BTreeMap::new(),
         };
@@ -716,7 +716,9 @@ impl Session {
             console: self.text,
             net: net_report,
             profile: table,
-            folded: samples.map(|s| s.folded).unwrap_or_default(),
+            folded: samples
+                .map(|s| sampler::owned(&s.folded))
+                .unwrap_or_default(),
             emulation: emulation.ok(),
             transmit_path,
             host_tsc_mhz: self.tsc_mhz,

@@ -129,7 +129,8 @@ fn from_result(r: &RunResult) -> Run {
 /// like the guest kernel splits them) to the backend for `duration`.
 fn native(args: &ResultsArgs, write_size: u64) -> anyhow::Result<Run> {
     let (mut net, nic) = NetRun::new(args.net, args.link_rate)?;
-    let mut backend = nic.backend;
+    let backend = nic.backend;
+    let mut backend = backend.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
     let cpu0 = crate::profiler::thread_cpu_seconds();
     let mut seq = 0u64;
@@ -341,6 +342,7 @@ mod tests {
                 "only data-port-in-kernel+send-combining",
                 "only data-port-in-kernel+send-combining+adaptive-combining",
                 "only irq-notify",
+                "only pv-nic",
                 "native (host thread)"
             ]
         );

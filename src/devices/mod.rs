@@ -7,4 +7,5 @@ pub mod mailbox;
 pub mod path;
 pub mod pci;
 pub mod pcnet;
+pub mod pvnet;
 pub mod serial;

@@ -72,7 +72,9 @@ pub struct SampleSummary {
     /// Threads that could not be sampled, and why.
     pub unwatched: BTreeMap<String, String>,
     /// Folded stacks, `thread;world;row;frames...`, with sample counts.
-    pub folded: BTreeMap<String, u64>,
+    /// Shared strings: the session keeps a copy of this a second for its
+    /// rolling windows, and a stack is long (a kilobyte with Rust frames).
+    pub folded: BTreeMap<Arc<str>, u64>,
     /// The sampler thread's own CPU time, in seconds.
     pub cost_seconds: f64,
 }
@@ -98,6 +100,7 @@ fn role_of(comm: &str) -> (String, Role) {
         "vmnet-io" => (IO.into(), Role::Io),
         "vmnet-peer" => ("peer".into(), other("host", "receiver")),
         "flusher" => ("flusher".into(), other("vmapp", "coalesced_ring")),
+        "pvnet" => ("pvnet".into(), other("vmapp", "pv_drain")),
         "vcpu-watchdog" => ("watchdog".into(), other("vmapp", "watchdog")),
         "profiler" | "profiler-emul" => (comm.into(), other("workbench", "profiler")),
         // KVM's own worker for the VM (NX huge page recovery) joins the
@@ -448,8 +451,8 @@ fn guest_frames(w: &Walk, image: &GuestImage) -> Vec<String> {
 pub const MAX_STACKS: usize = 512;
 
 /// Counts one sample of `stack`.
-fn add_stack(folded: &mut BTreeMap<String, u64>, stack: String) {
-    if let Some(n) = folded.get_mut(&stack) {
+fn add_stack(folded: &mut BTreeMap<Arc<str>, u64>, stack: String) {
+    if let Some(n) = folded.get_mut(stack.as_str()) {
         *n += 1;
         return;
     }
@@ -459,7 +462,17 @@ fn add_stack(folded: &mut BTreeMap<String, u64>, stack: String) {
         let head: Vec<&str> = stack.split(';').take(3).collect();
         format!("{};[other stacks]", head.join(";"))
     };
-    *folded.entry(key).or_insert(0) += 1;
+    match folded.get_mut(key.as_str()) {
+        Some(n) => *n += 1,
+        None => {
+            folded.insert(key.into(), 1);
+        }
+    }
+}
+
+/// Folded stacks as plain strings, for profiles and snapshots.
+pub fn owned(folded: &BTreeMap<Arc<str>, u64>) -> BTreeMap<String, u64> {
+    folded.iter().map(|(k, &v)| (k.to_string(), v)).collect()
 }
 
 /// The folded stack of a sample outside KVM_RUN: thread, world and row,
@@ -585,6 +598,7 @@ mod tests {
         assert!(f.len() <= MAX_STACKS + 1);
         assert_eq!(f["vcpu;vmm;world_switch;[other stacks]"], 10);
         assert_eq!(f["vcpu;vmm;world_switch;f0"], 2);
+        assert_eq!(owned(&f).len(), f.len());
         assert_eq!(f.values().sum::<u64>(), MAX_STACKS as u64 + 11);
     }
 

@@ -143,6 +143,11 @@ impl InKernel {
         self.link
             .poll_rx
             .store(!opts.get(Opt::IrqNotify), Ordering::Relaxed);
+        // The drain thread writes it into the guest's ring header; the
+        // guest moves its transmit path when it next sends.
+        self.link
+            .pv_want
+            .store(opts.get(Opt::PvNic), Ordering::Relaxed);
         self.opts = opts;
         Ok(())
     }

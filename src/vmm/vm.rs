@@ -16,6 +16,7 @@ use crate::devices::path::{PathPort, SlotAddress, PATH_PORT};
 use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
 use crate::devices::pcnet::port::{IrqLine, NicConfig, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
+use crate::devices::pvnet::{self, Drain, PvnetPort};
 use crate::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice, COM1_BASE, COM1_IRQ};
 use crate::profiler::live::{self, Every};
 use crate::profiler::stitch::StitchLog;
@@ -23,13 +24,14 @@ use kvm_bindings::{
     kvm_enable_cap, kvm_fpu, kvm_lapic_state, kvm_pit_config, kvm_userspace_memory_region,
     KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
 
 /// Guest memory limits: enough for the boot area and an image, and below the
 /// 32-bit PCI hole.
@@ -149,6 +151,8 @@ pub struct VmHandle {
     stitch: Option<Arc<StitchLog>>,
     vcpu: Option<JoinHandle<()>>,
     watchdog: Option<JoinHandle<()>>,
+    /// The paravirtual NIC's drain thread, stopped after the vCPU.
+    pv_drain: Option<Drain>,
 }
 
 impl VmHandle {
@@ -190,6 +194,7 @@ impl Drop for VmHandle {
         if let Some(v) = self.vcpu.take() {
             let _ = v.join();
         }
+        drop(self.pv_drain.take());
         self.kicker.retire();
     }
 }
@@ -257,7 +262,9 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     )?;
     let mut functions = Vec::new();
     let link = config.nic.as_ref().map(|n| n.counters.clone());
+    let mut pv_drain = None;
     if let Some(nic) = config.nic.take() {
+        pv_drain = Some(add_pv_nic(&vm, &mut bus, &memory, &nic)?);
         functions.push(nic_function());
         let irq = IrqLine::new(vm.clone(), u32::from(NIC_IRQ));
         bus.insert(
@@ -341,7 +348,49 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         stitch,
         vcpu: Some(vcpu_thread),
         watchdog: Some(watchdog),
+        pv_drain,
     })
+}
+
+/// The paravirtual NIC beside the Lance, sharing its backend: the doorbell
+/// as an ioeventfd where KVM offers one (else the port signals the same
+/// eventfd from user space), the completion interrupt as an irqfd, and the
+/// thread that drains the ring.
+fn add_pv_nic(
+    vm: &VmFd,
+    bus: &mut PioBus,
+    memory: &GuestMemoryMmap,
+    nic: &NicConfig,
+) -> Result<Drain, VmError> {
+    let doorbell = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?);
+    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?;
+    vm.register_irqfd(&irq, pvnet::IRQ)
+        .map_err(kvm_err("registering the pv-nic irqfd"))?;
+    // Without an ioeventfd every doorbell exits to user space; counted.
+    let _ = vm.register_ioevent(
+        &doorbell,
+        &IoEventAddress::Pio(u64::from(pvnet::DOORBELL)),
+        NoDatamatch,
+    );
+    let area = pvnet::Area::default();
+    bus.insert(
+        Box::new(PvnetPort::new(
+            memory.clone(),
+            area.clone(),
+            nic.counters.clone(),
+            doorbell.clone(),
+        )),
+        &[(pvnet::PORT, pvnet::PORTS)],
+    )?;
+    Drain::start(
+        memory.clone(),
+        area,
+        nic.backend.clone(),
+        nic.counters.clone(),
+        doorbell,
+        irq,
+    )
+    .map_err(VmError::Thread)
 }
 
 fn guest_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap, VmError> {

@@ -10,7 +10,7 @@ pub mod sequence;
 pub mod sink;
 pub mod tap;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The host side of the link.
@@ -42,6 +42,30 @@ pub trait Backend: Send {
     /// nothing have nothing to poll.
     fn receive_ready(&mut self, _max: usize, _take: &mut dyn FnMut(&[u8])) -> u64 {
         0
+    }
+}
+
+/// A backend shared by the threads that transmit: the Lance's on the vCPU
+/// thread and the paravirtual NIC's drain thread (one at a time in
+/// practice, so the lock is uncontended).
+pub type SharedBackend = Arc<Mutex<Box<dyn Backend>>>;
+
+/// Sends `frame` through `backend` and counts it in `counters`: written
+/// (and a nettest datagram, if it is one), or refused. Returns whether the
+/// backend took it.
+pub fn send_counted(backend: &mut dyn Backend, counters: &LinkCounters, frame: &[u8]) -> bool {
+    match backend.send(frame) {
+        Ok(()) => {
+            counters.frames_written.fetch_add(1, Ordering::Relaxed);
+            if frames::parse(frame).is_some() {
+                counters.nettest_written.fetch_add(1, Ordering::Relaxed);
+            }
+            true
+        }
+        Err(_) => {
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 }
 
@@ -80,5 +104,32 @@ pub struct LinkCounters {
     pub rx_device_gone: AtomicU64,
     /// irq-notify off: the vCPU thread polls the TAP after every exit to
     /// user space and reads what waits; the I/O thread only ticks.
-    pub poll_rx: std::sync::atomic::AtomicBool,
+    pub poll_rx: AtomicBool,
+    /// pv-nic on: the guest is asked to transmit on the paravirtual ring.
+    pub pv_want: AtomicBool,
+    /// The paravirtual NIC's own counts.
+    pub pv: PvCounters,
+}
+
+/// What the paravirtual NIC counted.
+#[derive(Debug, Default)]
+pub struct PvCounters {
+    /// Doorbells that reached the drain thread (an eventfd read counts
+    /// every ring since the last one).
+    pub doorbells: AtomicU64,
+    /// Doorbells that exited to user space (no ioeventfd on this host).
+    pub doorbells_in_user: AtomicU64,
+    /// Frames taken from the ring.
+    pub frames: AtomicU64,
+    /// Completion interrupts raised.
+    pub irqs: AtomicU64,
+    /// Entries refused: outside RAM, or a length no frame has.
+    pub bad_entries: AtomicU64,
+    /// Times the producer index ran more than a ring ahead (the host
+    /// skipped to it).
+    pub overruns: AtomicU64,
+    /// Registrations refused (not page-aligned, or not inside RAM).
+    pub bad_registrations: AtomicU64,
+    /// Accesses of the wrong width or to no register.
+    pub bad_accesses: AtomicU64,
 }

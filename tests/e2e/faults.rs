@@ -49,9 +49,9 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
         floor: None,
         start_paused: false,
         nic: Some(NicConfig {
-            backend: Box::new(Flaky {
+            backend: Arc::new(Mutex::new(Box::new(Flaky {
                 writes: writes.clone(),
-            }),
+            }))),
             rx,
             counters: counters.clone(),
             final_drops: Arc::new(Mutex::new(None)),

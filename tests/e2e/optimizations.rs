@@ -140,3 +140,72 @@ fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
         r.optimization_changes
     );
 }
+
+#[test]
+fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
+    if !kvm_or_skip("pv-nic flipped mid-run") {
+        return;
+    }
+    if !tracefs_ready() {
+        eprintln!("SKIP pv-nic flipped mid-run: tracefs is not available");
+        return;
+    }
+    let args = RunArgs {
+        sample_hz: 0,
+        emulation_windows: false,
+        ..RunArgs::for_guest("nettest")
+    };
+    let mut s = Session::start(&args).unwrap();
+    let mut trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL]) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("SKIP pv-nic flipped mid-run: {e}");
+            return;
+        }
+    };
+    pump(&mut s, Duration::from_secs(1));
+    let mut per_frame = Vec::new();
+    for pv in [false, true, false, true] {
+        let mut want = Opts::preset("baseline").unwrap();
+        want.set(worldswitch::optimizations::Opt::PvNic, pv).unwrap();
+        s.set_optimizations(want);
+        let t = Instant::now();
+        while s.optimizations() != want {
+            assert!(t.elapsed() < Duration::from_secs(5), "never took effect");
+            pump(&mut s, Duration::from_millis(20));
+        }
+        pump(&mut s, Duration::from_millis(300)); // the guest moves over
+        let (e0, p0, _) = counts(&mut trace);
+        let f0 = s.delivered().0;
+        pump(&mut s, Duration::from_millis(1500));
+        let (e1, p1, _) = counts(&mut trace);
+        let frames = (s.delivered().0 - f0).max(1) as f64;
+        let exits = (e1 - e0) as f64 / frames;
+        let pio = (p1 - p0) as f64 / frames;
+        eprintln!("pv-nic {pv}: {exits:.2} exits to user space and {pio:.2} port accesses per frame ({frames} frames)");
+        per_frame.push((pv, exits, pio, frames));
+    }
+    let r = s.finish(&mut std::io::sink()).unwrap();
+    for &(pv, exits, pio, frames) in &per_frame {
+        assert!(frames > 100.0, "{per_frame:?}");
+        if pv {
+            // At most a doorbell per frame (completed in KVM), no Lance
+            // access but the timer's interrupt handling.
+            assert!(exits < 0.5 && pio < 2.0, "{per_frame:?}");
+        } else {
+            assert!(exits > 4.5 && pio > 10.0, "{per_frame:?}");
+        }
+    }
+    let n = &r.net;
+    let dropped: u64 = n.frames_dropped.values().sum();
+    assert_eq!(n.frames_received_by_host, n.frames_delivered + dropped);
+    assert_eq!(n.frames_in_flight, 0);
+    assert_eq!(n.sequence_errors.total(), 0, "{:?}", n.sequence_errors);
+    assert!(n.pv_nic.frames > 1000, "{:?}", n.pv_nic);
+    assert_eq!(n.pv_nic.bad_entries + n.pv_nic.overruns, 0);
+    // The guest says it moved three times and sent on the ring what the
+    // host took from it (its last report may trail by a second's frames).
+    assert_eq!(r.guest_counters.get("nic_switches"), Some(&3));
+    let guest_pv = r.guest_counters["pv_frames"];
+    assert!(guest_pv <= n.pv_nic.frames && guest_pv > n.pv_nic.frames / 2);
+}

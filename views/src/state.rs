@@ -456,8 +456,11 @@ mod tests {
             Action::Toggle("send-combining".into()),
             "toggle keys work from every screen"
         );
-        assert_eq!(ui.on_key(Key::Char('v'), &s), Action::None);
-        assert_eq!(ui.message.as_deref(), Some("pv-nic: not built yet"));
+        assert_eq!(ui.on_key(Key::Char('i'), &s), Action::None);
+        assert_eq!(
+            ui.message.as_deref(),
+            Some("kernel-irqchip: always on: the user-space 8259 is not built yet")
+        );
         ui.on_key(Key::Char('6'), &s);
         ui.on_key(Key::Down, &s);
         assert_eq!(

@@ -9,7 +9,7 @@ use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
 use crate::devices::path::{self, SlotAddress};
 use crate::profiler::markers;
-use crate::vmnet::{frames, Backend, LinkCounters};
+use crate::vmnet::{self, LinkCounters, SharedBackend};
 use kvm_ioctls::VmFd;
 use profiles::taxonomy::Category;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,7 @@ const RX_POLL_MAX: usize = 32;
 /// What the NIC needs from the VM builder's caller.
 pub struct NicConfig {
     /// Where frames go.
-    pub backend: Box<dyn Backend>,
+    pub backend: SharedBackend,
     /// Frames from the host.
     pub rx: Receiver<Vec<u8>>,
     /// Shared counters.
@@ -104,27 +104,16 @@ impl PcnetPort {
                 path::stamp_kick(&self.ram, slot);
             }
             let mut tap = None;
-            let (backend, counters) = (&mut self.nic.backend, &self.nic.counters);
+            let mut backend = self.nic.backend.lock().unwrap_or_else(|e| e.into_inner());
+            let counters = &self.nic.counters;
             self.chip.transmit(&self.ram, &mut |frame: &[u8]| {
                 let start = markers::now();
                 let sent = {
                     let _m = markers::scope(Category::VmnetTx);
-                    backend.send(frame)
+                    vmnet::send_counted(&mut **backend, counters, frame)
                 };
                 tap.get_or_insert((start, markers::now()));
-                match sent {
-                    Ok(()) => {
-                        counters.frames_written.fetch_add(1, Ordering::Relaxed);
-                        if frames::parse(frame).is_some() {
-                            counters.nettest_written.fetch_add(1, Ordering::Relaxed);
-                        }
-                        true
-                    }
-                    Err(_) => {
-                        counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
-                }
+                sent
             });
             if let (Some((start, end)), true) = (tap, slot != 0) {
                 path::stamp_tap(&self.ram, slot, start, end);
@@ -166,7 +155,8 @@ impl PioDevice for PcnetPort {
             // irq-notify off: look at the TAP ourselves, as WS 2.0's VMApp
             // called select() whenever it ran.
             let (chip, ram, counters) = (&mut self.chip, &self.ram, &self.nic.counters);
-            let n = self.nic.backend.receive_ready(RX_POLL_MAX, &mut |frame| {
+            let mut backend = self.nic.backend.lock().unwrap_or_else(|e| e.into_inner());
+            let n = backend.receive_ready(RX_POLL_MAX, &mut |frame| {
                 let _m = markers::scope(Category::LanceRx);
                 if chip.receive(ram, frame) {
                     counters.rx_delivered.fetch_add(1, Ordering::Relaxed);
