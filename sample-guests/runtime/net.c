@@ -73,12 +73,15 @@ static const char *const counter_names[C_N] = {
 };
 static u64 counters[C_N];
 
-/* The paravirtual NIC's ring header and entries, and a buffer per entry
- * (frames are copied: the host drains the ring after send() returns). */
+/* The paravirtual NIC's ring header and entries. A datagram is two
+ * entries, its header buffer then the caller's bytes (no copy: copying at
+ * CPL0 is emulated string moves on some hosts), and send() returns once
+ * the host has sent them. */
 #define PV_PORT 0x3010
 #define PV_MAGIC 0x56505357u
 #define PV_IRQ 10
 #define PV_N 64
+#define PV_MORE 1u
 static struct {
     volatile u32 version, want, prod, cons, notify, want_irq, size, pad[9];
     struct {
@@ -86,7 +89,7 @@ static struct {
         u32 len, flags;
     } e[PV_N];
 } pv __attribute__((aligned(4096)));
-static u8 pv_buf[PV_N][1536] __attribute__((aligned(64)));
+static u8 pv_hdr[PV_N][64] __attribute__((aligned(64)));
 static int pv_present, pv_on;
 static u32 pv_prod;
 static void pv_init(void);
@@ -429,6 +432,8 @@ static void pv_wait(int (*busy)(void)) {
         counters[C_PV_FULL]++;
         pv.want_irq = 1;
         full_fence();
+        if (pv.notify) /* frames posted without a doorbell wait behind us */
+            outl(PV_PORT + 8, 1);
         if (busy()) {
             u64 flags = irq_save();
             __asm__ volatile("sti; hlt; cli");
@@ -438,7 +443,7 @@ static void pv_wait(int (*busy)(void)) {
     }
 }
 
-static int pv_full(void) { return pv_prod - pv.cons >= PV_N; }
+static int pv_full(void) { return pv_prod - pv.cons > PV_N - 2; }
 static int pv_pending(void) { return pv.cons != pv_prod; }
 static int lance_pending(void) {
     tx_reclaim();
@@ -466,29 +471,40 @@ static int pv_use(void) {
     return pv_on;
 }
 
-/* One datagram on the paravirtual ring: copied into the entry's buffer,
- * posted, and the doorbell rung only if the host is not draining. */
-static void pv_send(const u8 *body, u64 chunk) {
+/* One datagram on the paravirtual ring; the doorbell after the last of a
+ * send() (one per batch), and only if the host is not already draining. */
+static void pv_send(const u8 *body, u64 chunk, int last) {
     pv_wait(pv_full);
-    u32 slot = pv_prod % PV_N;
-    u8 *f = pv_buf[slot];
-    udp_header(f, NET_PORT, 8 + chunk);
-    memcpy(f + 42, &seq, 8);
+    u32 a = pv_prod % PV_N, b = (pv_prod + 1) % PV_N;
+    u8 *h = pv_hdr[a];
+    udp_header(h, NET_PORT, 8 + chunk);
+    memcpy(h + 42, &seq, 8);
     seq++;
-    memcpy(f + HDR, body, chunk);
-    pv.e[slot].addr = (u64)f;
-    pv.e[slot].len = (u32)(HDR + chunk);
-    pv.e[slot].flags = 0;
-    pv_prod++;
+    pv.e[a].addr = (u64)h;
+    pv.e[a].len = HDR;
+    pv.e[a].flags = PV_MORE;
+    pv.e[b].addr = (u64)body;
+    pv.e[b].len = (u32)chunk;
+    pv.e[b].flags = 0;
+    pv_prod += 2;
     pv.prod = pv_prod;
     full_fence();
-    if (pv.notify) {
+    if (last && pv.notify) {
         outl(PV_PORT + 8, 1);
         counters[C_PV_DOORBELLS]++;
     }
     counters[C_PV_FRAMES]++;
     counters[C_FRAMES]++;
     counters[C_BYTES] += chunk;
+}
+
+/* The caller's bytes are theirs again once the host has sent them: spin a
+ * little (the host thread is usually a TAP write behind), then wait for
+ * its interrupt. */
+static void pv_complete(void) {
+    for (int i = 0; i < 64 && pv_pending(); i++)
+        __asm__ volatile("pause");
+    pv_wait(pv_pending);
 }
 
 /* Like a real kernel's transmit path, this runs with interrupts enabled
@@ -500,10 +516,12 @@ u64 net_send(const u8 *buf, u64 len) {
     while (len > 0) {
         u64 chunk = len > NET_MAX_PAYLOAD - 8 ? NET_MAX_PAYLOAD - 8 : len;
         if (pv_use()) {
-            pv_send(buf, chunk);
+            pv_send(buf, chunk, len == chunk);
             buf += chunk;
             len -= chunk;
             datagrams++;
+            if (!len)
+                pv_complete();
             continue;
         }
         u64 flags = irq_save();

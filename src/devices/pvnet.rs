@@ -17,7 +17,9 @@
 //! 4 `notify` (host: 0 while it drains and needs no doorbell), 5
 //! `want_irq` (guest: 1 = interrupt me when `cons` moves), 6 `size`
 //! (entries, a power of two up to [`MAX_ENTRIES`]); entries of 16 bytes
-//! from byte 64: u64 frame address, u32 length, u32 flags (0).
+//! from byte 64: u64 buffer address, u32 length, u32 flags ([`MORE`]: the
+//! frame continues in the next entry, as the guest's header buffer and its
+//! caller's bytes do, with no copy).
 
 use super::bus::{BusAction, PioDevice};
 use crate::vmnet::{self, LinkCounters, SharedBackend};
@@ -52,6 +54,10 @@ const SIZE: u64 = 24;
 /// without FCS are refused.
 const MIN_FRAME: u32 = 14;
 const MAX_FRAME: u32 = 1514;
+/// An entry's flag: the frame continues in the next entry.
+pub const MORE: u32 = 1;
+/// Entries one frame may span.
+pub const MAX_CHAIN: u32 = 16;
 
 /// The registered ring header's address (0: none), shared by the port
 /// and the drain thread.
@@ -266,10 +272,12 @@ impl Ring {
         let before = self.cons;
         loop {
             self.store(NOTIFY, 0);
-            self.drain(size);
+            let progressed = self.drain(size);
             self.store(NOTIFY, 1);
             std::sync::atomic::fence(Ordering::SeqCst);
-            if self.load(PROD) == Some(self.cons) {
+            // Stop once empty, or when what is posted is not a whole frame
+            // (a chain the guest has not finished, or never will).
+            if !progressed || self.load(PROD) == Some(self.cons) {
                 break;
             }
         }
@@ -279,10 +287,12 @@ impl Ring {
         }
     }
 
-    /// Sends every entry between `cons` and the guest's `prod`, one ring at
-    /// most per pass.
-    fn drain(&mut self, size: u32) {
-        let Some(prod) = self.load(PROD) else { return };
+    /// Sends every whole frame between `cons` and the guest's `prod`, one
+    /// ring at most per pass; returns whether it consumed anything.
+    fn drain(&mut self, size: u32) -> bool {
+        let Some(prod) = self.load(PROD) else {
+            return false;
+        };
         let mut pending = prod.wrapping_sub(self.cons);
         if pending > size {
             // More posted than the ring holds: a broken or hostile guest.
@@ -290,34 +300,61 @@ impl Ring {
             self.link.pv.overruns.fetch_add(1, Ordering::Relaxed);
             self.cons = prod;
             self.store(CONS, self.cons);
-            return;
+            return true;
         }
-        let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
+        let start = self.cons;
+        let backend = self.backend.clone();
+        let mut backend = backend.lock().unwrap_or_else(|e| e.into_inner());
         while pending > 0 {
-            let slot = u64::from(self.cons & (size - 1));
-            let entry = GuestAddress(self.area + HEADER + slot * ENTRY);
-            let mut raw = [0u8; 16];
-            let read = self.ram.read_slice(&mut raw, entry).is_ok();
-            let addr = u64::from_le_bytes(raw[..8].try_into().unwrap());
-            let len = u32::from_le_bytes(raw[8..12].try_into().unwrap());
-            self.frame.resize(len.min(MAX_FRAME) as usize, 0);
-            let ok = read
-                && (MIN_FRAME..=MAX_FRAME).contains(&len)
-                && self
-                    .ram
-                    .read_slice(&mut self.frame, GuestAddress(addr))
-                    .is_ok();
-            if ok {
+            let Some((n, whole)) = self.gather(size, pending) else {
+                break; // the rest of the chain is not posted yet
+            };
+            if whole {
                 self.link.pv.frames.fetch_add(1, Ordering::Relaxed);
                 vmnet::send_counted(&mut **backend, &self.link, &self.frame);
             } else {
                 self.link.pv.bad_entries.fetch_add(1, Ordering::Relaxed);
             }
-            self.cons = self.cons.wrapping_add(1);
-            // Each entry back at once, so the guest can reuse it early.
+            self.cons = self.cons.wrapping_add(n);
+            // Entries go back at once, so the guest can reuse them early.
             self.store(CONS, self.cons);
-            pending -= 1;
+            pending -= n;
         }
+        self.cons != start
+    }
+
+    /// Gathers the frame whose chain starts at `cons` into `frame`: its
+    /// entries (each but the last flagged [`MORE`]) and whether they made
+    /// a frame (inside RAM, [`MAX_CHAIN`] entries at most, a length a frame
+    /// can have). None while the chain's last entry is not among the
+    /// `pending` posted.
+    fn gather(&mut self, size: u32, pending: u32) -> Option<(u32, bool)> {
+        self.frame.clear();
+        let mut good = true;
+        for n in 1..=pending {
+            let slot = u64::from(self.cons.wrapping_add(n - 1) & (size - 1));
+            let mut raw = [0u8; 16];
+            let read = self
+                .ram
+                .read_slice(&mut raw, GuestAddress(self.area + HEADER + slot * ENTRY))
+                .is_ok();
+            let addr = u64::from_le_bytes(raw[..8].try_into().unwrap());
+            let len = u32::from_le_bytes(raw[8..12].try_into().unwrap()) as usize;
+            let flags = u32::from_le_bytes(raw[12..16].try_into().unwrap());
+            let at = self.frame.len();
+            good = good && read && n <= MAX_CHAIN && at + len <= MAX_FRAME as usize;
+            if good {
+                self.frame.resize(at + len, 0);
+                good = self
+                    .ram
+                    .read_slice(&mut self.frame[at..], GuestAddress(addr))
+                    .is_ok();
+            }
+            if flags & MORE == 0 {
+                return Some((n, good && self.frame.len() >= MIN_FRAME as usize));
+            }
+        }
+        None
     }
 }
 
@@ -367,11 +404,47 @@ mod tests {
     }
 
     fn post(ram: &GuestMemoryMmap, prod: u32, addr: u64, len: u32) {
+        post_flagged(ram, prod, addr, len, 0);
+    }
+
+    fn post_flagged(ram: &GuestMemoryMmap, prod: u32, addr: u64, len: u32, flags: u32) {
         let e = 0x10000 + HEADER + u64::from(prod % 8) * ENTRY;
         ram.write_obj(addr, GuestAddress(e)).unwrap();
         ram.write_obj(len, GuestAddress(e + 8)).unwrap();
+        ram.write_obj(flags, GuestAddress(e + 12)).unwrap();
         ram.write_obj(prod + 1, GuestAddress(0x10000 + PROD))
             .unwrap();
+    }
+
+    #[test]
+    fn chains_are_gathered_and_unfinished_ones_wait() {
+        let (ram, mut ring, sent) = setup();
+        ring.serve();
+        ram.write_slice(&[1; 50], GuestAddress(0x20000)).unwrap();
+        ram.write_slice(&[2; 100], GuestAddress(0x30000)).unwrap();
+        post_flagged(&ram, 0, 0x20000, 50, MORE);
+        ring.serve();
+        assert!(sent.lock().unwrap().is_empty(), "half a chain is not sent");
+        assert_eq!(ring.cons, 0);
+        post(&ram, 1, 0x30000, 100);
+        ring.serve();
+        let frame = sent.lock().unwrap()[0].clone();
+        assert_eq!(frame.len(), 150);
+        assert!(frame[..50].iter().all(|&b| b == 1) && frame[50..].iter().all(|&b| b == 2));
+        // A chain over a full frame is refused whole; a ring of MORE
+        // entries never ends and is left alone.
+        for i in 2..5 {
+            post_flagged(&ram, i, 0x20000, 1000, MORE);
+        }
+        post(&ram, 5, 0x20000, 1000);
+        ring.serve();
+        assert_eq!(ring.link.pv.bad_entries.load(Ordering::Relaxed), 1);
+        assert_eq!(ring.cons, 6);
+        for i in 6..14 {
+            post_flagged(&ram, i, 0x20000, 10, MORE);
+        }
+        ring.serve();
+        assert_eq!(ring.cons, 6, "a chain without an end is not consumed");
     }
 
     #[test]
