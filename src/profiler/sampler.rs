@@ -355,13 +355,7 @@ impl Namer {
         }
         summary.outside_kvm_run += 1;
         let user = self.user_frames(chain);
-        let leaf_first: Vec<&str> = frames
-            .iter()
-            .rev()
-            .chain(user.iter().rev())
-            .copied()
-            .collect();
-        let row = user_symbols::classify(&leaf_first);
+        let row = own_row(&frames, &user);
         if let Some(row) = row {
             *summary.vmapp_by_category.entry(row).or_insert(0) += 1;
         }
@@ -400,13 +394,7 @@ impl Namer {
         let (world, row) = match role {
             Role::Other { world, row } => (world, row),
             _ => {
-                let leaf_first: Vec<&str> = kernel
-                    .iter()
-                    .rev()
-                    .chain(user.iter().rev())
-                    .copied()
-                    .collect();
-                let row = user_symbols::classify(&leaf_first);
+                let row = own_row(&kernel, &user);
                 if let Some(row) = row {
                     *summary.io_by_category.entry(row).or_insert(0) += 1;
                 }
@@ -428,6 +416,18 @@ impl Namer {
         }
         out
     }
+}
+
+/// The VMApp row worldswitch's own rules give a sample with these kernel
+/// and user frames (each root first): the leaf-most claimed frame wins.
+fn own_row(kernel: &[&str], user: &[&str]) -> Option<Category> {
+    let leaf_first: Vec<&str> = kernel
+        .iter()
+        .rev()
+        .chain(user.iter().rev())
+        .copied()
+        .collect();
+    user_symbols::classify(&leaf_first)
 }
 
 /// A walked guest stack as folded frames, root first: `guest:` and the

@@ -5,7 +5,12 @@ use crate::{kvm_or_skip, run_json};
 use serde_json::Value;
 
 fn hostile(mode: u32) -> Value {
-    let (_, r) = run_json(&[
+    hostile_for(mode, "60s").1
+}
+
+/// Runs hostile `mode` for `duration` at most, without the profiler.
+fn hostile_for(mode: u32, duration: &str) -> (std::process::Output, Value) {
+    run_json(&[
         "--guest",
         "hostile",
         "--net",
@@ -15,11 +20,10 @@ fn hostile(mode: u32) -> Value {
         "--emulation-windows",
         "off",
         "--duration",
-        "60s",
+        duration,
         "--guest-arg",
         &format!("mode={mode}"),
-    ]);
-    r
+    ])
 }
 
 fn survived(r: &Value) {
@@ -121,16 +125,7 @@ fn a_guest_that_never_halts_is_still_stopped() {
     if !kvm_or_skip("hostile spin") {
         return;
     }
-    let (out, r) = run_json(&[
-        "--guest",
-        "hostile",
-        "--net",
-        "sink",
-        "--duration",
-        "2s",
-        "--guest-arg",
-        "mode=9",
-    ]);
+    let (out, r) = hostile_for(9, "2s");
     assert!(out.status.success(), "{r}");
     assert_eq!(r["outcome"]["kind"], "host_stop", "{}", r["outcome"]);
     assert!(r["console"].as_str().unwrap().contains("spinning"));
@@ -143,16 +138,7 @@ fn a_guest_that_overwrites_all_its_memory_is_reported() {
     if !kvm_or_skip("hostile overwrite") {
         return;
     }
-    let (out, r) = run_json(&[
-        "--guest",
-        "hostile",
-        "--net",
-        "sink",
-        "--duration",
-        "60s",
-        "--guest-arg",
-        "mode=10",
-    ]);
+    let (out, r) = hostile_for(10, "60s");
     // The run fails (exit status 1) with the outcome in the report and one
     // plain sentence, never a crash of the host side.
     assert_eq!(out.status.code(), Some(1), "{r}");

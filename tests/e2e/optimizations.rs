@@ -36,30 +36,40 @@ fn pump(s: &mut Session, d: Duration) {
     }
 }
 
-#[test]
-fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
-    if !kvm_or_skip("optimizations flipped mid-run") {
-        return;
+/// nettest under `preset` without the profiler, booted and sending, with
+/// the vCPU thread's tracepoints counted; None (said why) where KVM or the
+/// tracepoints are missing.
+fn start_traced(test: &str, preset: &str) -> Option<(Session, ThreadCounters)> {
+    if !kvm_or_skip(test) {
+        return None;
     }
     if !tracefs_ready() {
-        eprintln!("SKIP optimizations flipped mid-run: tracefs is not available");
-        return;
+        eprintln!("SKIP {test}: tracefs is not available");
+        return None;
     }
     let args = RunArgs {
-        preset: "naive".into(),
+        preset: preset.into(),
         sample_hz: 0,
         emulation_windows: false,
         ..RunArgs::for_guest("nettest")
     };
     let mut s = Session::start(&args).unwrap();
-    let mut trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL]) {
+    let trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL]) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("SKIP optimizations flipped mid-run: {e}");
-            return;
+            eprintln!("SKIP {test}: {e}");
+            return None;
         }
     };
-    pump(&mut s, Duration::from_secs(1)); // booted and sending
+    pump(&mut s, Duration::from_secs(1));
+    Some((s, trace))
+}
+
+#[test]
+fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
+    let Some((mut s, mut trace)) = start_traced("optimizations flipped mid-run", "naive") else {
+        return;
+    };
     let phases = ["naive", "baseline", "paper", "baseline", "naive", "paper"];
     let mut per_frame = Vec::new();
     for name in phases {
@@ -143,27 +153,9 @@ fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
 
 #[test]
 fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
-    if !kvm_or_skip("pv-nic flipped mid-run") {
+    let Some((mut s, mut trace)) = start_traced("pv-nic flipped mid-run", "baseline") else {
         return;
-    }
-    if !tracefs_ready() {
-        eprintln!("SKIP pv-nic flipped mid-run: tracefs is not available");
-        return;
-    }
-    let args = RunArgs {
-        sample_hz: 0,
-        emulation_windows: false,
-        ..RunArgs::for_guest("nettest")
     };
-    let mut s = Session::start(&args).unwrap();
-    let mut trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL]) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("SKIP pv-nic flipped mid-run: {e}");
-            return;
-        }
-    };
-    pump(&mut s, Duration::from_secs(1));
     let mut per_frame = Vec::new();
     for pv in [false, true, false, true] {
         let mut want = Opts::preset("baseline").unwrap();
