@@ -181,6 +181,7 @@ impl EmulationWindows {
         let thread = std::thread::Builder::new()
             .name("profiler-emul".into())
             .spawn(move || {
+                super::yield_to_measured_threads();
                 let mut s = EmulationSummary::default();
                 while !stop_thread.load(Ordering::Acquire) {
                     let t0 = Instant::now();

@@ -20,3 +20,12 @@ pub fn thread_cpu_seconds() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// Lowers the calling thread's priority (nice 10), so a collector that
+/// falls behind waits for a free core rather than taking the measured
+/// threads' (its ring buffers hold the backlog).
+pub fn yield_to_measured_threads() {
+    // SAFETY: setpriority on the calling thread (who 0) has no memory
+    // effects; failure leaves the priority as it was.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+}

@@ -203,6 +203,7 @@ impl Sampler {
         let thread = std::thread::Builder::new()
             .name("profiler".into())
             .spawn(move || {
+                super::yield_to_measured_threads();
                 let mut every = Every::new(live::PERIOD);
                 let mut summary = SampleSummary::default();
                 let mut preempted_ns = 0u64;
@@ -393,6 +394,10 @@ impl Namer {
         let user = self.user_frames(chain);
         let (world, row) = match role {
             Role::Other { world, row } => (world, row),
+            // The I/O thread's poll() is its wait for the TAP, which its
+            // markers leave out (they time work, and it sleeps there); on
+            // the vCPU thread the same call is the per-exit host event.
+            _ if kernel.contains(&"do_sys_poll") => ("vmapp", "io_wait"),
             _ => {
                 let row = own_row(&kernel, &user);
                 if let Some(row) = row {

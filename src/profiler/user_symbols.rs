@@ -79,6 +79,9 @@ pub fn classify(leaf_first: &[&str]) -> Option<Category> {
         ("SyncDevice>::recv", Category::VmnetRx),
         ("do_sys_poll", Category::HostEvents),
         ("PioDevice>::poll", Category::HostEvents),
+        // The trait's empty default, sampled before its prologue has
+        // pushed a frame (the caller, PioBus::poll, is then skipped).
+        ("bus::PioDevice::poll", Category::HostEvents),
         ("bus::PioBus::poll", Category::HostEvents),
         // The I/O thread bringing the vCPU back to user space.
         ("vmm::kick::", Category::HostEvents),

@@ -18,6 +18,8 @@ const ALLOWED: &[CpuidFeature] = &[
     CpuidFeature::TSC,
     CpuidFeature::CMOV,
     CpuidFeature::MULTIBYTENOP,
+    // F3 90: a spin-wait hint, REP NOP to CPUs (and emulators) without it.
+    CpuidFeature::PAUSE,
 ];
 
 /// Instructions outside the allow-list in `code` at `addr`: (address, text).
