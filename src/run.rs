@@ -350,10 +350,12 @@ pub(crate) fn vcpu_table(
             "needs the sampler's context-switch records".into(),
         ));
     }
-    let peer_samples = samples
-        .ok()
-        .and_then(|s| s.vmapp_by_category.get(&Category::Peer).copied())
-        .unwrap_or(0);
+    let peer_samples = samples.ok().map_or(0, |s| {
+        [&s.vmapp_by_category, &s.pv_by_category]
+            .iter()
+            .filter_map(|m| m.get(&Category::Peer))
+            .sum::<u64>()
+    });
     if peer_samples == 0 {
         missing.push((
             Category::Peer,
@@ -366,14 +368,29 @@ pub(crate) fn vcpu_table(
             "no I/O thread: the sink backend receives nothing".into(),
         ));
     }
-    let (cpu, denominator) = match io {
-        Some(io) => (
+    let pv_rows = pv_rows(p, samples.ok(), tsc_mhz);
+    let pv_cpu = if pv_rows.is_empty() {
+        0.0
+    } else {
+        p.pv_cpu_seconds
+    };
+    measured.extend(pv_rows);
+    let (cpu, denominator) = match (io, pv_cpu > 0.0) {
+        (Some(io), false) => (
             p.cpu_seconds + io.cpu_seconds,
             "CPU time of the vCPU and I/O threads (CLOCK_THREAD_CPUTIME_ID)",
         ),
-        None => (
+        (Some(io), true) => (
+            p.cpu_seconds + io.cpu_seconds + pv_cpu,
+            "CPU time of the vCPU, I/O and pv-nic threads (CLOCK_THREAD_CPUTIME_ID)",
+        ),
+        (None, false) => (
             p.cpu_seconds,
             "CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID)",
+        ),
+        (None, true) => (
+            p.cpu_seconds + pv_cpu,
+            "CPU time of the vCPU and pv-nic threads (CLOCK_THREAD_CPUTIME_ID)",
         ),
     };
     let mut table = Table::from_markers(&measured, tsc_mhz, (cpu, denominator), wall, &missing);
@@ -420,6 +437,41 @@ pub(crate) fn vcpu_table(
     table
 }
 
+/// The pv-nic drain thread's rows, once its samples show it transmitting:
+/// its CPU time split by them (the TAP write and the ring, the peer's stack
+/// inside the write, the doorbell's eventfd). Without samples there are no
+/// rows, and its CPU stays out of the denominator.
+fn pv_rows(
+    p: &crate::vmm::events::VcpuProfile,
+    samples: Option<&SampleSummary>,
+    tsc_mhz: f64,
+) -> Vec<Measured> {
+    // A drain thread that only woke to follow the toggle has not sent.
+    let sampled: u64 = samples.map_or(0, |s| s.pv_by_category.values().sum());
+    let sent = samples.is_some_and(|s| {
+        s.pv_by_category.contains_key(&Category::VmnetTx)
+            || s.pv_by_category.contains_key(&Category::Peer)
+    });
+    if p.pv_cpu_seconds <= 0.0 || !sent {
+        return Vec::new();
+    }
+    let cycles = p.pv_cpu_seconds * tsc_mhz * 1e6;
+    samples
+        .map(|s| s.pv_by_category.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(cat, n)| Measured {
+            key: cat.key().to_string(),
+            count: 0,
+            cycles: (cycles * n as f64 / sampled.max(1) as f64) as u64,
+            p50_cycles: 0.0,
+            p99_cycles: 0.0,
+            samples: Some(n),
+            thread: Some(Thread::Pvnet),
+        })
+        .collect()
+}
+
 /// Splits the TAP write's marker time: the part where the host stack
 /// delivers the frame to the peer's socket and wakes the peer (it runs in
 /// the writer's context) becomes the peer's row, by the share of the
@@ -435,7 +487,11 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
         .get(&Category::VmnetTx)
         .copied()
         .unwrap_or(0);
-    let Some(i) = t.rows.iter().position(|r| r.category == "vmnet_tx") else {
+    let Some(i) = t
+        .rows
+        .iter()
+        .position(|r| r.category == "vmnet_tx" && r.thread == Thread::Vcpu)
+    else {
         return;
     };
     if peer == 0 {
@@ -552,6 +608,7 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         // Rows of the I/O thread say so; the rest are the vCPU thread's.
         let label = match row.thread {
             Thread::Io => format!("[io] {}", row.label),
+            Thread::Pvnet => format!("[pv] {}", row.label),
             _ => row.label.clone(),
         };
         let label: String = label.chars().take(55).collect();
@@ -801,6 +858,31 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pv_drain_thread_is_split_by_its_samples() {
+        let p = crate::vmm::events::VcpuProfile {
+            cpu_seconds: 4.0,
+            markers: Vec::new(),
+            pv_cpu_seconds: 1.0,
+        };
+        let mut s = SampleSummary::default();
+        assert!(pv_rows(&p, Some(&s), 1000.0).is_empty(), "no samples, no rows");
+        s.pv_by_category.insert(Category::HostEvents, 10);
+        assert!(
+            pv_rows(&p, Some(&s), 1000.0).is_empty(),
+            "a drain that only waited has not transmitted"
+        );
+        s.pv_by_category.insert(Category::VmnetTx, 60);
+        s.pv_by_category.insert(Category::Peer, 30);
+        let rows = pv_rows(&p, Some(&s), 1000.0);
+        let cycles = |k: &str| rows.iter().find(|m| m.key == k).unwrap().cycles;
+        // 1 s at 1000 MHz, split 10:60:30.
+        assert_eq!(cycles("vmnet_tx"), 600_000_000);
+        assert_eq!(cycles("peer"), 300_000_000);
+        assert_eq!(cycles("host_events"), 100_000_000);
+        assert!(rows.iter().all(|m| m.thread == Some(Thread::Pvnet)));
+    }
 
     #[test]
     fn outcomes_are_plain_sentences_with_symbols() {

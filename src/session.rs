@@ -760,6 +760,7 @@ fn vcpu_since(now: &VcpuProfile, base: &VcpuProfile) -> VcpuProfile {
     VcpuProfile {
         cpu_seconds: (now.cpu_seconds - base.cpu_seconds).max(0.0),
         markers: markers_since(&now.markers, &base.markers),
+        pv_cpu_seconds: (now.pv_cpu_seconds - base.pv_cpu_seconds).max(0.0),
     }
 }
 
@@ -801,6 +802,7 @@ fn samples_since(now: &SampleSummary, base: Option<&SampleSummary>) -> SampleSum
         preemptions: now.preemptions.saturating_sub(b.preemptions),
         vmapp_by_category: counts_since(&now.vmapp_by_category, &b.vmapp_by_category),
         io_by_category: counts_since(&now.io_by_category, &b.io_by_category),
+        pv_by_category: counts_since(&now.pv_by_category, &b.pv_by_category),
         threads: counts_since(&now.threads, &b.threads),
         unwatched: now.unwatched.clone(),
         folded: counts_since(&now.folded, &b.folded),

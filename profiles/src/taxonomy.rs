@@ -28,6 +28,8 @@ pub enum Thread {
     Vcpu,
     /// The I/O thread (TAP reads, timers, the peer on TAP runs).
     Io,
+    /// The paravirtual NIC's drain thread (its TAP writes).
+    Pvnet,
     /// Profiler and UI threads.
     Workbench,
 }

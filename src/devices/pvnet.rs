@@ -186,6 +186,8 @@ impl Drain {
                         ring.link.pv.doorbells.fetch_add(rang, Ordering::Relaxed);
                     }
                     ring.serve();
+                    let ns = (crate::profiler::thread_cpu_seconds() * 1e9) as u64;
+                    ring.link.pv.cpu_ns.store(ns, Ordering::Relaxed);
                 }
             })?;
         Ok(Self {

@@ -30,6 +30,8 @@ pub const DEFAULT_HZ: u64 = 250;
 pub const VCPU: &str = "vcpu";
 /// The I/O thread's name in folded stacks and sample counts.
 pub const IO: &str = "io";
+/// The pv-nic drain thread's name in folded stacks and sample counts.
+pub const PVNET: &str = "pvnet";
 const CONTEXT_MAX: u64 = -4095i64 as u64;
 const CONTEXT_KERNEL: u64 = -128i64 as u64;
 const CONTEXT_USER: u64 = -512i64 as u64;
@@ -67,6 +69,9 @@ pub struct SampleSummary {
     /// I/O thread samples that rules put in a row, by row (the cross-check
     /// of its markers).
     pub io_by_category: BTreeMap<Category, u64>,
+    /// The pv-nic drain thread's samples that rules put in a row, by row
+    /// (they split its CPU time).
+    pub pv_by_category: BTreeMap<Category, u64>,
     /// Samples of every thread, by its name in the folded stacks.
     pub threads: BTreeMap<String, u64>,
     /// Threads that could not be sampled, and why.
@@ -86,6 +91,9 @@ enum Role {
     Vcpu,
     /// Reads the TAP and kicks the vCPU: rows from the VMApp rules.
     Io,
+    /// Drains the paravirtual NIC's ring into the TAP: rows from the
+    /// VMApp rules.
+    Pvnet,
     /// Any other thread: one world and row for all its samples.
     Other {
         world: &'static str,
@@ -100,7 +108,7 @@ fn role_of(comm: &str) -> (String, Role) {
         "vmnet-io" => (IO.into(), Role::Io),
         "vmnet-peer" => ("peer".into(), other("host", "receiver")),
         "flusher" => ("flusher".into(), other("vmapp", "coalesced_ring")),
-        "pvnet" => ("pvnet".into(), other("vmapp", "pv_drain")),
+        "pvnet" => (PVNET.into(), Role::Pvnet),
         "vcpu-watchdog" => ("watchdog".into(), other("vmapp", "watchdog")),
         "profiler" | "profiler-emul" => (comm.into(), other("workbench", "profiler")),
         // KVM's own worker for the VM (NX huge page recovery) joins the
@@ -397,6 +405,17 @@ impl Namer {
             // The I/O thread's poll() is its wait for the TAP, which its
             // markers leave out (they time work, and it sleeps there); on
             // the vCPU thread the same call is the per-exit host event.
+            Role::Pvnet => {
+                // Its poll() is the doorbell's eventfd (a host event); what
+                // is neither that, the TAP write nor the peer's stack in it
+                // is the drain's own work on the ring: transmitting too.
+                let row = match own_row(&kernel, &user) {
+                    Some(row) => row,
+                    None => Category::VmnetTx,
+                };
+                *summary.pv_by_category.entry(row).or_insert(0) += 1;
+                ("vmapp", row.key())
+            }
             _ if kernel.contains(&"do_sys_poll") => ("vmapp", "io_wait"),
             _ => {
                 let row = own_row(&kernel, &user);

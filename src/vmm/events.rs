@@ -94,6 +94,9 @@ pub struct VcpuProfile {
     pub cpu_seconds: f64,
     /// Its markers: time inside `KVM_RUN` and the VMApp rows, in TSC cycles.
     pub markers: Vec<MarkerRow>,
+    /// CPU time of the paravirtual NIC's drain thread, in seconds (read
+    /// from the link's counters; 0 without a NIC).
+    pub pv_cpu_seconds: f64,
 }
 
 /// The sending side; sending never fails the sender, since a front end that

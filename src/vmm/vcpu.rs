@@ -281,6 +281,9 @@ impl Vcpu {
         let profile = VcpuProfile {
             cpu_seconds: crate::profiler::thread_cpu_seconds(),
             markers: markers::snapshot(),
+            pv_cpu_seconds: self.nic.as_ref().map_or(0.0, |(_, link)| {
+                link.pv.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
+            }),
         };
         (stats, profile)
     }

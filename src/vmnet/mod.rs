@@ -132,4 +132,6 @@ pub struct PvCounters {
     pub bad_registrations: AtomicU64,
     /// Accesses of the wrong width or to no register.
     pub bad_accesses: AtomicU64,
+    /// The drain thread's CPU time, in nanoseconds.
+    pub cpu_ns: AtomicU64,
 }

@@ -175,6 +175,7 @@ fn draw_main(
                 Cell::from(match r.thread {
                     Thread::Vcpu => "vcpu",
                     Thread::Io => "io",
+                    Thread::Pvnet => "pv",
                     Thread::Workbench => "wb",
                 }),
                 Cell::from(if sampled {
