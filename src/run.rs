@@ -867,7 +867,10 @@ mod tests {
             pv_cpu_seconds: 1.0,
         };
         let mut s = SampleSummary::default();
-        assert!(pv_rows(&p, Some(&s), 1000.0).is_empty(), "no samples, no rows");
+        assert!(
+            pv_rows(&p, Some(&s), 1000.0).is_empty(),
+            "no samples, no rows"
+        );
         s.pv_by_category.insert(Category::HostEvents, 10);
         assert!(
             pv_rows(&p, Some(&s), 1000.0).is_empty(),

@@ -7,8 +7,8 @@
  * page scribbled over, then frames sent as usual; 9 a CPL0 loop with
  * interrupts off that never halts and never exits (the host must still stop
  * it); 10 all of the guest's memory, its code included, overwritten (ends
- * however the CPU gives up). Reports CSR0 and what it did, then exits 0
- * (except 7, 9 and 10). */
+ * however the CPU gives up); 11 the paravirtual NIC's ring abused. Reports
+ * CSR0 and what it did, then exits 0 (except 7, 9 and 10). */
 #include "kernel.h"
 
 #define RAP 0x12
@@ -163,8 +163,56 @@ void guest_main(void) {
             *p = 0xff;
         break;
     }
+    case 11: {
+        /* The paravirtual NIC abused: registrations outside RAM and
+         * misaligned, accesses of the wrong width, entries outside RAM,
+         * absurdly long and empty, a producer far ahead of the ring, and a
+         * chain that never ends. */
+        static struct {
+            volatile u32 w[16]; /* version want prod cons notify want_irq size */
+            struct {
+                u64 addr;
+                u32 len, flags;
+            } e[64];
+        } r __attribute__((aligned(4096)));
+        if (inl(0x3010) != 0x56505357u) {
+            kprint("hostile: no pv-nic\n");
+            guest_exit(4);
+        }
+        outl(0x3014, 0xfffff000u);
+        outl(0x3014, (u32)(u64)&r + 8);
+        outw(0x3014, 1);
+        inb(0x3010);
+        r.w[6] = 64;
+        outl(0x3014, (u32)(u64)&r);
+        while (!r.w[4]) /* the host takes the ring: doorbells on */
+            __asm__ volatile("pause");
+        r.e[0].addr = 0xfffff000u, r.e[0].len = 60;
+        r.e[1].addr = (u64)buf, r.e[1].len = 1u << 30;
+        r.e[2].addr = (u64)buf, r.e[2].len = 0;
+        r.w[2] = 3;
+        outl(0x3018, 1);
+        u64 deadline = timer_ticks + 100;
+        while (r.w[3] != 3 && timer_ticks < deadline)
+            __asm__ volatile("pause");
+        r.w[2] = 3 + 100000;
+        outl(0x3018, 1);
+        deadline = timer_ticks + 100;
+        while (r.w[3] != r.w[2] && timer_ticks < deadline)
+            __asm__ volatile("pause");
+        for (int i = 0; i < 64; i++)
+            r.e[i].addr = (u64)buf, r.e[i].len = 10, r.e[i].flags = 1;
+        r.w[2] += 64;
+        outl(0x3018, 1);
+        deadline = timer_ticks + 20;
+        while (timer_ticks < deadline)
+            __asm__ volatile("pause");
+        rounds = r.w[2] - r.w[3]; /* 64: the endless chain is left alone */
+        outl(0x3014, 0);
+        break;
+    }
     default:
-        kprint("hostile: pick a mode 1..10\n");
+        kprint("hostile: pick a mode 1..11\n");
         guest_exit(3);
     }
     static const char *const names[] = {"hostile_mode", "hostile_rounds", "csr0_after"};

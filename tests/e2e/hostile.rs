@@ -153,3 +153,25 @@ fn a_guest_that_overwrites_all_its_memory_is_reported() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(r["console"].as_str().unwrap().contains("overwriting"));
 }
+
+#[test]
+fn an_abused_pv_ring_is_counted_and_never_followed() {
+    if !kvm_or_skip("hostile pv-nic") {
+        return;
+    }
+    let r = hostile(11);
+    survived(&r);
+    let pv = &r["pv_nic"];
+    // Outside RAM and misaligned; a 16-bit write and an 8-bit read.
+    assert_eq!(pv["bad_registrations"], 2, "{pv}");
+    assert_eq!(pv["bad_accesses"], 2, "{pv}");
+    // Outside RAM, a gigabyte long, empty: refused and counted as drops.
+    assert_eq!(pv["bad_entries"], 3, "{pv}");
+    assert_eq!(r["frames_dropped"]["pv bad entry"], 3, "{r}");
+    // A producer 100,000 ahead is skipped to, once.
+    assert_eq!(pv["overruns"], 1, "{pv}");
+    assert_eq!(pv["frames"], 0, "{pv}");
+    // A ring of entries that never ends a frame is left alone (the guest
+    // saw all 64 still posted), and the host did not spin on it.
+    assert_eq!(r["guest_counters"]["hostile_rounds"], 64, "{r}");
+}
