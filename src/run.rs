@@ -448,11 +448,7 @@ fn pv_rows(
 ) -> Vec<Measured> {
     // A drain thread that only woke to follow the toggle has not sent.
     let sampled: u64 = samples.map_or(0, |s| s.pv_by_category.values().sum());
-    let sent = samples.is_some_and(|s| {
-        s.pv_by_category.contains_key(&Category::VmnetTx)
-            || s.pv_by_category.contains_key(&Category::Peer)
-    });
-    if p.pv_cpu_seconds <= 0.0 || !sent {
+    if p.pv_cpu_seconds <= 0.0 || p.pv_frames == 0 || sampled == 0 {
         return Vec::new();
     }
     let cycles = p.pv_cpu_seconds * tsc_mhz * 1e6;
@@ -861,10 +857,11 @@ mod tests {
 
     #[test]
     fn the_pv_drain_thread_is_split_by_its_samples() {
-        let p = crate::vmm::events::VcpuProfile {
+        let mut p = crate::vmm::events::VcpuProfile {
             cpu_seconds: 4.0,
             markers: Vec::new(),
             pv_cpu_seconds: 1.0,
+            pv_frames: 1000,
         };
         let mut s = SampleSummary::default();
         assert!(
@@ -872,11 +869,13 @@ mod tests {
             "no samples, no rows"
         );
         s.pv_by_category.insert(Category::HostEvents, 10);
+        s.pv_by_category.insert(Category::VmnetTx, 60);
+        p.pv_frames = 0;
         assert!(
             pv_rows(&p, Some(&s), 1000.0).is_empty(),
-            "a drain that only waited has not transmitted"
+            "a drain that sent nothing has no rows"
         );
-        s.pv_by_category.insert(Category::VmnetTx, 60);
+        p.pv_frames = 1000;
         s.pv_by_category.insert(Category::Peer, 30);
         let rows = pv_rows(&p, Some(&s), 1000.0);
         let cycles = |k: &str| rows.iter().find(|m| m.key == k).unwrap().cycles;

@@ -761,6 +761,7 @@ fn vcpu_since(now: &VcpuProfile, base: &VcpuProfile) -> VcpuProfile {
         cpu_seconds: (now.cpu_seconds - base.cpu_seconds).max(0.0),
         markers: markers_since(&now.markers, &base.markers),
         pv_cpu_seconds: (now.pv_cpu_seconds - base.pv_cpu_seconds).max(0.0),
+        pv_frames: now.pv_frames.saturating_sub(base.pv_frames),
     }
 }
 

@@ -97,6 +97,8 @@ pub struct VcpuProfile {
     /// CPU time of the paravirtual NIC's drain thread, in seconds (read
     /// from the link's counters; 0 without a NIC).
     pub pv_cpu_seconds: f64,
+    /// Frames the drain thread took from the pv-nic ring.
+    pub pv_frames: u64,
 }
 
 /// The sending side; sending never fails the sender, since a front end that

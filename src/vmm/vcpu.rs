@@ -284,6 +284,9 @@ impl Vcpu {
             pv_cpu_seconds: self.nic.as_ref().map_or(0.0, |(_, link)| {
                 link.pv.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
             }),
+            pv_frames: self.nic.as_ref().map_or(0, |(_, link)| {
+                link.pv.frames.load(std::sync::atomic::Ordering::Relaxed)
+            }),
         };
         (stats, profile)
     }

@@ -181,7 +181,17 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
         assert!(rows.iter().all(|x| x["category"] != "kvm_run"));
         // Samples of our own code agree with the markers' VMApp shares on
         // the vCPU thread (exitbench's I/O thread gets a few dozen samples,
-        // too few for a share to a point).
+        // too few for a share to a point), within 3 points. Markers time by
+        // the clock: when the host preempts the vCPU inside a scope (tests
+        // run side by side here), the scope grows and the samples do not,
+        // so a marker share may also exceed its sampled share by the share
+        // of the run the thread spent preempted, and by no more.
+        let preempted = r["profile"]["preempted_seconds"].as_f64().unwrap_or(0.0)
+            / r["profile"]["denominator_seconds"]
+                .as_f64()
+                .unwrap()
+                .max(1e-9)
+            * 100.0;
         for row in rows
             .iter()
             .filter(|x| !x["cross_check"].is_null() && x["thread"] == "vcpu")
@@ -192,8 +202,8 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
                 c["sampled_share_pct"].as_f64().unwrap(),
             );
             assert!(
-                (m - s).abs() < 3.0,
-                "{}: markers {m}% vs samples {s}%",
+                m > s - 3.0 && m < s + 3.0 + preempted,
+                "{}: markers {m}% vs samples {s}% ({preempted:.1}% of the run preempted)",
                 row["category"]
             );
         }
