@@ -46,6 +46,8 @@ pub struct ResultRow {
     pub io_cpu_pct: Option<f64>,
     /// The flusher thread's CPU, percent of one core (when it polls).
     pub flusher_cpu_pct: Option<f64>,
+    /// The pv-nic drain thread's CPU, percent of one core.
+    pub pv_cpu_pct: Option<f64>,
     /// Median throughput over the baseline preset's.
     pub ratio_to_baseline: Option<f64>,
 }
@@ -95,6 +97,7 @@ struct Run {
     vcpu: Option<f64>,
     io: Option<f64>,
     flusher: Option<f64>,
+    pv: Option<f64>,
 }
 
 fn from_result(r: &RunResult) -> Run {
@@ -117,12 +120,17 @@ fn from_result(r: &RunResult) -> Run {
             .map(|e| e.estimated_per_second / n.frames_per_sec),
         vcpu: Some(r.vcpu_cpu_seconds / r.seconds * 100.0),
         io: r.io_cpu_seconds.map(|s| s / r.seconds * 100.0),
-        flusher: r
-            .thread_cpu
-            .iter()
-            .find(|t| t.name == "flusher")
-            .map(|t| t.cpu_pct),
+        flusher: thread_pct(r, "flusher"),
+        pv: thread_pct(r, "pvnet"),
     }
+}
+
+/// Thread `name`'s CPU over the run, percent of one core.
+fn thread_pct(r: &RunResult, name: &str) -> Option<f64> {
+    r.thread_cpu
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.cpu_pct)
 }
 
 /// A host thread writing nettest's datagrams (`write_size` bytes split
@@ -240,6 +248,7 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
                     vcpu_cpu_pct: median(rs.iter().map(|r| r.vcpu)),
                     io_cpu_pct: median(rs.iter().map(|r| r.io)),
                     flusher_cpu_pct: median(rs.iter().map(|r| r.flusher)),
+                    pv_cpu_pct: median(rs.iter().map(|r| r.pv)),
                     ratio_to_baseline: None,
                 })
             })
@@ -282,7 +291,7 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<40} {:>5} {:>18} {:>8} {:>7} {:>7} {:>6} {:>8} {:>6} {:>5} {:>6} {:>6}",
+        "{:<40} {:>5} {:>18} {:>8} {:>7} {:>7} {:>6} {:>8} {:>6} {:>5} {:>6} {:>5} {:>6}",
         "config",
         "write",
         "Mb/s",
@@ -294,12 +303,13 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         "vCPU%",
         "I/O%",
         "flush%",
+        "pv%",
         "ratio"
     )?;
     for r in &rows {
         writeln!(
             out,
-            "{:<40} {:>5} {:>7.2} ({:>4.1}..{:<4.1}) {:>8.0} {:>7} {:>7} {:>6} {:>8} {:>6} {:>5} {:>6} {:>6}",
+            "{:<40} {:>5} {:>7.2} ({:>4.1}..{:<4.1}) {:>8.0} {:>7} {:>7} {:>6} {:>8} {:>6} {:>5} {:>6} {:>5} {:>6}",
             r.config,
             r.write_size,
             r.throughput_mbps,
@@ -313,12 +323,13 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             opt(r.vcpu_cpu_pct, 0),
             opt(r.io_cpu_pct, 1),
             opt(r.flusher_cpu_pct, 1),
+            opt(r.pv_cpu_pct, 1),
             opt(r.ratio_to_baseline, 2),
         )?;
     }
     writeln!(
         out,
-        "user/f: exits to user space per frame; KVM/f: port accesses KVM completed itself; emul/f: guest instructions KVM emulated (estimated); flush%: the flusher thread polling the coalesced ring.\n\
+        "user/f: exits to user space per frame; KVM/f: port accesses KVM completed itself; emul/f: guest instructions KVM emulated (estimated); flush%: the flusher thread polling the coalesced ring; pv%: the pv-nic drain thread.\n\
          The paper (733 MHz PIII, VMware Workstation 2.0, 100 Mb/s link): 64 Mb/s CPU-bound at baseline; with its three optimizations the link's speed at lower CPU."
     )?;
     Ok(())
