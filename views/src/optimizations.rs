@@ -1,12 +1,13 @@
 //! Optimizations: every toggle this build has, with its state, key and
-//! meaning, and why it cannot be flipped when it cannot.
+//! meaning, and why it cannot be flipped when it cannot; the selected one's
+//! meaning in full below.
 
 use crate::state::UiState;
 use crate::style;
 use profiles::snapshot::Snapshot;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
-use ratatui::widgets::{Block, Cell, Row, Table};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
@@ -62,5 +63,21 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
     )
     .header(Row::new(["key", "toggle", "", "what it does"]).style(style::HEADER))
     .block(block);
-    frame.render_widget(table, area);
+    let [top, below] = Layout::vertical([
+        Constraint::Length(s.toggles.len() as u16 + 3),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    frame.render_widget(table, top);
+    let t = &s.toggles[ui.toggle];
+    let text = match &t.blocked {
+        Some(why) => format!("{} ({why})", t.meaning),
+        None => t.meaning.clone(),
+    };
+    frame.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(Span::styled(format!(" {} ", t.name), style::HEADER))),
+        below,
+    );
 }
