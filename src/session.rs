@@ -656,6 +656,11 @@ impl Session {
                     on: self.opts.get(o),
                     meaning: o.meaning().into(),
                     blocked: o.missing().map(String::from),
+                    needs: o
+                        .needs()
+                        .map(|n| n.name().to_string())
+                        .into_iter()
+                        .collect(),
                 })
                 .collect(),
         }

@@ -109,6 +109,10 @@ pub struct Toggle {
     pub meaning: String,
     /// Why it cannot be flipped now, if it cannot.
     pub blocked: Option<String>,
+    /// The toggles it needs: they come on with it, and it goes off with
+    /// any of them.
+    #[serde(default)]
+    pub needs: Vec<String>,
 }
 
 /// Frame accounting, so far.
@@ -228,6 +232,7 @@ impl Snapshot {
                     on,
                     meaning: String::new(),
                     blocked: Some("a saved profile".into()),
+                    needs: Vec::new(),
                 })
                 .collect(),
         }

@@ -96,11 +96,26 @@ impl Opt {
         }
     }
 
+    /// The toggle this one needs, if any: the compatibility matrix.
+    /// Combining waits on the data port's coalesced writes, the adaptive
+    /// trigger switches combining, and pv-nic's completion interrupt is an
+    /// irqfd, which only the in-kernel interrupt controller takes.
+    pub fn needs(self) -> Option<Opt> {
+        NEEDS.iter().find(|(a, _)| *a == self).map(|&(_, b)| b)
+    }
+
     /// The toggle named `name`.
     pub fn from_name(name: &str) -> Option<Opt> {
         Opt::ALL.into_iter().find(|o| o.name() == name)
     }
 }
+
+/// (toggle, what it needs).
+const NEEDS: [(Opt, Opt); 3] = [
+    (Opt::SendCombining, Opt::DataPortInKernel),
+    (Opt::AdaptiveCombining, Opt::SendCombining),
+    (Opt::PvNic, Opt::KernelIrqchip),
+];
 
 /// Which toggles are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +155,7 @@ impl Opts {
         }
         self.on[o as usize] = on;
         // What a toggle needs comes on with it; what needs it goes with it
-        // (twice over, for the chain adaptive -> combining -> data port).
-        const NEEDS: [(Opt, Opt); 2] = [
-            (Opt::SendCombining, Opt::DataPortInKernel),
-            (Opt::AdaptiveCombining, Opt::SendCombining),
-        ];
+        // (repeated, for the chain adaptive -> combining -> data port).
         for _ in 0..NEEDS.len() {
             for (a, b) in NEEDS {
                 if on && self.on[a as usize] {

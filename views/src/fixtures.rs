@@ -221,6 +221,7 @@ pub fn busy() -> Snapshot {
                 on: true,
                 meaning: "Lance address-port writes complete in KVM".into(),
                 blocked: None,
+                needs: Vec::new(),
             },
             Toggle {
                 name: "send-combining".into(),
@@ -228,6 +229,7 @@ pub fn busy() -> Snapshot {
                 on: false,
                 meaning: "transmit kicks wait for a flush".into(),
                 blocked: None,
+                needs: vec!["data-port-in-kernel".into()],
             },
             Toggle {
                 name: "kernel-irqchip".into(),
@@ -235,6 +237,7 @@ pub fn busy() -> Snapshot {
                 on: true,
                 meaning: "the 8259, IOAPIC and PIT in KVM".into(),
                 blocked: Some("always on: the user-space 8259 is not built yet".into()),
+                needs: Vec::new(),
             },
         ],
     }

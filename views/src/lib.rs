@@ -193,6 +193,18 @@ mod tests {
     }
 
     #[test]
+    fn the_selected_toggle_says_what_it_needs() {
+        let mut ui = UiState {
+            tab: Tab::Optimizations,
+            toggle: 1,
+            ..UiState::default()
+        };
+        let text = render(&fixtures::busy(), &mut ui, 100, 30);
+        assert!(text.contains("send-combining"), "{text}");
+        assert!(text.contains("needs data-port-in-kernel"), "{text}");
+    }
+
+    #[test]
     fn every_screen_of_a_busy_run() {
         screens("busy", &fixtures::busy());
     }

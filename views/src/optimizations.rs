@@ -70,10 +70,16 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
     .areas(area);
     frame.render_widget(table, top);
     let t = &s.toggles[ui.toggle];
-    let text = match &t.blocked {
+    let mut text = match &t.blocked {
         Some(why) => format!("{} ({why})", t.meaning),
         None => t.meaning.clone(),
     };
+    if !t.needs.is_empty() {
+        text.push_str(&format!(
+            "\n\nneeds {}: switching it on switches that on, switching that off switches it off.",
+            t.needs.join(", ")
+        ));
+    }
     frame.render_widget(
         Paragraph::new(text)
             .wrap(Wrap { trim: true })
