@@ -3,10 +3,12 @@
 //! main thread panic once the guest runs (in the workbench after its first
 //! drawing, headless half a second in): the terminal must come back and no
 //! TAP device, namespace or child process may be left. `perf-refused`
-//! makes the kernel's answer to every perf event opened or enabled after
-//! the vCPU's sampler EACCES, as when perf_event_paranoid is raised
-//! mid-run for a user without CAP_PERFMON (an open event is never revoked,
-//! so that is the only way a running profiler meets a refusal).
+//! makes the answer EACCES for the sampler's events on every thread but
+//! the vCPU's and for every enable of an emulation window, as when
+//! perf_event_paranoid is raised mid-run for a user without CAP_PERFMON
+//! (an open event is never revoked, so a running profiler meets a refusal
+//! only for what it opens or enables later). The tracepoint counters and
+//! the windows' event, opened at start, are not refused.
 
 /// Panics if `WORLDSWITCH_FAULT=panic`; `place` says where.
 pub fn panic_if_asked(place: &str) {

@@ -42,9 +42,10 @@ pub struct PvReport {
     pub doorbells: u64,
     /// Doorbells that exited to user space (no ioeventfd on this host).
     pub doorbells_in_user: u64,
-    /// Completion interrupts raised (only when the guest waited for room).
+    /// Completion interrupts raised (only when the guest waited: for room
+    /// on the ring, or for its bytes to be sent).
     pub irqs: u64,
-    /// Entries refused: outside RAM, or a length no frame has.
+    /// Frames refused (see [`crate::vmnet::PvCounters::bad_entries`]).
     pub bad_entries: u64,
     /// Times the guest's producer ran more than a ring ahead.
     pub overruns: u64,

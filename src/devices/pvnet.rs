@@ -9,7 +9,9 @@
 //!
 //! Ports (32-bit accesses only): `PORT` reads [`MAGIC`]; `PORT + 4` takes
 //! the guest-physical address of the ring header (page-aligned, 0 to
-//! unregister); `PORT + 8` is the doorbell.
+//! unregister); `PORT + 8` is the doorbell. A registration takes effect at
+//! the drain thread's next look (within 10 ms): until then it may still
+//! serve the old ring, so a guest must not reuse that memory sooner.
 //!
 //! Ring header, little-endian u32 words at the registered address:
 //! 0 version (1), 1 `want` (host: 1 = transmit here, 0 = on the Lance),
@@ -54,6 +56,8 @@ const SIZE: u64 = 24;
 /// without FCS are refused.
 const MIN_FRAME: u32 = 14;
 const MAX_FRAME: u32 = 1514;
+/// Passes over the ring one wake-up makes at most.
+const PASSES: u32 = 4;
 /// An entry's flag: the frame continues in the next entry.
 pub const MORE: u32 = 1;
 /// Entries one frame may span.
@@ -179,13 +183,17 @@ impl Drain {
                     area: 0,
                     frame: Vec::with_capacity(MAX_FRAME as usize),
                 };
+                let mut more = false;
                 while !stopping.load(Ordering::Acquire) {
-                    // The want word follows the toggle within a wait.
-                    let rang = wait(&doorbell, Duration::from_millis(10));
-                    if rang > 0 {
-                        ring.link.pv.doorbells.fetch_add(rang, Ordering::Relaxed);
+                    // The want word follows the toggle within a wait. A
+                    // serve cut short with work left goes on at once.
+                    if !more {
+                        let rang = wait(&doorbell, Duration::from_millis(10));
+                        if rang > 0 {
+                            ring.link.pv.doorbells.fetch_add(rang, Ordering::Relaxed);
+                        }
                     }
-                    ring.serve();
+                    more = ring.serve();
                     let ns = (crate::profiler::thread_cpu_seconds() * 1e9) as u64;
                     ring.link.pv.cpu_ns.store(ns, Ordering::Relaxed);
                 }
@@ -251,8 +259,11 @@ impl Ring {
 
     /// Publishes `want`, then drains everything posted: doorbells off while
     /// draining, back on once empty, and a last look so a frame posted
-    /// just before they came back on is not left waiting.
-    fn serve(&mut self) {
+    /// just before they came back on is not left waiting. At most
+    /// [`PASSES`] passes, so the thread still looks at its stop flag and
+    /// the toggle while a guest keeps posting; returns whether work is
+    /// left.
+    fn serve(&mut self) -> bool {
         let area = self.registered.load(Ordering::Acquire);
         if area != self.area {
             self.area = area;
@@ -264,29 +275,33 @@ impl Ring {
             }
         }
         if self.area == 0 {
-            return;
+            return false;
         }
         self.store(WANT, u32::from(self.link.pv_want.load(Ordering::Relaxed)));
         let size = match self.load(SIZE) {
             Some(s) if s.is_power_of_two() && s <= MAX_ENTRIES => s,
-            _ => return, // not set up yet, or nonsense: nothing to drain
+            _ => return false, // not set up yet, or nonsense: nothing to drain
         };
         let before = self.cons;
-        loop {
+        let mut more = false;
+        for pass in 1..=PASSES {
             self.store(NOTIFY, 0);
             let progressed = self.drain(size);
             self.store(NOTIFY, 1);
             std::sync::atomic::fence(Ordering::SeqCst);
             // Stop once empty, or when what is posted is not a whole frame
-            // (a chain the guest has not finished, or never will).
+            // (a chain the guest has not finished, or never will), or an
+            // overrun was skipped.
             if !progressed || self.load(PROD) == Some(self.cons) {
                 break;
             }
+            more = pass == PASSES;
         }
         if self.cons != before && self.load(WANT_IRQ) == Some(1) {
             self.link.pv.irqs.fetch_add(1, Ordering::Relaxed);
             let _ = self.irq.write(1);
         }
+        more
     }
 
     /// Sends every whole frame between `cons` and the guest's `prod`, one
@@ -302,17 +317,18 @@ impl Ring {
             self.link.pv.overruns.fetch_add(1, Ordering::Relaxed);
             self.cons = prod;
             self.store(CONS, self.cons);
-            return true;
+            return false;
         }
         let start = self.cons;
-        let backend = self.backend.clone();
-        let mut backend = backend.lock().unwrap_or_else(|e| e.into_inner());
         while pending > 0 {
             let Some((n, whole)) = self.gather(size, pending) else {
                 break; // the rest of the chain is not posted yet
             };
             if whole {
                 self.link.pv.frames.fetch_add(1, Ordering::Relaxed);
+                // Locked per frame: the vCPU thread polls and transmits
+                // through the same backend, and a paced one sleeps.
+                let mut backend = self.backend.lock().unwrap_or_else(|e| e.into_inner());
                 vmnet::send_counted(&mut **backend, &self.link, &self.frame);
             } else {
                 self.link.pv.bad_entries.fetch_add(1, Ordering::Relaxed);

@@ -46,8 +46,8 @@ pub trait Backend: Send {
 }
 
 /// A backend shared by the threads that transmit: the Lance's on the vCPU
-/// thread and the paravirtual NIC's drain thread (one at a time in
-/// practice, so the lock is uncontended).
+/// thread and the paravirtual NIC's drain thread, each locking it per frame
+/// (or per poll), so neither waits long behind the other.
 pub type SharedBackend = Arc<Mutex<Box<dyn Backend>>>;
 
 /// Sends `frame` through `backend` and counts it in `counters`: written
@@ -123,7 +123,9 @@ pub struct PvCounters {
     pub frames: AtomicU64,
     /// Completion interrupts raised.
     pub irqs: AtomicU64,
-    /// Entries refused: outside RAM, or a length no frame has.
+    /// Frames refused: a chain with an entry outside RAM, longer than a
+    /// frame or than [`crate::devices::pvnet::MAX_CHAIN`] entries, or
+    /// shorter than an Ethernet header.
     pub bad_entries: AtomicU64,
     /// Times the producer index ran more than a ring ahead (the host
     /// skipped to it).
