@@ -389,12 +389,8 @@ static void template_build(void) {
 /* Builds Ethernet, IPv4 and UDP headers for `payload` bytes (sequence
  * number included) to the peer's `port` at `h`. */
 static void udp_header(u8 *h, u16 port, u64 payload) {
-    if (!template_valid) {
-        /* Interrupts off: an ARP reply's handler invalidates it. */
-        u64 flags = irq_save();
+    if (!template_valid)
         template_build();
-        irq_restore(flags);
-    }
     memcpy(h, hdr_template, 42);
     u16 total = (u16)(20 + 8 + payload), id = ip_id++;
     u32 sum = template_sum + total + id;
@@ -436,17 +432,13 @@ static void pv_wait(int (*busy)(void)) {
         counters[C_PV_FULL]++;
         pv.want_irq = 1;
         full_fence();
-        if (pv.notify) { /* frames posted without a doorbell wait behind us */
+        if (pv.notify) /* frames posted without a doorbell wait behind us */
             outl(PV_PORT + 8, 1);
-            counters[C_PV_DOORBELLS]++;
-        }
-        /* Checked with interrupts off, so the interrupt that ends the wait
-         * cannot come between the check and the halt (sti holds it off for
-         * one instruction). */
-        u64 flags = irq_save();
-        if (busy())
+        if (busy()) {
+            u64 flags = irq_save();
             __asm__ volatile("sti; hlt; cli");
-        irq_restore(flags);
+            irq_restore(flags);
+        }
         pv.want_irq = 0;
     }
 }
@@ -467,16 +459,11 @@ static int pv_use(void) {
     if (pv_on) {
         pv_wait(pv_pending);
     } else {
-        for (;;) {
+        while (lance_pending()) {
+            counters[C_RING_FULL]++;
             u64 flags = irq_save();
-            int pending = lance_pending();
-            if (pending) {
-                counters[C_RING_FULL]++;
-                __asm__ volatile("sti; hlt; cli");
-            }
+            __asm__ volatile("sti; hlt; cli");
             irq_restore(flags);
-            if (!pending)
-                break;
         }
     }
     pv_on = !pv_on;
@@ -500,7 +487,6 @@ static void pv_send(const u8 *body, u64 chunk, int last) {
     pv.e[b].len = (u32)chunk;
     pv.e[b].flags = 0;
     pv_prod += 2;
-    __asm__ volatile("" ::: "memory"); /* the entries before the index */
     pv.prod = pv_prod;
     full_fence();
     if (last && pv.notify) {
