@@ -368,32 +368,28 @@ pub(crate) fn vcpu_table(
             "no I/O thread: the sink backend receives nothing".into(),
         ));
     }
+    // 100% is the CPU time of the threads whose rows are in the table.
+    let mut cpu = p.cpu_seconds;
+    let mut threads = vec!["vCPU"];
+    if let Some(io) = io {
+        cpu += io.cpu_seconds;
+        threads.push("I/O");
+    }
     let pv_rows = pv_rows(p, samples.ok(), tsc_mhz);
-    let pv_cpu = if pv_rows.is_empty() {
-        0.0
-    } else {
-        p.pv_cpu_seconds
-    };
+    if !pv_rows.is_empty() {
+        cpu += p.pv_cpu_seconds;
+        threads.push("pv-nic");
+    }
     measured.extend(pv_rows);
-    let (cpu, denominator) = match (io, pv_cpu > 0.0) {
-        (Some(io), false) => (
-            p.cpu_seconds + io.cpu_seconds,
-            "CPU time of the vCPU and I/O threads (CLOCK_THREAD_CPUTIME_ID)",
+    let denominator = match threads.split_last() {
+        Some((last, [])) => format!("CPU time of the {last} thread (CLOCK_THREAD_CPUTIME_ID)"),
+        Some((last, rest)) => format!(
+            "CPU time of the {} and {last} threads (CLOCK_THREAD_CPUTIME_ID)",
+            rest.join(", ")
         ),
-        (Some(io), true) => (
-            p.cpu_seconds + io.cpu_seconds + pv_cpu,
-            "CPU time of the vCPU, I/O and pv-nic threads (CLOCK_THREAD_CPUTIME_ID)",
-        ),
-        (None, false) => (
-            p.cpu_seconds,
-            "CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID)",
-        ),
-        (None, true) => (
-            p.cpu_seconds + pv_cpu,
-            "CPU time of the vCPU and pv-nic threads (CLOCK_THREAD_CPUTIME_ID)",
-        ),
+        None => unreachable!("the vCPU thread is always there"),
     };
-    let mut table = Table::from_markers(&measured, tsc_mhz, (cpu, denominator), wall, &missing);
+    let mut table = Table::from_markers(&measured, tsc_mhz, (cpu, &denominator), wall, &missing);
     if let Ok(s) = samples {
         table.profiler_cost_seconds = s.cost_seconds;
         table.preempted_seconds = Some(s.preempted_seconds);
@@ -447,25 +443,35 @@ fn pv_rows(
     tsc_mhz: f64,
 ) -> Vec<Measured> {
     // A drain thread that only woke to follow the toggle has not sent.
-    let sampled: u64 = samples.map_or(0, |s| s.pv_by_category.values().sum());
+    let Some(s) = samples else {
+        return Vec::new();
+    };
+    let sampled: u64 = s.pv_by_category.values().sum();
     if p.pv_cpu_seconds <= 0.0 || p.pv_frames == 0 || sampled == 0 {
         return Vec::new();
     }
     let cycles = p.pv_cpu_seconds * tsc_mhz * 1e6;
-    samples
-        .map(|s| s.pv_by_category.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(cat, n)| Measured {
+    s.pv_by_category
+        .iter()
+        .map(|(cat, &n)| Measured {
             key: cat.key().to_string(),
             count: 0,
-            cycles: (cycles * n as f64 / sampled.max(1) as f64) as u64,
+            cycles: (cycles * n as f64 / sampled as f64) as u64,
             p50_cycles: 0.0,
             p99_cycles: 0.0,
             samples: Some(n),
             thread: Some(Thread::Pvnet),
         })
         .collect()
+}
+
+/// How the text report marks a row of a thread other than the vCPU's.
+fn thread_tag(thread: Thread) -> &'static str {
+    match thread {
+        Thread::Io => "[io] ",
+        Thread::Pvnet => "[pv] ",
+        Thread::Vcpu | Thread::Workbench => "",
+    }
 }
 
 /// Splits the TAP write's marker time: the part where the host stack
@@ -601,12 +607,8 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             (Some(profiles::taxonomy::PaperTable::Total), Some(p)) => format!("{p:.1}%"),
             _ => String::new(),
         };
-        // Rows of the I/O thread say so; the rest are the vCPU thread's.
-        let label = match row.thread {
-            Thread::Io => format!("[io] {}", row.label),
-            Thread::Pvnet => format!("[pv] {}", row.label),
-            _ => row.label.clone(),
-        };
+        // Rows of other threads say so; the rest are the vCPU thread's.
+        let label = format!("{}{}", thread_tag(row.thread), row.label);
         let label: String = label.chars().take(55).collect();
         let split = row.source == profiles::table::SPLIT_BY_SAMPLES;
         if split {
@@ -645,10 +647,12 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         .filter_map(|r| {
             let c = r.cross_check.as_ref()?;
             (c.samples > 0 || c.marker_share_pct >= 0.5).then(|| {
-                let thread = if r.thread == Thread::Io { "[io] " } else { "" };
                 format!(
-                    "{thread}{} {:.1}% vs {:.1}% sampled",
-                    r.category, c.marker_share_pct, c.sampled_share_pct
+                    "{}{} {:.1}% vs {:.1}% sampled",
+                    thread_tag(r.thread),
+                    r.category,
+                    c.marker_share_pct,
+                    c.sampled_share_pct
                 )
             })
         })

@@ -422,15 +422,19 @@ impl Session {
                 threads.join(", "),
                 if threads.len() > 1 { "their" } else { "its" },
             );
-            self.warn_once(w.clone(), w);
+            self.warn(w);
         }
     }
 
     fn warn_once(&mut self, key: String, text: String) {
         if self.warned.insert(key) {
-            self.note(format!("warning: {text}"));
-            self.warnings.push(text);
+            self.warn(text);
         }
+    }
+
+    fn warn(&mut self, text: String) {
+        self.note(format!("warning: {text}"));
+        self.warnings.push(text);
     }
 
     /// Pauses or resumes the guest.
