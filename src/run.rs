@@ -746,9 +746,18 @@ pub fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
         }
     )?;
     let e = &r.exits;
+    // HLT and interrupt-window exits happen only with the user-space 8259.
+    let user_pic = if e.halts + e.irq_windows + e.interrupts_injected > 0 {
+        format!(
+            ", HLT {}, interrupt windows {}; {} interrupts injected by the user-space 8259",
+            e.halts, e.irq_windows, e.interrupts_injected
+        )
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "exits to user space: {} (OUT {}, IN {}, MMIO {}, kicks {}, other {})",
+        "exits to user space: {} (OUT {}, IN {}, MMIO {}, kicks {}, other {}{user_pic})",
         e.kvm_run_returns, e.io_out, e.io_in, e.mmio, e.interrupted, e.other
     )?;
     match (

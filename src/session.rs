@@ -476,10 +476,8 @@ impl Session {
             return;
         };
         let mut next = self.opts;
-        match next.set(o, !self.opts.get(o)) {
-            Ok(()) => self.set_optimizations(next),
-            Err(e) => self.note(e),
-        }
+        next.set(o, !self.opts.get(o));
+        self.set_optimizations(next);
     }
 
     /// Asks the guest to stop (once).
@@ -659,7 +657,10 @@ impl Session {
                     key: o.key(),
                     on: self.opts.get(o),
                     meaning: o.meaning().into(),
-                    blocked: o.missing().map(String::from),
+                    blocked: self
+                        .finished
+                        .is_some()
+                        .then(|| "the run has ended".to_string()),
                     needs: o
                         .needs()
                         .map(|n| n.name().to_string())

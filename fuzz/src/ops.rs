@@ -8,11 +8,13 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
-use worldswitch::devices::bus::PioDevice;
+use worldswitch::devices::bus::{BusAction, PioDevice};
+use worldswitch::devices::irq::EdgeIrq;
 use worldswitch::devices::mailbox::Mailbox;
 use worldswitch::devices::pci::PciConfigSpace;
 use worldswitch::devices::pcnet::Pcnet;
-use worldswitch::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice};
+use worldswitch::devices::pic::Pic;
+use worldswitch::devices::serial::{ConsoleSink, SerialDevice};
 use worldswitch::vmm::events::{self, EventStream, VmEvent};
 use worldswitch::vmm::vm::nic_function;
 
@@ -69,8 +71,8 @@ impl Targets {
         };
         let mut c = Cursor { b: rest, i: 0 };
         let mut h = DefaultHasher::new();
-        (which % 4).hash(&mut h);
-        match which % 4 {
+        (which % 5).hash(&mut h);
+        match which % 5 {
             0 => self.pcnet(&mut c, &mut h),
             1 => pio(
                 &mut PciConfigSpace::new(&[nic_function()]),
@@ -79,10 +81,11 @@ impl Targets {
                 &mut h,
             ),
             2 => {
-                let irq = IrqTrigger(EventFd::new(libc_nonblock()).expect("an eventfd"));
+                let irq = EdgeIrq::Irqfd(EventFd::new(libc_nonblock()).expect("an eventfd"));
                 let mut serial = SerialDevice::new(irq, ConsoleSink::new(self.sink.clone()));
                 pio(&mut serial, 8, &mut c, &mut h);
             }
+            3 => pio(&mut Controller::default(), 8, &mut c, &mut h),
             _ => {
                 let mut mailbox = Mailbox::new(self.ram.clone(), self.sink.clone());
                 self.mailbox(&mut mailbox, &mut c);
@@ -216,6 +219,34 @@ fn pio(dev: &mut dyn PioDevice, len: u8, c: &mut Cursor, h: &mut DefaultHasher) 
     }
 }
 
+/// The user-space 8259 pair as one device: offsets 0-5 are its ports
+/// (0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1), a write at 6 drives a line (low
+/// 4 bits the line, bit 4 the level), a read at 7 is the CPU's acknowledge.
+#[derive(Default)]
+struct Controller(Pic);
+
+const PIC_PORTS: [u16; 6] = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1];
+
+impl PioDevice for Controller {
+    fn name(&self) -> &'static str {
+        "pic"
+    }
+    fn read(&mut self, offset: u16, data: &mut [u8]) {
+        data[0] = match PIC_PORTS.get(usize::from(offset)) {
+            Some(&port) => self.0.read(port),
+            None if self.0.pending() => self.0.acknowledge(),
+            None => 0,
+        };
+    }
+    fn write(&mut self, offset: u16, data: &[u8]) -> BusAction {
+        match PIC_PORTS.get(usize::from(offset)) {
+            Some(&port) => self.0.write(port, data[0]),
+            None => self.0.set_irq(u32::from(data[0] & 15), data[0] & 16 != 0),
+        }
+        BusAction::None
+    }
+}
+
 fn libc_nonblock() -> i32 {
     // EFD_NONBLOCK: the serial device must never block the fuzzer.
     0o4000
@@ -309,17 +340,23 @@ pub fn write_seeds(dir: &Path) -> std::io::Result<usize> {
         .out(0, 0, u32::from(b'\n'))
         .inp(5, 0)
         .inp(2, 0);
-    let mut mailbox = Enc::new(3);
+    let mut mailbox = Enc::new(4);
     mailbox
         .inp(0, 2)
         .poke(0x800, b"WSMB\x01\x00\x00\x00sent\x00\x00\x00\x00\x07");
     mailbox.out(0, 2, 0x800);
+    let mut pic = Enc::new(3);
+    for (port, v) in [(0, 0x11), (1, 32), (1, 4), (1, 1), (1, 0xfa), (6, 0x10)] {
+        pic.out(port, 0, v);
+    }
+    pic.inp(7, 0).out(0, 0, 0x20);
     let seeds = [
         ("pcnet-style2", pcnet_seed(true)),
         ("pcnet-style0", pcnet_seed(false)),
         ("pci-bar-sizing", pci.0),
         ("serial-hello", serial.0),
         ("mailbox-message", mailbox.0),
+        ("pic-timer-tick", pic.0),
     ];
     for (name, bytes) in &seeds {
         std::fs::write(dir.join(format!("{name}.bin")), bytes)?;

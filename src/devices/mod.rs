@@ -1,11 +1,15 @@
 //! Device models and the port I/O bus they sit on. Devices are register state
-//! machines; they never touch KVM or the terminal.
+//! machines; they reach KVM only through their interrupt lines (`irq`) and
+//! never touch the terminal.
 
 pub mod bus;
 pub mod guest_ram;
+pub mod irq;
 pub mod mailbox;
 pub mod path;
 pub mod pci;
 pub mod pcnet;
+pub mod pic;
+pub mod pit;
 pub mod pvnet;
 pub mod serial;

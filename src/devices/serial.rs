@@ -1,11 +1,12 @@
-//! The 16550 serial console at COM1: vm-superio's UART, an irqfd for its
-//! interrupt line, and a console sink that hands whole lines to the VMM.
+//! The 16550 serial console at COM1: vm-superio's UART, an edge-triggered
+//! interrupt line (an irqfd, or a pulse on the user-space 8259), and a
+//! console sink that hands whole lines to the VMM.
 
 use super::bus::{BusAction, PioDevice};
+use super::irq::EdgeIrq;
 use crate::vmm::events::{EventSink, VmEvent};
 use std::io;
-use vm_superio::{Serial, Trigger};
-use vmm_sys_util::eventfd::EventFd;
+use vm_superio::Serial;
 
 /// COM1's ports.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -13,16 +14,6 @@ pub const COM1_BASE: u16 = 0x3f8;
 pub const COM1_IRQ: u32 = 4;
 /// A console line longer than this is handed over in pieces.
 const MAX_LINE: usize = 512;
-
-/// Raises the serial interrupt through an eventfd registered as an irqfd.
-pub struct IrqTrigger(pub EventFd);
-
-impl Trigger for IrqTrigger {
-    type E = io::Error;
-    fn trigger(&self) -> io::Result<()> {
-        self.0.write(1)
-    }
-}
 
 /// Collects console bytes and sends them on as lines.
 pub struct ConsoleSink {
@@ -72,12 +63,12 @@ impl Drop for ConsoleSink {
 
 /// The UART on the bus.
 pub struct SerialDevice {
-    uart: Serial<IrqTrigger, vm_superio::serial::NoEvents, ConsoleSink>,
+    uart: Serial<EdgeIrq, vm_superio::serial::NoEvents, ConsoleSink>,
 }
 
 impl SerialDevice {
     /// A UART whose interrupt is `irq` and whose output goes to `console`.
-    pub fn new(irq: IrqTrigger, console: ConsoleSink) -> Self {
+    pub fn new(irq: EdgeIrq, console: ConsoleSink) -> Self {
         Self {
             uart: Serial::new(irq, console),
         }
@@ -107,11 +98,15 @@ impl PioDevice for SerialDevice {
 mod tests {
     use super::*;
     use crate::vmm::events;
+    use vmm_sys_util::eventfd::EventFd;
 
     fn serial() -> (SerialDevice, events::EventStream, EventFd) {
         let (sink, stream) = events::channel();
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let dev = SerialDevice::new(IrqTrigger(irq.try_clone().unwrap()), ConsoleSink::new(sink));
+        let dev = SerialDevice::new(
+            EdgeIrq::Irqfd(irq.try_clone().unwrap()),
+            ConsoleSink::new(sink),
+        );
         (dev, stream, irq)
     }
 

@@ -75,24 +75,9 @@ impl Opt {
             Opt::DataPortInKernel => "data-port writes complete in KVM as well; every read still exits and first replays the writes (the paper's optimization 1)",
             Opt::SendCombining => "transmit kicks wait for a flush: at most 3 frames or the delay bound, whichever first (the paper's optimization 2)",
             Opt::IrqNotify => "receive is event-driven (an I/O thread reads the TAP and kicks the vCPU) instead of polling the TAP after every exit to user space (the paper's optimization 3)",
-            Opt::KernelIrqchip => "the 8259, IOAPIC and PIT in KVM rather than in worldswitch (restarts the guest)",
+            Opt::KernelIrqchip => "the 8259, IOAPIC and PIT in KVM; off, worldswitch's own 8259 and 8254 take every EOI, mask change and tick in user space and inject with KVM_INTERRUPT (switching it restarts the guest)",
             Opt::PvNic => "the guest transmits on a paravirtual ring a host thread drains: a doorbell KVM completes (ioeventfd) only when the host is not already draining, an interrupt (irqfd) only when the guest waits for room; receive stays on the Lance (the paper's section 4)",
             Opt::AdaptiveCombining => "send-combining only while the guest transmits fast (a decaying transmit-rate estimate with hysteresis, at most 10 switches a second), so a lone packet goes at once (the paper's adaptive trigger)",
-        }
-    }
-
-    /// Why it cannot be switched in this build, if it cannot.
-    pub fn missing(self) -> Option<&'static str> {
-        match self {
-            Opt::RapInKernel
-            | Opt::DataPortInKernel
-            | Opt::SendCombining
-            | Opt::AdaptiveCombining
-            | Opt::IrqNotify
-            | Opt::PvNic => None,
-            Opt::KernelIrqchip => {
-                Some("always on: the user-space 8259 and timer are not built yet")
-            }
         }
     }
 
@@ -140,19 +125,7 @@ impl Opts {
 
     /// Sets `o`, keeping the set consistent: switching a toggle on switches
     /// on what it needs, switching it off switches off what needs it.
-    /// Fails for toggles this build cannot switch.
-    pub fn set(&mut self, o: Opt, on: bool) -> Result<(), String> {
-        if let Some(why) = o.missing() {
-            let fixed = o == Opt::KernelIrqchip;
-            if on != fixed {
-                return Err(format!(
-                    "{} cannot be switched {}: {why}",
-                    o.name(),
-                    if on { "on" } else { "off" }
-                ));
-            }
-            return Ok(());
-        }
+    pub fn set(&mut self, o: Opt, on: bool) {
         self.on[o as usize] = on;
         // What a toggle needs comes on with it; what needs it goes with it
         // (repeated, for the chain adaptive -> combining -> data port).
@@ -166,7 +139,6 @@ impl Opts {
                 }
             }
         }
-        Ok(())
     }
 
     /// The preset named `name`: `naive` (every Lance access exits),
@@ -199,7 +171,7 @@ impl Opts {
             }
         };
         for &t in on {
-            o.set(t, true)?;
+            o.set(t, true);
         }
         Ok(o)
     }
@@ -218,7 +190,8 @@ impl Opts {
             "off" | "0" | "false" => false,
             _ => return Err(format!("'{value}' is not on or off")),
         };
-        self.set(o, on)
+        self.set(o, on);
+        Ok(())
     }
 
     /// Name -> state, for profiles and JSON.
@@ -241,15 +214,28 @@ impl Opts {
         if let Some(p) = self.preset_name() {
             return p.to_string();
         }
-        let on: Vec<&str> = Opt::ALL
-            .iter()
-            .filter(|&&o| self.get(o) && o.missing().is_none())
-            .map(|o| o.name())
-            .collect();
-        if on.is_empty() {
-            "naive".into()
+        let user_pic = !self.get(Opt::KernelIrqchip);
+        let mut with_kernel_irqchip = *self;
+        with_kernel_irqchip.set(Opt::KernelIrqchip, true);
+        let on = match with_kernel_irqchip.preset_name() {
+            Some(p) => p.to_string(),
+            None => {
+                let on: Vec<&str> = Opt::ALL
+                    .iter()
+                    .filter(|&&o| self.get(o) && o != Opt::KernelIrqchip)
+                    .map(|o| o.name())
+                    .collect();
+                if on.is_empty() {
+                    "naive".into()
+                } else {
+                    on.join("+")
+                }
+            }
+        };
+        if user_pic {
+            format!("{on}, kernel-irqchip off")
         } else {
-            on.join("+")
+            on
         }
     }
 }
@@ -296,10 +282,11 @@ mod tests {
         o.apply("pv-nic=on").unwrap();
         o.apply("irq-notify=on").unwrap();
         o.apply("irq-notify=off").unwrap();
-        assert!(o
-            .apply("kernel-irqchip=off")
-            .unwrap_err()
-            .contains("always on"));
+        o.apply("kernel-irqchip=off").unwrap();
+        assert!(!o.get(Opt::PvNic), "pv-nic's irqfd needs KVM's irqchip");
+        assert_eq!(o.describe(), "baseline, kernel-irqchip off");
+        o.apply("pv-nic=on").unwrap();
+        assert!(o.get(Opt::KernelIrqchip), "and brings it back");
         o.apply("pv-nic=off").unwrap();
         assert_eq!(o, Opts::preset("baseline").unwrap());
         assert_eq!(o.states().len(), 7);

@@ -30,6 +30,13 @@ pub struct ExitStats {
     pub interrupted: u64,
     /// Anything else (shutdown, internal error, ...).
     pub other: u64,
+    /// HLTs (they exit only with the user-space 8259).
+    pub halts: u64,
+    /// Interrupt-window exits: the user-space 8259 had an interrupt the
+    /// guest could not take at entry.
+    pub irq_windows: u64,
+    /// Interrupts injected with `KVM_INTERRUPT` (user-space 8259).
+    pub interrupts_injected: u64,
     /// Of the port writes, those the exit benchmark's floor loop took.
     pub floor_outs: u64,
     /// Port accesses by port, for ports that saw any, in port order.

@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(zones(o("baseline")), [(0x12, 2), (0x14, 4)]);
         assert_eq!(zones(o("paper")), [(0x10, 16)]);
         let mut data_only = o("naive");
-        data_only.set(Opt::DataPortInKernel, true).unwrap();
+        data_only.set(Opt::DataPortInKernel, true);
         assert_eq!(zones(data_only), [(0x10, 2), (0x16, 2), (0x1c, 4)]);
     }
 }

@@ -48,6 +48,33 @@ pub fn detach() {
     KVM_RUN.with(|c| c.set(ptr::null_mut()));
 }
 
+/// Sleeps until a kick arrives or `timeout` passes, for a vCPU halted in
+/// user space. A kick landing just before the sleep is not lost: the signal
+/// stays blocked while `immediate_exit` is looked at, and ppoll unblocks it
+/// atomically.
+pub fn wait(run: &kvm_run, timeout: std::time::Duration) {
+    // SAFETY: sigset_t is plain data, initialized by sigemptyset and
+    // pthread_sigmask before use; the pointers are valid for each call;
+    // ppoll with no descriptors only sleeps.
+    unsafe {
+        let mut kick_only: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut kick_only);
+        libc::sigaddset(&mut kick_only, signal());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &kick_only, &mut before);
+        if ptr::read_volatile(&run.immediate_exit) == 0 {
+            let mut during = before;
+            libc::sigdelset(&mut during, signal());
+            let ts = libc::timespec {
+                tv_sec: timeout.as_secs() as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            };
+            libc::ppoll(ptr::null_mut(), 0, &ts, &during);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, ptr::null_mut());
+    }
+}
+
 /// Sends the kick signal to `thread`.
 pub fn kick(thread: libc::pthread_t) {
     // SAFETY: pthread_kill with a valid signal number on a thread handle

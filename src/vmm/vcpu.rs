@@ -8,7 +8,9 @@ use super::floor::{self, FloorSchedule};
 use super::in_kernel::InKernel;
 use super::kick;
 use crate::devices::bus::{BusAction, PioBus};
+use crate::devices::pic::{self, SharedPic};
 use crate::optimizations::coalesced::Ring;
+use crate::optimizations::Opt;
 use crate::profiler::live::Every;
 use crate::profiler::markers;
 use crate::profiler::stitch::{self, StitchLog};
@@ -18,6 +20,27 @@ use profiles::taxonomy::Category;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// The longest a halted vCPU sleeps without a kick (the timer kicks it at
+/// every tick; this only bounds a lost one).
+const HALT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `KVM_INTERRUPT`: `_IOW(KVMIO, 0x86, struct kvm_interrupt)`; kvm-ioctls
+/// has no wrapper for it (it only works without the in-kernel irqchip).
+const KVM_INTERRUPT: libc::c_ulong = 0x4004_ae86;
+
+/// Queues `vector` for delivery at the next entry.
+fn interrupt(fd: &VcpuFd, vector: u8) -> std::io::Result<()> {
+    let irq = kvm_bindings::kvm_interrupt {
+        irq: u32::from(vector),
+    };
+    // SAFETY: KVM_INTERRUPT reads one kvm_interrupt, which outlives the call.
+    let r = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(fd, KVM_INTERRUPT, &irq) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// What the owner of a VM may ask of its vCPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +61,9 @@ pub(crate) enum Flow {
     Continue,
     Finish(Finish),
     Interrupted,
+    /// The guest halted (only with the user-space 8259: with KVM's, HLT
+    /// stays in the kernel).
+    Halt,
     TripleFault,
     InternalError,
 }
@@ -51,6 +77,8 @@ pub(crate) struct Machine {
     pub(crate) in_floor_phase: bool,
     /// The NIC's writes completed in KVM, once set up.
     pub(crate) in_kernel: Option<InKernel>,
+    /// The user-space 8259, with `kernel-irqchip` off.
+    pub(crate) pic: Option<SharedPic>,
 }
 
 impl Machine {
@@ -103,6 +131,14 @@ impl Machine {
                 self.counters.count(|s| &mut s.mmio);
                 Flow::Continue
             }
+            Ok(VcpuExit::Hlt) => {
+                self.counters.count(|s| &mut s.halts);
+                Flow::Halt
+            }
+            Ok(VcpuExit::IrqWindowOpen) => {
+                self.counters.count(|s| &mut s.irq_windows);
+                Flow::Continue
+            }
             Ok(VcpuExit::Shutdown) => {
                 self.counters.count(|s| &mut s.other);
                 Flow::TripleFault
@@ -142,11 +178,32 @@ impl Machine {
         counters.stats.coalesced_writes += n as u64;
     }
 
-    /// Switches the optimizations, at a KVM_RUN boundary.
-    fn optimize(&mut self, opts: crate::optimizations::Opts) -> Option<String> {
+    /// The toggles in effect: the NIC's, and the interrupt controller the
+    /// VM was built with.
+    fn opts_in_effect(&self) -> crate::optimizations::Opts {
+        let mut opts = self.in_kernel.as_ref().map_or(
+            crate::optimizations::Opts::preset("naive").expect("a preset"),
+            InKernel::opts,
+        );
+        opts.set(Opt::KernelIrqchip, self.pic.is_none());
+        opts
+    }
+
+    /// Switches the optimizations, at a KVM_RUN boundary. The interrupt
+    /// controller stays as the VM was built: changing it means a new VM.
+    fn optimize(&mut self, mut opts: crate::optimizations::Opts) -> Option<String> {
         self.replay_coalesced();
         let k = self.in_kernel.as_mut()?;
-        k.apply(opts).err()
+        let kernel_irqchip = self.pic.is_none();
+        let mut error = None;
+        if opts.get(Opt::KernelIrqchip) != kernel_irqchip {
+            error = Some(format!(
+                "kernel-irqchip stays {} in this VM: switching it restarts the guest",
+                if kernel_irqchip { "on" } else { "off" }
+            ));
+            opts.set(Opt::KernelIrqchip, kernel_irqchip);
+        }
+        k.apply(opts).err().or(error)
     }
 }
 
@@ -210,6 +267,7 @@ impl Vcpu {
                 if let Some(log) = &self.stitch {
                     log.close(stitch::monotonic_ns());
                 }
+                self.inject();
                 let entered = markers::now();
                 let exit = self.fd.run();
                 markers::kvm_run(entered, markers::now());
@@ -229,6 +287,11 @@ impl Vcpu {
                     self.fd.set_kvm_immediate_exit(0);
                     self.machine.bus.poll();
                     if let Some(f) = self.on_kick() {
+                        return f;
+                    }
+                }
+                Flow::Halt => {
+                    if let Some(f) = self.halt() {
                         return f;
                     }
                 }
@@ -261,10 +324,7 @@ impl Vcpu {
                 "the coalesced I/O ring cannot be mapped ({e}); every Lance access exits"
             )),
         };
-        let opts = self.machine.in_kernel.as_ref().map_or(
-            crate::optimizations::Opts::preset("naive").expect("a preset"),
-            InKernel::opts,
-        );
+        let opts = self.machine.opts_in_effect();
         self.events.send(VmEvent::Optimized { opts, error });
     }
 
@@ -314,7 +374,11 @@ impl Vcpu {
             }
         }
         // Kicks come often (the I/O thread, the flusher); the halt check
-        // costs ioctls, so it runs at the watchdog's pace.
+        // costs ioctls, so it runs at the watchdog's pace. With the
+        // user-space 8259 a halt exits, and is judged there.
+        if self.machine.pic.is_some() {
+            return None;
+        }
         if self
             .halt_checked
             .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(200))
@@ -336,6 +400,51 @@ impl Vcpu {
         None
     }
 
+    /// With the user-space 8259: delivers its interrupt when the guest can
+    /// take one, else asks KVM to exit as soon as it can (an
+    /// interrupt-window exit).
+    fn inject(&mut self) {
+        let Some(pic) = &self.machine.pic else {
+            return;
+        };
+        let mut pic = pic::lock(pic);
+        let mut pending = pic.pending();
+        let run = self.fd.get_kvm_run();
+        if pending && run.ready_for_interrupt_injection != 0 && run.if_flag != 0 {
+            let _m = markers::scope(Category::UserIrq);
+            let vector = pic.acknowledge();
+            // KVM takes an interrupt whenever it said it is ready for one.
+            if interrupt(&self.fd, vector).is_ok() {
+                self.machine.counters.stats.interrupts_injected += 1;
+            }
+            pending = pic.pending();
+        }
+        self.fd.get_kvm_run().request_interrupt_window = u8::from(pending);
+    }
+
+    /// The guest executed HLT with the user-space 8259: sleeps until a
+    /// kick (the timer's signal, the I/O thread's, a command's), looking at
+    /// the devices after each, until an interrupt is pending (None) or the
+    /// run ends. A halt with interrupts off can never end.
+    fn halt(&mut self) -> Option<Finish> {
+        let pic = self.machine.pic.clone()?;
+        if self.fd.get_kvm_run().if_flag == 0 {
+            let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
+            return Some(Finish::DeadHalt { rip });
+        }
+        loop {
+            self.machine.bus.poll();
+            if pic::lock(&pic).pending() {
+                return None;
+            }
+            if let Some(f) = self.on_kick() {
+                return Some(f);
+            }
+            kick::wait(self.fd.get_kvm_run(), HALT_WAIT);
+            self.fd.set_kvm_immediate_exit(0);
+        }
+    }
+
     /// Blocks until resumed (None) or stopped.
     fn paused(&mut self) -> Option<Finish> {
         self.events.send(VmEvent::State(VcpuState::Paused));
@@ -354,16 +463,12 @@ impl Vcpu {
 
     /// Switches the optimizations and reports what is in effect.
     fn optimize(&mut self, opts: crate::optimizations::Opts) {
-        let error = self.machine.optimize(opts);
-        if let Some(k) = &self.machine.in_kernel {
-            let opts = k.opts();
-            self.events.send(VmEvent::Optimized { opts, error });
-        } else {
-            self.events.send(VmEvent::Optimized {
-                opts: crate::optimizations::Opts::preset("naive").expect("a preset"),
-                error: Some("this VM has no NIC".into()),
-            });
-        }
+        let error = match self.machine.in_kernel {
+            Some(_) => self.machine.optimize(opts),
+            None => Some("this VM has no NIC".into()),
+        };
+        let opts = self.machine.opts_in_effect();
+        self.events.send(VmEvent::Optimized { opts, error });
     }
 
     /// Where the guest was when emulation failed, with its instruction bytes.

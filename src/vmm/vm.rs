@@ -9,15 +9,19 @@ use super::floor::FloorSchedule;
 use super::kick::{self, Kicker};
 use super::vcpu::{Command, Machine, Vcpu};
 use crate::devices::bus::{BusError, PioBus};
+use crate::devices::irq::{EdgeIrq, IrqChip, IrqLine};
 use crate::devices::mailbox::{
     BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
 };
 use crate::devices::path::{PathPort, SlotAddress, PATH_PORT};
 use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
-use crate::devices::pcnet::port::{IrqLine, NicConfig, PcnetPort};
+use crate::devices::pcnet::port::{NicConfig, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
+use crate::devices::pic::{self, Pic, PicPorts, SharedPic};
+use crate::devices::pit::{self, Pit};
 use crate::devices::pvnet::{self, Drain, PvnetPort};
-use crate::devices::serial::{ConsoleSink, IrqTrigger, SerialDevice, COM1_BASE, COM1_IRQ};
+use crate::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_IRQ};
+use crate::optimizations::Opt;
 use crate::profiler::live::{self, Every};
 use crate::profiler::stitch::StitchLog;
 use kvm_bindings::{
@@ -27,7 +31,7 @@ use kvm_bindings::{
 use kvm_ioctls::{IoEventAddress, Kvm, NoDatamatch, VcpuFd, VmFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -229,28 +233,51 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     // them (PVM, AMD-V) may refuse, which is harmless.
     let _ = vm.set_tss_address(TSS_ADDR);
     let _ = vm.set_identity_map_address(IDENTITY_MAP_ADDR);
-    vm.create_irq_chip()
-        .map_err(kvm_err("creating the in-kernel irqchip"))?;
-    vm.create_pit2(kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    })
-    .map_err(kvm_err("creating the in-kernel PIT"))?;
+    let kernel_irqchip = config.opts.get(Opt::KernelIrqchip);
+    let user_pic: Option<SharedPic> = if kernel_irqchip {
+        vm.create_irq_chip()
+            .map_err(kvm_err("creating the in-kernel irqchip"))?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(kvm_err("creating the in-kernel PIT"))?;
+        None
+    } else {
+        Some(Arc::new(Mutex::new(Pic::default())))
+    };
     set_halt_polling(&vm, config.halt_poll_ns)?;
 
     let boot = boot::load(&memory, &config.image, &config.cmdline)?;
     let fd = vm.create_vcpu(0).map_err(kvm_err("creating the vCPU"))?;
-    setup_vcpu(&kvm, &fd, &boot)?;
+    setup_vcpu(&kvm, &fd, &boot, kernel_irqchip)?;
 
     let (sink, events) = events::channel();
-    let serial_irq =
-        vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?;
-    vm.register_irqfd(&serial_irq, COM1_IRQ)
-        .map_err(kvm_err("registering the serial irqfd"))?;
     let mut bus = PioBus::new();
+    let (chip, serial_irq) = match &user_pic {
+        None => {
+            let fd = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?;
+            vm.register_irqfd(&fd, COM1_IRQ)
+                .map_err(kvm_err("registering the serial irqfd"))?;
+            (IrqChip::Kernel(vm.clone()), EdgeIrq::Irqfd(fd))
+        }
+        Some(pic) => {
+            for base in [pic::MASTER, pic::SLAVE, pic::ELCR] {
+                bus.insert(Box::new(PicPorts::new(pic.clone(), base)), &[(base, 2)])?;
+            }
+            bus.insert(
+                Box::new(Pit::new(pic.clone(), true)),
+                &[(pit::PORT, pit::PORTS)],
+            )?;
+            (
+                IrqChip::User(pic.clone()),
+                EdgeIrq::User(pic.clone(), COM1_IRQ),
+            )
+        }
+    };
     bus.insert(
         Box::new(SerialDevice::new(
-            IrqTrigger(serial_irq),
+            serial_irq,
             ConsoleSink::new(sink.clone()),
         )),
         &[(COM1_BASE, 8)],
@@ -264,9 +291,12 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     let link = config.nic.as_ref().map(|n| n.counters.clone());
     let mut pv_drain = None;
     if let Some(nic) = config.nic.take() {
-        pv_drain = Some(add_pv_nic(&vm, &mut bus, &memory, &nic)?);
+        // The pv-nic's completion interrupt is an irqfd: KVM's irqchip only.
+        if kernel_irqchip {
+            pv_drain = Some(add_pv_nic(&vm, &mut bus, &memory, &nic)?);
+        }
         functions.push(nic_function());
-        let irq = IrqLine::new(vm.clone(), u32::from(NIC_IRQ));
+        let irq = IrqLine::new(chip, u32::from(NIC_IRQ));
         bus.insert(
             Box::new(PcnetPort::new(
                 crate::vmnet::GUEST_MAC,
@@ -305,6 +335,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
             floor: config.floor,
             in_floor_phase: false,
             in_kernel: None,
+            pic: user_pic,
         },
         commands: command_rx,
         events: sink,
@@ -428,16 +459,24 @@ fn set_halt_polling(vm: &VmFd, ns: u64) -> Result<(), VmError> {
     vm.enable_cap(&cap).map_err(kvm_err("setting halt polling"))
 }
 
-fn setup_vcpu(kvm: &Kvm, fd: &VcpuFd, boot: &boot::BootInfo) -> Result<(), VmError> {
+fn setup_vcpu(
+    kvm: &Kvm,
+    fd: &VcpuFd,
+    boot: &boot::BootInfo,
+    kernel_irqchip: bool,
+) -> Result<(), VmError> {
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("reading the supported CPUID"))?;
     fd.set_cpuid2(&cpuid).map_err(kvm_err("setting CPUID"))?;
-    let mut lapic = fd.get_lapic().map_err(kvm_err("reading the LAPIC"))?;
-    set_lvt_mode(&mut lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
-    set_lvt_mode(&mut lapic, APIC_LVT_LINT1, APIC_MODE_NMI);
-    fd.set_lapic(&lapic)
-        .map_err(kvm_err("routing 8259 interrupts through LAPIC LINT0"))?;
+    // Without KVM's irqchip there is no LAPIC; KVM_INTERRUPT injects.
+    if kernel_irqchip {
+        let mut lapic = fd.get_lapic().map_err(kvm_err("reading the LAPIC"))?;
+        set_lvt_mode(&mut lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
+        set_lvt_mode(&mut lapic, APIC_LVT_LINT1, APIC_MODE_NMI);
+        fd.set_lapic(&lapic)
+            .map_err(kvm_err("routing 8259 interrupts through LAPIC LINT0"))?;
+    }
     let sregs = fd.get_sregs().map_err(kvm_err("reading sregs"))?;
     fd.set_sregs(&boot::pvh_sregs(sregs))
         .map_err(kvm_err("setting the PVH entry sregs"))?;

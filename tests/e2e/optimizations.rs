@@ -159,8 +159,7 @@ fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
     let mut per_frame = Vec::new();
     for pv in [false, true, false, true] {
         let mut want = Opts::preset("baseline").unwrap();
-        want.set(worldswitch::optimizations::Opt::PvNic, pv)
-            .unwrap();
+        want.set(worldswitch::optimizations::Opt::PvNic, pv);
         s.set_optimizations(want);
         let t = Instant::now();
         while s.optimizations() != want {

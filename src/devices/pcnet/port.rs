@@ -7,10 +7,10 @@ use super::rings::Drops;
 use super::Faults;
 use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
+use crate::devices::irq::IrqLine;
 use crate::devices::path::{self, SlotAddress};
 use crate::profiler::markers;
 use crate::vmnet::{self, LinkCounters, SharedBackend};
-use kvm_ioctls::VmFd;
 use profiles::taxonomy::Category;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
@@ -30,39 +30,6 @@ pub struct NicConfig {
     pub counters: Arc<LinkCounters>,
     /// The chip's drop reasons, filled in when the VM ends.
     pub final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
-}
-
-/// The level of one interrupt line, changed through KVM_IRQ_LINE only when
-/// it changes.
-pub struct IrqLine {
-    vm: Arc<VmFd>,
-    gsi: u32,
-    level: bool,
-}
-
-impl IrqLine {
-    /// A line at `gsi`, low.
-    pub fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
-        Self {
-            vm,
-            gsi,
-            level: false,
-        }
-    }
-
-    /// Drives the line; true when it changed.
-    fn set(&mut self, level: bool) -> bool {
-        if level == self.level {
-            return false;
-        }
-        let _m = markers::scope(Category::UserIrq);
-        // A failure leaves the line where it was; the next access retries.
-        if self.vm.set_irq_line(self.gsi, level).is_ok() {
-            self.level = level;
-            return true;
-        }
-        false
-    }
 }
 
 /// The PCnet as a bus device.
