@@ -8,7 +8,7 @@
 use crate::{kvm_or_skip, tracefs_ready};
 use std::time::{Duration, Instant};
 use worldswitch::cli::RunArgs;
-use worldswitch::optimizations::Opts;
+use worldswitch::optimizations::{Opt, Opts};
 use worldswitch::session::Session;
 use worldswitch::tracepoints::ThreadCounters;
 
@@ -159,7 +159,7 @@ fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
     let mut per_frame = Vec::new();
     for pv in [false, true, false, true] {
         let mut want = Opts::preset("baseline").unwrap();
-        want.set(worldswitch::optimizations::Opt::PvNic, pv);
+        want.set(Opt::PvNic, pv);
         s.set_optimizations(want);
         let t = Instant::now();
         while s.optimizations() != want {
@@ -200,4 +200,81 @@ fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
     assert_eq!(r.guest_counters.get("nic_switches"), Some(&3));
     let guest_pv = r.guest_counters["pv_frames"];
     assert!(guest_pv <= n.pv_nic.frames && guest_pv > n.pv_nic.frames / 2);
+}
+
+#[test]
+fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
+    let test = "kernel-irqchip flipped mid-run";
+    let Some((mut s, _)) = start_traced(test, "baseline") else {
+        return;
+    };
+    // KVM's 8259 is set through kvm_set_irq/kvm_pic_set_irq (the Lance's
+    // KVM_IRQ_LINE, on the vCPU thread); the user-space one never is.
+    const PIC: [&str; 3] = [EXITS, "kvm/kvm_set_irq", "kvm/kvm_pic_set_irq"];
+    let mut phases = Vec::new();
+    for kernel in [true, false] {
+        let mut want = Opts::preset("baseline").unwrap();
+        want.set(Opt::KernelIrqchip, kernel);
+        let tid = s.vcpu_tid();
+        s.set_optimizations(want);
+        let t = Instant::now();
+        while s.optimizations() != want {
+            assert!(t.elapsed() < Duration::from_secs(10), "never took effect");
+            pump(&mut s, Duration::from_millis(20));
+        }
+        assert_eq!(
+            s.vcpu_tid() == tid,
+            kernel,
+            "a new vCPU exactly when the controller changed"
+        );
+        let mut trace = match ThreadCounters::open(s.vcpu_tid(), &PIC) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("SKIP {test}: {e}");
+                return;
+            }
+        };
+        pump(&mut s, Duration::from_millis(1000)); // boot and ARP
+        let read = |t: &mut ThreadCounters| -> Vec<u64> {
+            let v = t.read().unwrap();
+            PIC.iter()
+                .map(|n| v.iter().find(|(k, _)| k == n).map_or(0, |(_, c)| *c))
+                .collect()
+        };
+        let c0 = read(&mut trace);
+        let f0 = s.delivered().0;
+        pump(&mut s, Duration::from_millis(1500));
+        let c1 = read(&mut trace);
+        let frames = (s.delivered().0 - f0).max(1) as f64;
+        let per: Vec<f64> = c0
+            .iter()
+            .zip(&c1)
+            .map(|(a, b)| (b - a) as f64 / frames)
+            .collect();
+        eprintln!("kernel-irqchip {kernel}: per frame {per:.2?} ({EXITS}, kvm_set_irq, kvm_pic_set_irq; {frames} frames)");
+        phases.push((kernel, per, frames));
+    }
+    let r = s.finish(&mut std::io::sink()).unwrap();
+    let (_, kvm, _) = &phases[0];
+    let (_, user, frames) = &phases[1];
+    assert!(*frames > 100.0, "{phases:?}");
+    assert!(
+        kvm[1] > 0.3 && kvm[2] > 0.3,
+        "KVM's 8259 in use: {phases:?}"
+    );
+    assert_eq!(user[1] + user[2], 0.0, "KVM's 8259 unused: {phases:?}");
+    // Each interrupt's EOIs (slave and master) now exit, and an injection
+    // may need an interrupt window: more exits per frame.
+    assert!(user[0] > kvm[0] + 0.5, "{phases:?}");
+    // The restarted guest took its NIC interrupts through our 8259, and
+    // its frames were all accounted for.
+    assert_eq!(r.optimizations["kernel-irqchip"], false);
+    assert!(r.guest_counters["nic_irqs"] > 100, "{:?}", r.guest_counters);
+    assert!(r.exits.interrupts_injected >= r.guest_counters["nic_irqs"]);
+    let n = &r.net;
+    let dropped: u64 = n.frames_dropped.values().sum();
+    assert_eq!(n.frames_received_by_host, n.frames_delivered + dropped);
+    assert_eq!(n.frames_in_flight, 0);
+    assert_eq!(n.sequence_errors.total(), 0, "{:?}", n.sequence_errors);
+    assert!(n.nic_faults.is_empty(), "{:?}", n.nic_faults);
 }

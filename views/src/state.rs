@@ -456,10 +456,18 @@ mod tests {
             Action::Toggle("send-combining".into()),
             "toggle keys work from every screen"
         );
-        assert_eq!(ui.on_key(Key::Char('i'), &s), Action::None);
+        assert_eq!(
+            ui.on_key(Key::Char('i'), &s),
+            Action::Toggle("kernel-irqchip".into())
+        );
+        let mut ended = s.clone();
+        for t in &mut ended.toggles {
+            t.blocked = Some("the run has ended".into());
+        }
+        assert_eq!(ui.on_key(Key::Char('i'), &ended), Action::None);
         assert_eq!(
             ui.message.as_deref(),
-            Some("kernel-irqchip: always on: the user-space 8259 is not built yet")
+            Some("kernel-irqchip: the run has ended")
         );
         ui.on_key(Key::Char('6'), &s);
         ui.on_key(Key::Down, &s);
