@@ -268,7 +268,7 @@ fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
     assert!(user[0] > kvm[0] + 0.5, "{phases:?}");
     // The restarted guest took its NIC interrupts through our 8259, and
     // its frames were all accounted for.
-    assert_eq!(r.optimizations["kernel-irqchip"], false);
+    assert!(!r.optimizations["kernel-irqchip"]);
     assert!(r.guest_counters["nic_irqs"] > 100, "{:?}", r.guest_counters);
     assert!(r.exits.interrupts_injected >= r.guest_counters["nic_irqs"]);
     let n = &r.net;
