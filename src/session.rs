@@ -241,6 +241,8 @@ impl Session {
         self.window = old.window;
         self.warned = old.warned.clone();
         self.lines = old.lines.clone();
+        self.lines
+            .push_back(format!("--- the guest restarts with {irqchip} ---\n"));
         // The new guest's first report is a change, marked on the chart.
         self.opts = old.opts;
         self.opts_known = true;
