@@ -11,15 +11,11 @@ use crate::vmnet::peer::PeerReport;
 use crate::vmnet::sequence::SequenceCounts;
 use crate::vmnet::sink::Sink;
 use crate::vmnet::tap::TapLink;
-use crate::vmnet::{Backend, LinkCounters, NetKind, SharedPeer};
+use crate::vmnet::{Backend, GuestRx, LinkCounters, NetKind, SharedPeer};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
-
-/// Frames from the host waiting for the vCPU, at most.
-const RX_QUEUE: usize = 256;
 
 /// A run's link: the backend's other half, and what it counts.
 pub struct NetRun {
@@ -28,7 +24,6 @@ pub struct NetRun {
     peer: SharedPeer,
     counters: Arc<LinkCounters>,
     final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
-    rx_sender: Option<SyncSender<Vec<u8>>>,
     /// Why the run fell back to the sink, when it did.
     pub notice: Option<String>,
 }
@@ -95,11 +90,9 @@ pub struct NetReport {
     pub frames_in_flight: i64,
     /// Sequence anomalies at the peer.
     pub sequence_errors: SequenceCounts,
-    /// Frames from the host to the guest: queued, dropped because the
-    /// queue was full, and delivered to the receive ring.
+    /// Frames from the host to the guest: read from the host, and
+    /// delivered to the receive ring.
     pub rx_queued: u64,
-    /// See `rx_queued`.
-    pub rx_queue_full: u64,
     /// See `rx_queued`.
     pub rx_delivered: u64,
     /// Interrupt line changes.
@@ -143,12 +136,10 @@ impl NetRun {
             Some(rate) => Box::new(Paced::new(backend, rate)),
             None => backend,
         };
-        let (rx_sender, rx) = mpsc::sync_channel(RX_QUEUE);
         let counters = Arc::new(LinkCounters::default());
         let final_drops = Arc::new(Mutex::new(None));
         let nic = NicConfig {
             backend: Arc::new(Mutex::new(backend)),
-            rx,
             counters: counters.clone(),
             final_drops: final_drops.clone(),
         };
@@ -159,18 +150,18 @@ impl NetRun {
                 peer,
                 counters,
                 final_drops,
-                rx_sender: Some(rx_sender),
                 notice,
             },
             nic,
         ))
     }
 
-    /// Starts the I/O thread that brings frames from the host to the vCPU.
-    pub fn start(&mut self, kicker: Kicker) -> anyhow::Result<()> {
-        if let (Some(tap), Some(sender)) = (self.tap.as_mut(), self.rx_sender.take()) {
+    /// Starts the I/O thread that brings frames from the host to `guest`
+    /// (with irq-notify off it only kicks the vCPU at the host's tick).
+    pub fn start(&mut self, kicker: Kicker, guest: Box<dyn GuestRx>) -> anyhow::Result<()> {
+        if let Some(tap) = self.tap.as_mut() {
             tap.start_receiver(
-                sender,
+                guest,
                 Box::new(move || kicker.kick()),
                 self.counters.clone(),
             )?;
@@ -281,9 +272,6 @@ impl NetRun {
                 rx_dropped.insert(reason.clone(), *n);
             }
         }
-        if load(&c.rx_queue_full) > 0 {
-            rx_dropped.insert("vCPU queue full".into(), load(&c.rx_queue_full));
-        }
         let pv = PvReport {
             frames: load(&c.pv.frames),
             doorbells: load(&c.pv.doorbells),
@@ -330,7 +318,6 @@ impl NetRun {
             frames_in_flight: received as i64 - delivered as i64 - peer_drops as i64,
             sequence_errors: peer.sequence,
             rx_queued: load(&c.rx_queued),
-            rx_queue_full: load(&c.rx_queue_full),
             rx_delivered: load(&c.rx_delivered),
             irq_edges: load(&c.irq_edges),
             nic_faults,

@@ -117,7 +117,9 @@ impl Session {
             stitch: args.stitch,
             nic: Some(nic),
         })?;
-        net.start(vm.kicker())?;
+        if let Some(nic) = vm.nic() {
+            net.start(vm.kicker(), Box::new(nic))?;
+        }
         let sampler = match args.sample_hz {
             0 => Err("sampling is off (--sample-hz 0)".to_string()),
             hz => Sampler::start(

@@ -58,27 +58,65 @@ impl vm_superio::Trigger for EdgeIrq {
     }
 }
 
+/// A level-triggered line raised through an irqfd with a resample eventfd
+/// (KVM's irqchip only): KVM holds it asserted until the guest's EOI, then
+/// signals `resample`, and whoever watches that asks the device whether to
+/// raise it again. Any thread can raise it, none needs an ioctl.
+pub struct Resampled {
+    /// Written to assert the line.
+    pub irqfd: EventFd,
+    /// Readable once KVM deasserted the line at an EOI.
+    pub resample: EventFd,
+    asserted: bool,
+}
+
+impl Resampled {
+    /// An irqfd pair, already registered with KVM by the caller.
+    pub fn new(irqfd: EventFd, resample: EventFd) -> Self {
+        Self {
+            irqfd,
+            resample,
+            asserted: false,
+        }
+    }
+}
+
 /// The level of one level-triggered line, changed on the controller only
 /// when it changes (a `KVM_IRQ_LINE` per Lance access would cost an ioctl
-/// each).
+/// each); or, while [`IrqLine::use_irqfd`] is on, raised through its
+/// resampled irqfd.
 pub struct IrqLine {
     chip: IrqChip,
     irq: u32,
     level: bool,
+    irqfd: Option<Resampled>,
+    use_irqfd: bool,
 }
 
 impl IrqLine {
-    /// Line `irq` of `chip`, low.
-    pub fn new(chip: IrqChip, irq: u32) -> Self {
+    /// Line `irq` of `chip`, low; `irqfd` is its resampled irqfd, where
+    /// the controller takes one.
+    pub fn new(chip: IrqChip, irq: u32, irqfd: Option<Resampled>) -> Self {
         Self {
             chip,
             irq,
             level: false,
+            irqfd,
+            use_irqfd: false,
         }
     }
 
-    /// Drives the line; true when it changed.
+    /// Drives the line; true when it changed. Through the irqfd a low
+    /// level waits for the EOI: KVM lowers the line then.
     pub fn set(&mut self, level: bool) -> bool {
+        if let Some(r) = self.irqfd.as_mut().filter(|_| self.use_irqfd) {
+            if !level || r.asserted {
+                return false;
+            }
+            let _m = markers::scope(Category::UserIrq);
+            r.asserted = r.irqfd.write(1).is_ok();
+            return r.asserted;
+        }
         if level == self.level {
             return false;
         }
@@ -88,6 +126,40 @@ impl IrqLine {
             return true;
         }
         false
+    }
+
+    /// KVM lowered the irqfd's line at an EOI; `level` is what the device
+    /// wants now. True when the line was raised again.
+    pub fn resampled(&mut self, level: bool) -> bool {
+        if let Some(r) = self.irqfd.as_mut() {
+            let _ = r.resample.read();
+            r.asserted = false;
+        }
+        self.set(level)
+    }
+
+    /// The resample eventfd to watch, if the line has an irqfd.
+    pub fn resample_fd(&self) -> Option<&EventFd> {
+        self.irqfd.as_ref().map(|r| &r.resample)
+    }
+
+    /// Raises the line through the irqfd (`on`) or `KVM_IRQ_LINE`, handing
+    /// over the current `level`; false when there is no irqfd to use.
+    pub fn use_irqfd(&mut self, on: bool, level: bool) -> bool {
+        if on && self.irqfd.is_none() {
+            return false;
+        }
+        if on {
+            // The ioctl's source goes low; the irqfd's takes over.
+            self.set(false);
+            self.use_irqfd = true;
+        } else {
+            // An asserted irqfd source stays until its EOI; the ioctl's
+            // source follows the device from here.
+            self.use_irqfd = false;
+        }
+        self.set(level);
+        true
     }
 }
 
@@ -103,7 +175,7 @@ mod tests {
         for (port, v) in [(0x20, 0x13), (0x21, 32), (0x21, 1), (0x21, 0)] {
             pic::lock(&p).write(port, v);
         }
-        let mut line = IrqLine::new(IrqChip::User(p.clone()), 5);
+        let mut line = IrqLine::new(IrqChip::User(p.clone()), 5, None);
         assert!(line.set(true));
         assert!(!line.set(true), "an unchanged level is not driven again");
         assert!(pic::lock(&p).pending());

@@ -96,9 +96,10 @@ impl Opt {
 }
 
 /// (toggle, what it needs).
-const NEEDS: [(Opt, Opt); 3] = [
+const NEEDS: [(Opt, Opt); 4] = [
     (Opt::SendCombining, Opt::DataPortInKernel),
     (Opt::AdaptiveCombining, Opt::SendCombining),
+    (Opt::IrqNotify, Opt::KernelIrqchip),
     (Opt::PvNic, Opt::KernelIrqchip),
 ];
 

@@ -78,8 +78,8 @@ impl InKernel {
     }
 
     /// The ring to drain before each exit.
-    pub fn ring(&self) -> &Ring {
-        &self.ring
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.clone()
     }
 
     /// The toggles in effect.

@@ -8,6 +8,7 @@ use super::floor::{self, FloorSchedule};
 use super::in_kernel::InKernel;
 use super::kick;
 use crate::devices::bus::{BusAction, PioBus};
+use crate::devices::pcnet::port::NicHandle;
 use crate::devices::pic::{self, SharedPic};
 use crate::optimizations::coalesced::Ring;
 use crate::optimizations::Opt;
@@ -79,6 +80,8 @@ pub(crate) struct Machine {
     pub(crate) in_kernel: Option<InKernel>,
     /// The user-space 8259, with `kernel-irqchip` off.
     pub(crate) pic: Option<SharedPic>,
+    /// The NIC, which replays its coalesced writes.
+    pub(crate) nic: Option<NicHandle>,
 }
 
 impl Machine {
@@ -166,16 +169,12 @@ impl Machine {
 impl Machine {
     /// Applies the port writes KVM logged instead of exiting, in order:
     /// they all happened before the instruction that caused this exit.
+    /// Only the NIC's ports are coalesced, and the NIC replays them itself
+    /// (the I/O thread may get there first).
     fn replay_coalesced(&mut self) {
-        let Some(k) = self.in_kernel.as_ref() else {
-            return;
-        };
-        let (bus, counters) = (&mut self.bus, &mut self.counters);
-        let n = k.ring().drain(|w| {
-            // Only NIC ports are coalesced; they end no phase or run.
-            let _ = bus.write(w.port, w.bytes());
-        });
-        counters.stats.coalesced_writes += n as u64;
+        if let Some(nic) = &self.nic {
+            nic.replay();
+        }
     }
 
     /// The toggles in effect: the NIC's, and the interrupt controller the
@@ -203,7 +202,16 @@ impl Machine {
             ));
             opts.set(Opt::KernelIrqchip, kernel_irqchip);
         }
-        k.apply(opts).err().or(error)
+        let notify = opts.get(Opt::IrqNotify);
+        let applied = k.apply(opts).err();
+        if let Some(nic) = &self.nic {
+            if !nic.use_irqfd(notify) && notify {
+                error = error.or(Some(
+                    "KVM offers no resampled irqfd here: the I/O thread raises the NIC's line with KVM_IRQ_LINE".into(),
+                ));
+            }
+        }
+        applied.or(error)
     }
 }
 
@@ -310,6 +318,7 @@ impl Vcpu {
         let Some(nic) = self.nic.clone() else {
             return;
         };
+        let base = nic.0;
         // SAFETY: pthread_self has no preconditions. The flusher that
         // holds this kicker is joined before this thread ends.
         let kicker = kick::Kicker::new(unsafe { libc::pthread_self() });
@@ -317,6 +326,9 @@ impl Vcpu {
             .and_then(|ring| InKernel::new(self.vm.clone(), ring, kicker, nic));
         let error = match made {
             Ok(k) => {
+                if let Some(h) = &self.machine.nic {
+                    h.attach_ring(k.ring(), base);
+                }
                 self.machine.in_kernel = Some(k);
                 self.machine.optimize(self.opts)
             }
@@ -332,6 +344,7 @@ impl Vcpu {
     fn measured(&self) -> (ExitStats, VcpuProfile) {
         let mut stats: ExitStats = self.machine.counters.snapshot();
         stats.unclaimed_port_accesses = self.machine.bus.unclaimed();
+        stats.coalesced_writes = self.machine.nic.as_ref().map_or(0, NicHandle::replayed);
         stats.flushes = self.machine.in_kernel.as_ref().map_or(0, InKernel::flushes);
         stats.combine_switches = self
             .machine

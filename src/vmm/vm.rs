@@ -9,13 +9,13 @@ use super::floor::FloorSchedule;
 use super::kick::{self, Kicker};
 use super::vcpu::{Command, Machine, Vcpu};
 use crate::devices::bus::{BusError, PioBus};
-use crate::devices::irq::{EdgeIrq, IrqChip, IrqLine};
+use crate::devices::irq::{EdgeIrq, IrqChip, IrqLine, Resampled};
 use crate::devices::mailbox::{
     BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
 };
 use crate::devices::path::{PathPort, SlotAddress, PATH_PORT};
 use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
-use crate::devices::pcnet::port::{NicConfig, PcnetPort};
+use crate::devices::pcnet::port::{NicConfig, NicHandle, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
 use crate::devices::pic::{self, Pic, PicPorts, SharedPic};
 use crate::devices::pit::{self, Pit};
@@ -157,6 +157,7 @@ pub struct VmHandle {
     watchdog: Option<JoinHandle<()>>,
     /// The paravirtual NIC's drain thread, stopped after the vCPU.
     pv_drain: Option<Drain>,
+    nic: Option<NicHandle>,
 }
 
 impl VmHandle {
@@ -180,6 +181,11 @@ impl VmHandle {
         // A finished vCPU no longer listens; that is not an error.
         let _ = self.commands.send(command);
         self.kicker.kick();
+    }
+
+    /// The NIC, for the I/O thread that delivers frames to it.
+    pub fn nic(&self) -> Option<NicHandle> {
+        self.nic.clone()
     }
 
     /// A kicker other threads can use to wake the vCPU (it goes quiet once
@@ -290,23 +296,27 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     let mut functions = Vec::new();
     let link = config.nic.as_ref().map(|n| n.counters.clone());
     let mut pv_drain = None;
+    let mut nic_handle = None;
     if let Some(nic) = config.nic.take() {
         // The pv-nic's completion interrupt is an irqfd: KVM's irqchip only.
         if kernel_irqchip {
             pv_drain = Some(add_pv_nic(&vm, &mut bus, &memory, &nic)?);
         }
         functions.push(nic_function());
-        let irq = IrqLine::new(chip, u32::from(NIC_IRQ));
-        bus.insert(
-            Box::new(PcnetPort::new(
-                crate::vmnet::GUEST_MAC,
-                memory.clone(),
-                nic,
-                irq,
-                path_slot.clone(),
-            )),
-            &[(NIC_IO_BASE, PCNET_IO_SIZE)],
-        )?;
+        let irqfd = match &chip {
+            IrqChip::Kernel(vm) => resampled_irqfd(vm, u32::from(NIC_IRQ)),
+            IrqChip::User(_) => None,
+        };
+        let irq = IrqLine::new(chip, u32::from(NIC_IRQ), irqfd);
+        let port = PcnetPort::new(
+            crate::vmnet::GUEST_MAC,
+            memory.clone(),
+            nic,
+            irq,
+            path_slot.clone(),
+        );
+        nic_handle = Some(port.handle());
+        bus.insert(Box::new(port), &[(NIC_IO_BASE, PCNET_IO_SIZE)])?;
     }
     bus.insert(
         Box::new(PciConfigSpace::new(&functions)),
@@ -336,6 +346,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
             in_floor_phase: false,
             in_kernel: None,
             pic: user_pic,
+            nic: nic_handle.clone(),
         },
         commands: command_rx,
         events: sink,
@@ -380,7 +391,19 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         vcpu: Some(vcpu_thread),
         watchdog: Some(watchdog),
         pv_drain,
+        nic: nic_handle,
     })
+}
+
+/// An irqfd with a resample eventfd for level-triggered `gsi`, where KVM
+/// registers one (irq-notify then raises the Lance's line through it);
+/// None leaves the line to `KVM_IRQ_LINE` alone.
+fn resampled_irqfd(vm: &VmFd, gsi: u32) -> Option<Resampled> {
+    let irqfd = EventFd::new(libc::EFD_NONBLOCK).ok()?;
+    let resample = EventFd::new(libc::EFD_NONBLOCK).ok()?;
+    vm.register_irqfd_with_resample(&irqfd, &resample, gsi)
+        .ok()?;
+    Some(Resampled::new(irqfd, resample))
 }
 
 /// The paravirtual NIC beside the Lance, sharing its backend: the doorbell

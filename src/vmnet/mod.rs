@@ -79,6 +79,19 @@ pub enum NetKind {
     Sink,
 }
 
+/// The guest's NIC as the I/O thread sees it with irq-notify on: it hands
+/// frames over itself, and answers the interrupt's resample.
+pub trait GuestRx: Send + Sync {
+    /// Writes `frames` into the guest's receive ring and raises the
+    /// interrupt if the chip wants it.
+    fn deliver(&self, frames: &[Vec<u8>]);
+    /// The eventfd KVM signals when the guest's EOI lowered the NIC's
+    /// line, if it has one.
+    fn resample_fd(&self) -> Option<std::os::fd::RawFd>;
+    /// Answers that signal: raises the line again if still wanted.
+    fn resampled(&self);
+}
+
 /// What the receiving side counted, shared with its owner.
 pub type SharedPeer = Arc<Mutex<peer::PeerStats>>;
 
@@ -92,10 +105,8 @@ pub struct LinkCounters {
     pub nettest_written: AtomicU64,
     /// Frames the backend refused.
     pub send_errors: AtomicU64,
-    /// Frames from the host the I/O thread queued.
+    /// Frames read from the host for the guest.
     pub rx_queued: AtomicU64,
-    /// Frames from the host that found the queue full.
-    pub rx_queue_full: AtomicU64,
     /// Frames from the host that reached the guest's receive ring.
     pub rx_delivered: AtomicU64,
     /// Interrupt line changes.

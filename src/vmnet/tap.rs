@@ -8,7 +8,8 @@
 //! vanishes with them. No traffic leaves it.
 
 use super::{
-    Backend, LinkCounters, SendError, SharedPeer, GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT,
+    Backend, GuestRx, LinkCounters, SendError, SharedPeer, GUEST_IP, GUEST_MAC, HOST_IP,
+    NETTEST_PORT,
 };
 use crate::profiler::live::{self, Every, Published};
 use crate::profiler::markers::{self, MarkerRow};
@@ -18,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub const STREAM_PORT: u16 = 9001;
 /// Where pingpong's requests are echoed.
 pub const ECHO_PORT: u16 = 9002;
 const POLL_MS: libc::c_int = 50;
+/// Frames read from the TAP before they are handed to the guest at once.
+const RX_BATCH: usize = 32;
 /// With irq-notify off, how often the I/O thread kicks the vCPU back to
 /// user space (a 250 Hz host tick), in ms.
 const HOST_TICK_MS: libc::c_int = 4;
@@ -381,12 +384,14 @@ impl TapLink {
         ))
     }
 
-    /// Starts the I/O thread: frames the host sends to the guest go into
-    /// `queue`, and `kick` wakes the vCPU to deliver them; `counters` count
-    /// them, and those that find the queue full.
+    /// Starts the I/O thread. With irq-notify on it hands frames the host
+    /// sends straight to `guest` (which raises its interrupt through an
+    /// irqfd) and answers the interrupt's resample; with it off, `kick`
+    /// brings the vCPU back to user space at the host's tick, to read the
+    /// TAP itself. `counters` count the frames read.
     pub fn start_receiver(
         &mut self,
-        queue: SyncSender<Vec<u8>>,
+        guest: Box<dyn GuestRx>,
         kick: Box<dyn Fn() + Send>,
         counters: Arc<LinkCounters>,
     ) -> io::Result<()> {
@@ -398,11 +403,17 @@ impl TapLink {
             .name("vmnet-io".into())
             .spawn(move || {
                 let mut buf = vec![0u8; 65536];
+                let mut batch: Vec<Vec<u8>> = Vec::new();
                 let fd = dev.as_raw_fd();
+                // poll() ignores a negative fd: no resample without an irqfd.
+                let resample = guest.resample_fd().unwrap_or(-1);
                 let mut every = Every::new(live::PERIOD);
                 let profile = || IoProfile {
                     cpu_seconds: crate::profiler::thread_cpu_seconds(),
                     markers: markers::snapshot(),
+                };
+                let gone = |revents: libc::c_short| {
+                    revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
                 };
                 while !stop.load(Ordering::Acquire) {
                     if every.due() {
@@ -421,9 +432,7 @@ impl TapLink {
                         };
                         // SAFETY: one valid pollfd for the duration of the call.
                         let ready = unsafe { libc::poll(&mut pfd, 1, HOST_TICK_MS) };
-                        if ready > 0
-                            && pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
-                        {
+                        if ready > 0 && gone(pfd.revents) {
                             counters.rx_device_gone.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
@@ -431,47 +440,45 @@ impl TapLink {
                         kick();
                         continue;
                     }
-                    let mut pfd = libc::pollfd {
+                    let mut pfds = [fd, resample].map(|fd| libc::pollfd {
                         fd,
                         events: libc::POLLIN,
                         revents: 0,
-                    };
+                    });
                     // Not a marker scope: the thread sleeps in poll, and
                     // markers count time, not CPU time.
-                    // SAFETY: one valid pollfd for the duration of the call.
-                    let ready = unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+                    // SAFETY: two valid pollfds for the duration of the call.
+                    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, POLL_MS) };
                     if ready <= 0 {
                         continue;
                     }
-                    if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    if gone(pfds[0].revents) {
                         // The device is gone (deleted underneath us): stop
                         // reading rather than spin; writes will fail and be
                         // counted by the NIC's backend.
                         counters.rx_device_gone.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
-                    let mut queued = false;
-                    loop {
+                    if pfds[1].revents & libc::POLLIN != 0 {
+                        let _m = markers::scope(Category::HostEvents);
+                        guest.resampled();
+                    }
+                    if pfds[0].revents & libc::POLLIN == 0 {
+                        continue;
+                    }
+                    while batch.len() < RX_BATCH {
                         let got = {
                             let _m = markers::scope(Category::VmnetRx);
                             dev.recv(&mut buf)
                         };
                         let Ok(n) = got else { break };
-                        match queue.try_send(buf[..n].to_vec()) {
-                            Ok(()) => {
-                                counters.rx_queued.fetch_add(1, Ordering::Relaxed);
-                                queued = true;
-                            }
-                            Err(TrySendError::Full(_)) => {
-                                counters.rx_queue_full.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(TrySendError::Disconnected(_)) => break,
-                        }
+                        batch.push(buf[..n].to_vec());
                     }
-                    if queued {
-                        let _m = markers::scope(Category::HostEvents);
-                        kick();
-                    }
+                    counters
+                        .rx_queued
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    guest.deliver(&batch);
+                    batch.clear();
                 }
                 profile()
             })?;

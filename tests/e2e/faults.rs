@@ -4,7 +4,6 @@
 
 use crate::{kvm_or_skip, tracefs_ready};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use worldswitch::devices::pcnet::port::NicConfig;
@@ -38,7 +37,6 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
     }
     let writes = Arc::new(AtomicU64::new(0));
     let counters = Arc::new(LinkCounters::default());
-    let (_rx_tx, rx) = mpsc::sync_channel(4);
     let vm = start(VmConfig {
         opts: Default::default(),
         stitch: false,
@@ -52,7 +50,6 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
             backend: Arc::new(Mutex::new(Box::new(Flaky {
                 writes: writes.clone(),
             }))),
-            rx,
             counters: counters.clone(),
             final_drops: Arc::new(Mutex::new(None)),
         }),

@@ -18,10 +18,16 @@ const PIO: &str = "kvm/kvm_pio";
 /// after every exit to user space.
 const POLL: &str = "syscalls/sys_enter_poll";
 
-fn counts(c: &mut ThreadCounters) -> (u64, u64, u64) {
+/// The vCPU thread's ioctls: besides `KVM_RUN` (one per return, which
+/// kvm_userspace_exit counts), its `KVM_IRQ_LINE`s. With irq-notify on the
+/// NIC's line is a resampled irqfd instead, raised without an ioctl. (Not
+/// kvm_set_irq: KVM lowers an irqfd's line at the EOI on this thread too.)
+const IOCTL: &str = "syscalls/sys_enter_ioctl";
+
+fn counts(c: &mut ThreadCounters) -> (u64, u64, u64, u64) {
     let v = c.read().unwrap();
     let get = |n: &str| v.iter().find(|(k, _)| k == n).map_or(0, |(_, c)| *c);
-    (get(EXITS), get(PIO), get(POLL))
+    (get(EXITS), get(PIO), get(POLL), get(IOCTL))
 }
 
 /// Pumps the session for `d`.
@@ -54,7 +60,7 @@ fn start_traced(test: &str, preset: &str) -> Option<(Session, ThreadCounters)> {
         ..RunArgs::for_guest("nettest")
     };
     let mut s = Session::start(&args).unwrap();
-    let trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL]) {
+    let trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL, IOCTL]) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("SKIP {test}: {e}");
@@ -84,27 +90,38 @@ fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
             pump(&mut s, Duration::from_millis(20));
         }
         pump(&mut s, Duration::from_millis(300)); // settle
-        let (e0, p0, q0) = counts(&mut trace);
+        let (e0, p0, q0, i0) = counts(&mut trace);
         let f0 = s.delivered().0;
         pump(&mut s, Duration::from_millis(1500));
-        let (e1, p1, q1) = counts(&mut trace);
+        let (e1, p1, q1, i1) = counts(&mut trace);
         let frames = (s.delivered().0 - f0).max(1) as f64;
         let exits = (e1 - e0) as f64 / frames;
         // Port accesses KVM completed without coming out to user space
         // (all of them, the 8259's included, less those that exited).
         let in_kernel = (p1 - p0).saturating_sub(e1 - e0) as f64 / frames;
         let polls = (q1 - q0) as f64 / (e1 - e0).max(1) as f64;
-        eprintln!("{name}: {exits:.2} exits to user space and {in_kernel:.2} port accesses completed in KVM per frame, {polls:.2} polls of the TAP per exit ({frames} frames)");
-        per_frame.push((name, exits, in_kernel, polls));
+        let irq_lines = (i1 - i0).saturating_sub(e1 - e0) as f64 / frames;
+        eprintln!("{name}: {exits:.2} exits to user space and {in_kernel:.2} port accesses completed in KVM per frame, {polls:.2} polls of the TAP per exit, {irq_lines:.2} KVM_IRQ_LINEs per frame ({frames} frames)");
+        per_frame.push((name, exits, in_kernel, polls, irq_lines));
     }
     let r = s.finish(&mut std::io::sink()).unwrap();
-    for &(name, exits, in_kernel, polls) in &per_frame {
+    for &(name, exits, in_kernel, polls, irq_lines) in &per_frame {
         // irq-notify: off in naive and baseline (a poll after every exit,
-        // as WS 2.0's select()), on in paper (the I/O thread reads).
+        // as WS 2.0's select(), and the line driven by KVM_IRQ_LINE from
+        // this thread), on in paper (the I/O thread reads, the line is a
+        // resampled irqfd).
         if name == "paper" {
             assert!(polls < 0.05, "{name}: {polls} polls per exit");
+            assert!(
+                irq_lines < 0.01,
+                "{name}: {irq_lines} KVM_IRQ_LINEs per frame"
+            );
         } else {
             assert!(polls > 0.9, "{name}: {polls} polls per exit");
+            assert!(
+                irq_lines > 0.1,
+                "{name}: {irq_lines} KVM_IRQ_LINEs per frame"
+            );
         }
         match name {
             // Every one of the ~12 Lance accesses per frame exits.
@@ -167,10 +184,10 @@ fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
             pump(&mut s, Duration::from_millis(20));
         }
         pump(&mut s, Duration::from_millis(300)); // the guest moves over
-        let (e0, p0, _) = counts(&mut trace);
+        let (e0, p0, _, _) = counts(&mut trace);
         let f0 = s.delivered().0;
         pump(&mut s, Duration::from_millis(1500));
-        let (e1, p1, _) = counts(&mut trace);
+        let (e1, p1, _, _) = counts(&mut trace);
         let frames = (s.delivered().0 - f0).max(1) as f64;
         let exits = (e1 - e0) as f64 / frames;
         let pio = (p1 - p0) as f64 / frames;
