@@ -106,7 +106,7 @@ impl Session {
         // that matters.
         drop(vm::open_kvm()?);
         let (mut net, nic) = NetRun::new(args.net, args.link_rate)?;
-        let vm = vm::start(VmConfig {
+        let mut vm = vm::start(VmConfig {
             mem_mib: args.mem,
             image: image.elf.clone(),
             cmdline: cmdline.clone(),
@@ -117,7 +117,7 @@ impl Session {
             stitch: args.stitch,
             nic: Some(nic),
         })?;
-        if let Some(nic) = vm.nic() {
+        if let Some(nic) = vm.take_nic() {
             net.start(vm.kicker(), Box::new(nic))?;
         }
         let sampler = match args.sample_hz {

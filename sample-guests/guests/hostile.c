@@ -7,8 +7,11 @@
  * page scribbled over, then frames sent as usual; 9 a CPL0 loop with
  * interrupts off that never halts and never exits (the host must still stop
  * it); 10 all of the guest's memory, its code included, overwritten (ends
- * however the CPU gives up); 11 the paravirtual NIC's ring abused. Reports
- * CSR0 and what it did, then exits 0 (except 7, 9 and 10). */
+ * however the CPU gives up); 11 the paravirtual NIC's ring abused; 12 the
+ * interrupt controller and timer abused (the timer asked for 1.19 MHz, EOIs
+ * for nothing in service, polls, read-backs, the ELCR all ones), then set
+ * up again. Reports CSR0 and what it did, then exits 0 (except 7, 9 and
+ * 10). */
 #include "kernel.h"
 
 #define RAP 0x12
@@ -211,8 +214,34 @@ void guest_main(void) {
         outl(0x3014, 0);
         break;
     }
+    case 12: {
+        u8 elcr0 = inb(0x4d0), elcr1 = inb(0x4d1);
+        u64 t0 = timer_ticks;
+        outb(0x43, 0x34); /* channel 0, rate generator, a count of 1 */
+        outb(0x40, 1);
+        outb(0x40, 0);
+        for (u32 i = 0; i < 2000; i++) {
+            outb(0x20, 0x20);                 /* EOIs for nothing in service */
+            outb(0xa0, (u8)(0x60 | (i & 7)));
+            outb(0x20, 0x0c);                 /* poll: acknowledges what it finds */
+            inb(0x20);
+            outb(0x20, 0x20);
+            outb(0x43, 0xc2);                 /* read-back of channel 0 */
+            inb(0x40);
+            inb(0x40);
+            outb(0x4d0, 0xff);
+            outb(0x4d1, 0xff);
+            outb(0x4d0, elcr0);
+            outb(0x4d1, elcr1);
+        }
+        rounds = timer_ticks - t0; /* ticks taken during the storm */
+        outb(0x43, 0x34);
+        outb(0x40, 11931 & 0xff);
+        outb(0x40, 11931 >> 8);
+        break;
+    }
     default:
-        kprint("hostile: pick a mode 1..11\n");
+        kprint("hostile: pick a mode 1..12\n");
         guest_exit(3);
     }
     static const char *const names[] = {"hostile_mode", "hostile_rounds", "csr0_after"};

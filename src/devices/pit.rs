@@ -17,6 +17,10 @@ pub const PORTS: u16 = 4;
 /// The 8254's input clock.
 const HZ: u128 = 1_193_182;
 const IRQ: u32 = 0;
+/// The shortest period channel 0 interrupts at, as KVM's own PIT clamps
+/// it (its min_timer_period_us): a guest asking for 1.19 MHz would
+/// otherwise have the vCPU thread signalled a million times a second.
+const MIN_PERIOD: Duration = Duration::from_micros(200);
 
 /// One counter.
 #[derive(Debug, Clone, Copy)]
@@ -204,7 +208,7 @@ impl Pit {
     /// Channel 0 got a count (or a mode): interrupts from now on.
     fn arm(&mut self, now: Instant) {
         let c = &self.channels[0];
-        let period = c.period();
+        let period = c.period().max(MIN_PERIOD);
         let every = match c.mode {
             2 | 3 => period,
             _ => Duration::ZERO,
@@ -365,6 +369,19 @@ mod tests {
                 missed: 3
             }
         );
+    }
+
+    #[test]
+    fn a_count_of_one_interrupts_no_faster_than_kvms_own_pit() {
+        let (mut pit, _) = with_pic();
+        pit.write(3, &[0x34]);
+        pit.write(0, &[1]);
+        let t0 = Instant::now();
+        pit.write(0, &[0]);
+        for us in 0..=100_000 {
+            pit.tick(t0 + Duration::from_micros(us));
+        }
+        assert!(pit.stats().ticks <= 501, "{:?}", pit.stats());
     }
 
     #[test]

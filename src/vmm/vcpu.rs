@@ -254,7 +254,9 @@ impl Vcpu {
         };
         kick::detach();
         let (stats, profile) = self.measured();
-        // Dropping the bus flushes the console before the last event.
+        // Dropping the bus flushes the console, and dropping the last hold
+        // on the NIC writes its final counts, before the last event.
+        drop(self.machine.nic.take());
         drop(self.machine.bus);
         self.events.send(VmEvent::State(VcpuState::Finished));
         self.events.send(VmEvent::Finished {

@@ -183,9 +183,10 @@ impl VmHandle {
         self.kicker.kick();
     }
 
-    /// The NIC, for the I/O thread that delivers frames to it.
-    pub fn nic(&self) -> Option<NicHandle> {
-        self.nic.clone()
+    /// The NIC, for the I/O thread that delivers frames to it (once: the
+    /// chip's final counts are written when its last holder lets go).
+    pub fn take_nic(&mut self) -> Option<NicHandle> {
+        self.nic.take()
     }
 
     /// A kicker other threads can use to wake the vCPU (it goes quiet once

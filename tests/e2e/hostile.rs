@@ -10,7 +10,14 @@ fn hostile(mode: u32) -> Value {
 
 /// Runs hostile `mode` for `duration` at most, without the profiler.
 fn hostile_for(mode: u32, duration: &str) -> (std::process::Output, Value) {
-    run_json(&[
+    hostile_with(mode, duration, &[])
+}
+
+/// Runs hostile `mode` for `duration` at most, without the profiler, with
+/// `extra` arguments.
+fn hostile_with(mode: u32, duration: &str, extra: &[&str]) -> (std::process::Output, Value) {
+    let mode = format!("mode={mode}");
+    let mut args = vec![
         "--guest",
         "hostile",
         "--net",
@@ -22,8 +29,10 @@ fn hostile_for(mode: u32, duration: &str) -> (std::process::Output, Value) {
         "--duration",
         duration,
         "--guest-arg",
-        &format!("mode={mode}"),
-    ])
+        &mode,
+    ];
+    args.extend(extra);
+    run_json(&args)
 }
 
 fn survived(r: &Value) {
@@ -97,6 +106,32 @@ fn an_interrupt_storm_and_a_port_scan_leave_the_host_standing() {
     let r = hostile(6);
     survived(&r);
     assert!(r["exits"]["unclaimed_port_accesses"].as_u64().unwrap() > 20_000);
+}
+
+#[test]
+fn an_abused_interrupt_controller_and_timer_leave_the_host_standing() {
+    if !kvm_or_skip("hostile 8259 and 8254") {
+        return;
+    }
+    for irqchip in ["kernel-irqchip=on", "kernel-irqchip=off"] {
+        let (_, r) = hostile_with(12, "60s", &["--opt", irqchip]);
+        survived(&r);
+        let storm_ticks = r["guest_counters"]["hostile_rounds"].as_u64().unwrap();
+        let seconds = r["seconds"].as_f64().unwrap();
+        let injected = r["exits"]["interrupts_injected"].as_u64().unwrap();
+        eprintln!("{irqchip}: {storm_ticks} ticks in the storm, {injected} interrupts injected in {seconds:.2} s");
+        assert!(storm_ticks > 0, "{irqchip}: the timer kept ticking");
+        if irqchip.ends_with("off") {
+            // Our 8254 interrupts at 5 kHz at most, whatever it is asked.
+            assert!(injected >= storm_ticks, "{irqchip}");
+            assert!(
+                (injected as f64) < seconds * 5_000.0 + 1_000.0,
+                "{irqchip}: {injected} interrupts in {seconds} s"
+            );
+        } else {
+            assert_eq!(injected, 0, "KVM's irqchip injects by itself");
+        }
+    }
 }
 
 #[test]
