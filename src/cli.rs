@@ -307,6 +307,17 @@ impl RunArgs {
         Only::parse_from(["worldswitch", "--guest", guest]).run
     }
 
+    /// Asks for exactly `opts` (as `--preset naive` and an `--opt` for
+    /// every toggle).
+    pub fn set_optimizations(&mut self, opts: crate::optimizations::Opts) {
+        self.preset = "naive".into();
+        self.opts = opts
+            .states()
+            .into_iter()
+            .map(|(name, on)| format!("{name}={}", if on { "on" } else { "off" }))
+            .collect();
+    }
+
     /// The optimizations `--preset` and `--opt` ask for.
     pub fn optimizations(&self) -> crate::optimizations::Opts {
         let mut o = crate::optimizations::Opts::preset(&self.preset)

@@ -216,12 +216,7 @@ impl Session {
         {}
         self.net.quiesce();
         let mut args = self.args.clone();
-        args.preset = "naive".into();
-        args.opts = opts
-            .states()
-            .into_iter()
-            .map(|(name, on)| format!("{name}={}", if on { "on" } else { "off" }))
-            .collect();
+        args.set_optimizations(opts);
         let next = match Session::start(&args) {
             Ok(s) => s,
             Err(e) => {

@@ -182,12 +182,7 @@ fn guest(args: &ResultsArgs, opts: Opts, write_size: u64) -> anyhow::Result<Run>
         sample_hz: 0,
         ..RunArgs::for_guest("nettest")
     };
-    run_args.preset = "naive".into();
-    run_args.opts = opts
-        .states()
-        .into_iter()
-        .map(|(name, on)| format!("{name}={}", if on { "on" } else { "off" }))
-        .collect();
+    run_args.set_optimizations(opts);
     run_args
         .guest_args
         .push(("write_size".into(), write_size.to_string()));
