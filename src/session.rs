@@ -225,7 +225,6 @@ impl Session {
             }
         };
         let old = std::mem::replace(self, next);
-        self.args = args;
         self.started = old.started;
         let restarted = Instant::now();
         self.base.at = Some(restarted);

@@ -15,17 +15,22 @@ pub fn tap_or_skip(test: &str) -> bool {
     true
 }
 
+/// The sum of a JSON object's counts (drops by reason).
+fn total(counts: &Value) -> u64 {
+    counts
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
 fn assert_accounting_exact(r: &Value) {
     let n = &r;
     let sent = n["frames_sent_by_guest"].as_u64().unwrap();
     let received = n["frames_received_by_host"].as_u64().unwrap();
     let delivered = n["frames_delivered"].as_u64().unwrap();
-    let dropped: u64 = n["frames_dropped"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let dropped = total(&n["frames_dropped"]);
     assert!(sent > 0, "{n}");
     assert_eq!(sent, received, "guest vs host: {n}");
     assert_eq!(received, delivered + dropped, "host vs peer: {n}");
@@ -162,12 +167,7 @@ fn nettest_rx_accounts_for_the_peers_stream() {
         assert_eq!(g["rx_late"], 0, "{config:?}: {g}");
         assert_eq!(got + missing, 1000, "{config:?}: {g}");
         assert_eq!(out.status.success(), missing == 0);
-        let reasons: u64 = r["rx_dropped"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
+        let reasons = total(&r["rx_dropped"]);
         assert!(
             missing == 0 || reasons > 0,
             "{config:?}: lost {missing} without a reason: {}",
