@@ -57,7 +57,6 @@ pub struct Session {
     args: RunArgs,
     image: GuestImage,
     cmdline: String,
-    sample_hz: u64,
     vm: VmHandle,
     net: NetRun,
     sampler: Result<Sampler, String>,
@@ -144,7 +143,6 @@ impl Session {
             args: args.clone(),
             image,
             cmdline,
-            sample_hz: args.sample_hz,
             vm,
             net,
             sampler,
@@ -688,7 +686,10 @@ impl Session {
             .saturating_sub(base.stats.kvm_run_returns);
         let frames = delivered.saturating_sub(base.delivered.0);
         let sampling = match &self.sampler {
-            Ok(_) => format!("cpu-clock {} Hz, kernel and user stacks", self.sample_hz),
+            Ok(_) => format!(
+                "cpu-clock {} Hz, kernel and user stacks",
+                self.args.sample_hz
+            ),
             Err(e) => format!("off: {e}"),
         };
         Snapshot {
