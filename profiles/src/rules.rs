@@ -1,5 +1,6 @@
 //! Kernel frames to VMM rows: one table of symbol rules, built from real
-//! vCPU-thread stacks on a PVM host (`../shared/fixtures/pvm-kvm-stacks`)
+//! vCPU-thread stacks on a PVM host (`fixtures/pvm-kvm-stacks`, recorded on
+//! this machine kind)
 //! and from the kernel's function names for VT-x and AMD-V
 //! (`fixtures/vtx-svm-kvm-stacks.folded`, constructed, not recorded).
 //!
@@ -178,14 +179,10 @@ mod tests {
 
     fn pvm(name: &str) -> BTreeMap<Option<Category>, f64> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/pvm-kvm-stacks")
+            .join("fixtures/pvm-kvm-stacks")
             .join(format!("{name}.folded"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (../shared must sit beside the project)",
-                path.display()
-            )
-        });
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         shares(&text)
     }
 

@@ -18,7 +18,7 @@ fn port(result: &serde_json::Value, port: u64) -> (u64, u64) {
 
 fn assert_exits_match_tracepoint(r: &serde_json::Value) {
     if !tracefs_ready() {
-        eprintln!("SKIP tracepoint cross-check: tracefs is not mounted and cannot be mounted here");
+        crate::skip("tracepoint cross-check: tracefs is not mounted and cannot be mounted here");
         return;
     }
     let ours = r["exits"]["kvm_run_returns"].as_u64().unwrap();

@@ -107,7 +107,7 @@ fn guest_faults_are_named() {
 fn without_permission_for_dev_kvm() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/dev/kvm").exists() {
-        eprintln!("SKIP permission: needs root (to drop to nobody) and /dev/kvm");
+        crate::skip("permission: needs root (to drop to nobody) and /dev/kvm");
         return;
     }
     let out = std::process::Command::new("setpriv")
@@ -116,12 +116,12 @@ fn without_permission_for_dev_kvm() {
         .args(["run", "--guest", "hello"])
         .output();
     let Ok(out) = out else {
-        eprintln!("SKIP permission: setpriv is not installed");
+        crate::skip("permission: setpriv is not installed");
         return;
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("Permission denied") && !stderr.contains("worldswitch") {
-        eprintln!("SKIP permission: nobody cannot execute the test binary here: {stderr}");
+        crate::skip(&format!("permission: nobody cannot execute the test binary here: {stderr}"));
         return;
     }
     assert!(!out.status.success());

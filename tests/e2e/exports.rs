@@ -69,7 +69,7 @@ fn snapshot() -> Snapshot {
 #[test]
 fn a_read_only_export_directory_gets_one_plain_message() {
     let Some(m) = Mount::new("ro", "ro,size=1m") else {
-        eprintln!("SKIP read-only export: cannot mount a tmpfs here (needs root)");
+        crate::skip("read-only export: cannot mount a tmpfs here (needs root)");
         return;
     };
     let e = worldswitch::tui::export(&snapshot(), &m.0).unwrap_err();
@@ -84,7 +84,7 @@ fn a_read_only_export_directory_gets_one_plain_message() {
 #[test]
 fn a_full_disk_leaves_no_half_written_file() {
     let Some(m) = Mount::new("full", "size=64k") else {
-        eprintln!("SKIP full-disk export: cannot mount a tmpfs here (needs root)");
+        crate::skip("full-disk export: cannot mount a tmpfs here (needs root)");
         return;
     };
     let e = worldswitch::tui::export(&snapshot(), &m.0).unwrap_err();
@@ -104,7 +104,7 @@ fn a_recording_that_cannot_be_saved_is_kept_elsewhere() {
         return;
     }
     let Some(m) = Mount::new("rec", "size=4k") else {
-        eprintln!("SKIP record to a full disk: cannot mount a tmpfs here (needs root)");
+        crate::skip("record to a full disk: cannot mount a tmpfs here (needs root)");
         return;
     };
     // Fill it, so the early check can create the file but not fill it.

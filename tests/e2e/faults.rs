@@ -84,7 +84,7 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
 fn spawn_for_nsenter(what: &str, args: &[&str]) -> Option<std::process::Child> {
     // SAFETY: geteuid has no preconditions.
     if !kvm_or_skip(what) || unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {what}: needs root and /dev/kvm");
+        crate::skip(&format!("{what}: needs root and /dev/kvm"));
         return None;
     }
     if std::process::Command::new("nsenter")
@@ -92,7 +92,7 @@ fn spawn_for_nsenter(what: &str, args: &[&str]) -> Option<std::process::Child> {
         .output()
         .is_err()
     {
-        eprintln!("SKIP {what}: nsenter is not installed");
+        crate::skip(&format!("{what}: nsenter is not installed"));
         return None;
     }
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
@@ -191,7 +191,7 @@ fn namespace_alive(ns: &str) -> bool {
 fn signals_end_the_run_and_leave_nothing_behind() {
     // SAFETY: geteuid has no preconditions.
     if !kvm_or_skip("signals") || unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP signals: needs root and /dev/kvm");
+        crate::skip("signals: needs root and /dev/kvm");
         return;
     }
     // None: no signal; the main thread panics (WORLDSWITCH_FAULT=panic).
@@ -281,7 +281,7 @@ fn perf_refused_mid_run_is_said_once_and_the_run_goes_on() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = &r["profile"];
     if p["samples_by_thread"]["vcpu"].as_u64().unwrap_or(0) == 0 {
-        eprintln!("SKIP perf refused: the vCPU could not be sampled at all here");
+        crate::skip("perf refused: the vCPU could not be sampled at all here");
         return;
     }
     // The threads opened after the vCPU's sampler are refused, each named

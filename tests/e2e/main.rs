@@ -1,6 +1,7 @@
 //! End-to-end tests of the worldswitch binary and its hypervisor core. Tests
 //! that need /dev/kvm, tracefs or QEMU skip only where those are absent, and
-//! say why.
+//! say why; under `WORLDSWITCH_REQUIRE_ALL=1` (set by `.ci/run`, on a
+//! machine that has them all) a skip fails instead.
 
 mod boot;
 mod cli_errors;
@@ -19,6 +20,16 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Says why a test cannot run here and lets it return early; fails the test
+/// instead where `WORLDSWITCH_REQUIRE_ALL` says every prerequisite exists, so
+/// a skip never reads as a pass in CI.
+pub fn skip(why: &str) {
+    if std::env::var_os("WORLDSWITCH_REQUIRE_ALL").is_some_and(|v| v != "0") {
+        panic!("would skip, but WORLDSWITCH_REQUIRE_ALL says this machine has every prerequisite: {why}");
+    }
+    eprintln!("SKIP {why}");
+}
+
 /// True when /dev/kvm can be used; otherwise prints why the test skips.
 pub fn kvm_or_skip(test: &str) -> bool {
     match std::fs::OpenOptions::new()
@@ -28,7 +39,7 @@ pub fn kvm_or_skip(test: &str) -> bool {
     {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("SKIP {test}: /dev/kvm is not usable here ({e})");
+            crate::skip(&format!("{test}: /dev/kvm is not usable here ({e})"));
             false
         }
     }

@@ -50,7 +50,7 @@ fn start_traced(test: &str, preset: &str) -> Option<(Session, ThreadCounters)> {
         return None;
     }
     if !tracefs_ready() {
-        eprintln!("SKIP {test}: tracefs is not available");
+        crate::skip(&format!("{test}: tracefs is not available"));
         return None;
     }
     let args = RunArgs {
@@ -63,7 +63,7 @@ fn start_traced(test: &str, preset: &str) -> Option<(Session, ThreadCounters)> {
     let trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL, IOCTL]) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("SKIP {test}: {e}");
+            crate::skip(&format!("{test}: {e}"));
             return None;
         }
     };
@@ -247,7 +247,7 @@ fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
         let mut trace = match ThreadCounters::open(s.vcpu_tid(), &PIC) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("SKIP {test}: {e}");
+                crate::skip(&format!("{test}: {e}"));
                 return;
             }
         };

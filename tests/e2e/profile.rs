@@ -207,7 +207,7 @@ fn stitched_stacks_carry_real_guest_frames() {
     let p = profiles::profile::Profile::load(&file).unwrap();
     let _ = std::fs::remove_file(&file);
     if p.folded.is_empty() {
-        eprintln!("SKIP stitched stacks: no samples (perf events unavailable)");
+        crate::skip("stitched stacks: no samples (perf events unavailable)");
         return;
     }
     // Every guest frame names a function of the guest's own ELF.
@@ -270,7 +270,7 @@ fn every_worldswitch_thread_is_sampled() {
     let p = profiles::profile::Profile::load(&file).unwrap();
     let _ = std::fs::remove_file(&file);
     if p.folded.is_empty() {
-        eprintln!("SKIP sampling every thread: no samples (perf events unavailable)");
+        crate::skip("sampling every thread: no samples (perf events unavailable)");
         return;
     }
     let t = &p.table;

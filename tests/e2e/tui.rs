@@ -99,7 +99,7 @@ fn the_workbench_in_a_real_terminal() {
         return;
     }
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIP the_workbench_in_a_real_terminal: tmux is not installed");
+        crate::skip("the_workbench_in_a_real_terminal: tmux is not installed");
         return;
     }
     let dir = std::env::temp_dir().join(format!("ws-tui-{}", std::process::id()));
@@ -234,7 +234,7 @@ fn sigterm_restores_the_terminal_and_reports() {
         return;
     }
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIP sigterm in the workbench: tmux is not installed");
+        crate::skip("sigterm in the workbench: tmux is not installed");
         return;
     }
     let (t, pid) = start("term", "run --net sink", "Mb/s now", &[]);
@@ -261,7 +261,7 @@ fn a_panic_restores_the_terminal() {
         return;
     }
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIP a panic in the workbench: tmux is not installed");
+        crate::skip("a panic in the workbench: tmux is not installed");
         return;
     }
     let (t, _) = start(
@@ -284,7 +284,7 @@ fn a_saved_profile_opens_in_the_same_screens() {
         return;
     }
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIP view a saved profile: tmux is not installed");
+        crate::skip("view a saved profile: tmux is not installed");
         return;
     }
     let file = std::env::temp_dir().join(format!("ws-view-{}.json", std::process::id()));
