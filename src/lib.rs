@@ -24,6 +24,8 @@ pub mod netrun;
 pub mod optimizations;
 /// The profiler's collectors.
 pub mod profiler;
+/// Results and profiles as text, JSON or CSV.
+pub mod printer;
 /// Saving and reading profiles: record, report, flamegraph.
 pub mod record;
 /// A small PRNG for soak flips and fuzz mutations.

@@ -46,7 +46,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Some(Command::Report { file, format }) => {
-            worldswitch::record::report(&file, format, &mut std::io::stdout())?;
+            let profile = profiles::profile::Profile::load(&file)?;
+            worldswitch::printer::print_profile(&profile, format, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Flamegraph {
@@ -127,12 +128,7 @@ fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         run::run_noting(args, console, status, notice)?
     };
-    if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &result)?;
-        writeln!(stdout)?;
-    } else {
-        run::print_text(&result, &mut stdout)?;
-    }
+    worldswitch::printer::print_run(&result, args.json, &mut stdout)?;
     if result.outcome.failed {
         if args.json {
             eprintln!("worldswitch: {}", result.outcome.message);

@@ -1,10 +1,11 @@
 //! `record`, `report` and `flamegraph`: saving a run's profile with its
 //! provenance, and reading it back as tables, JSON, CSV or an SVG.
 
-use crate::cli::{RecordArgs, ReportFormat};
+use crate::cli::RecordArgs;
 use crate::run::{self, RunResult};
 use anyhow::Context;
 use profiles::profile::{Profile, Provenance};
+use profiles::taxonomy::Category;
 use std::io::Write;
 use std::path::Path;
 
@@ -121,69 +122,6 @@ pub fn record(
     Ok(result)
 }
 
-/// Prints a saved profile.
-pub fn report(file: &Path, format: ReportFormat, out: &mut dyn Write) -> anyhow::Result<()> {
-    let p = Profile::load(file)?;
-    match format {
-        ReportFormat::Json => {
-            serde_json::to_writer_pretty(
-                &mut *out,
-                &serde_json::json!({
-                    "provenance": p.provenance,
-                    "seconds": p.seconds,
-                    "denominator": p.table.denominator,
-                    "denominator_seconds": p.table.denominator_seconds,
-                    "rows": p.table.rows,
-                    "unavailable": p.table.unavailable,
-                    "profiler_cost_seconds": p.table.profiler_cost_seconds,
-                    "samples_by_thread": p.table.samples_by_thread,
-                    "unsampled_threads": p.table.unsampled_threads,
-                    "extra": p.extra,
-                }),
-            )?;
-            writeln!(out)?;
-        }
-        ReportFormat::Csv => p.write_csv(out)?,
-        ReportFormat::Folded => {
-            for line in p.folded_lines() {
-                writeln!(out, "{line}")?;
-            }
-        }
-        ReportFormat::Table => {
-            let v = &p.provenance;
-            writeln!(
-                out,
-                "{} ({}) on {} {} ({}), {:.1} s, recorded by worldswitch {}",
-                v.guest,
-                v.guest_build_id
-                    .as_deref()
-                    .map_or("no build id", |b| &b[..b.len().min(12)]),
-                v.kvm_flavour,
-                v.kernel,
-                v.cpu,
-                p.seconds,
-                v.worldswitch
-            )?;
-            run::print_table(&p.table, out)?;
-            let silent: Vec<&str> = p.extra["tracepoint_calibration"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| c["status"] != "ok")
-                .filter_map(|c| c["tracepoint"].as_str())
-                .collect();
-            if !silent.is_empty() {
-                writeln!(
-                    out,
-                    "kernel tracepoints unavailable on this host (never fired in calibration, or could not be opened): {}",
-                    silent.join(", ")
-                )?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Writes a saved profile's stacks as a flamegraph SVG.
 pub fn flamegraph(
     file: &Path,
@@ -226,10 +164,10 @@ pub fn diff(
         "{:<55} {:>8} {:>8} {:>8} {:>10} {:>10}",
         "row", "before", "after", "delta", "avg us", "avg us"
     )?;
-    let mut keys: Vec<(&str, String)> = Vec::new();
+    let mut keys: Vec<(Category, String)> = Vec::new();
     for r in a.table.rows.iter().chain(&b.table.rows) {
         if !keys.iter().any(|(k, _)| *k == r.category) {
-            keys.push((&r.category, r.label.clone()));
+            keys.push((r.category, r.label.clone()));
         }
     }
     for (key, label) in keys {

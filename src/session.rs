@@ -8,9 +8,9 @@ use crate::guest_image::GuestImage;
 use crate::netrun::NetRun;
 use crate::optimizations::{Opt, Opts};
 use crate::profiler::emulation::EmulationWindows;
-use crate::profiler::markers::MarkerRow;
 use crate::profiler::sampler::{self, SampleSummary, Sampler};
-use crate::run::{self, PhaseTime, RunResult, PIO, USERSPACE_EXIT};
+use crate::run::{self, PhaseTime, RunResult};
+use crate::tracepoints::{PIO, USERSPACE_EXIT};
 use crate::threads::ThreadMeter;
 use crate::tracepoints::ThreadCounters;
 use crate::vmm::events::{Finish, VcpuProfile, VcpuState, VmEvent};
@@ -20,6 +20,7 @@ use crate::vmm::vm::{self, VmConfig, VmHandle};
 use crate::vmnet::tap::IoProfile;
 use profiles::path::TransmitPath;
 use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, Toggle};
+use profiles::attribution::{self, Inputs};
 use profiles::table::Table;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
@@ -628,34 +629,33 @@ impl Session {
     /// The overhead table since the last reset.
     fn table(&mut self, base: &Base) -> Table {
         let wall = base.at.unwrap_or(self.started).elapsed().as_secs_f64();
-        let vcpu = vcpu_since(&self.latest.1, &base.vcpu);
-        let io = self
-            .net
-            .io_profile()
-            .map(|io| io_since(&io, base.io.as_ref()));
+        let profile = self.latest.1.since(&base.vcpu);
+        let io = self.net.io_profile().map(|io| match &base.io {
+            Some(b) => io.since(b),
+            None => io,
+        });
         let tracepoints = self.tracepoint_counts();
         let samples = match &self.sampler {
             Ok(s) => Ok(s
                 .latest()
-                .map(|s| samples_since(&s, base.samples.as_ref()))
+                .map(|s| match &base.samples {
+                    Some(b) => s.since(b),
+                    None => s,
+                })
                 .unwrap_or_default()),
             Err(e) => Err(e.as_str()),
         };
-        let stats = &self.latest.0;
-        let in_kernel_pio = in_kernel_share(&tracepoints, stats);
-        let mut table = run::vcpu_table(
-            &vcpu,
-            io.as_ref(),
-            samples.as_ref().map_err(|e| *e),
-            self.tsc_mhz,
-            wall,
-        );
-        if let Ok(w) = &self.windows {
-            if let Some(e) = w.latest() {
-                run::split_emulation(&mut table, &e, in_kernel_pio.unwrap_or(0.0));
-            }
-        }
-        table
+        let emulation = self.windows.as_ref().ok().and_then(EmulationWindows::latest);
+        attribution::table(&Inputs {
+            tsc_mhz: self.tsc_mhz,
+            wall_seconds: wall,
+            vcpu: &profile.vcpu,
+            io: io.as_ref(),
+            pv: profile.pv,
+            samples: samples.as_ref().map_err(|e| *e),
+            emulation: emulation.as_ref(),
+            in_kernel_pio: in_kernel_share(&tracepoints, &self.latest.0).unwrap_or(0.0),
+        })
     }
 
     fn tracepoint_counts(&mut self) -> BTreeMap<String, u64> {
@@ -672,7 +672,10 @@ impl Session {
         let folded = match &self.sampler {
             Ok(s) => s
                 .latest()
-                .map(|s| sampler::owned(&samples_since(&s, base.samples.as_ref()).folded))
+                .map(|s| match &base.samples {
+                    Some(b) => sampler::owned(&s.since(b).folded),
+                    None => sampler::owned(&s.folded),
+                })
                 .unwrap_or_default(),
             Err(_) => BTreeMap::new(),
         };
@@ -774,20 +777,20 @@ impl Session {
             tracepoints.get(PIO).copied(),
         );
         keep_tail(&mut self.text, CONSOLE_KEEP);
-        let in_kernel_pio = in_kernel_share(&tracepoints, &stats);
-        let mut table = run::vcpu_table(
-            &profile,
-            self.net.io_profile().as_ref(),
-            samples.as_ref().map_err(String::as_str),
-            self.tsc_mhz,
-            seconds,
-        );
-        if let Ok(e) = &emulation {
-            run::split_emulation(&mut table, e, in_kernel_pio.unwrap_or(0.0));
-        }
+        let io = self.net.io_profile();
+        let table = attribution::table(&Inputs {
+            tsc_mhz: self.tsc_mhz,
+            wall_seconds: seconds,
+            vcpu: &profile.vcpu,
+            io: io.as_ref(),
+            pv: profile.pv,
+            samples: samples.as_ref().map_err(String::as_str),
+            emulation: emulation.as_ref().ok(),
+            in_kernel_pio: in_kernel_share(&tracepoints, &stats).unwrap_or(0.0),
+        });
         let transmit_path = TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz);
         let finish = self.finished.expect("pumped to the end");
-        let io_cpu_seconds = self.net.io_profile().map(|io| io.cpu_seconds);
+        let io_cpu_seconds = io.map(|io| io.cpu_seconds);
         Ok(RunResult {
             guest: self.image.name.clone(),
             guest_build_id: self.image.build_id.clone(),
@@ -809,7 +812,7 @@ impl Session {
             emulation: emulation.ok(),
             transmit_path,
             host_tsc_mhz: self.tsc_mhz,
-            vcpu_cpu_seconds: profile.cpu_seconds,
+            vcpu_cpu_seconds: profile.vcpu.cpu_seconds,
             thread_cpu,
             io_cpu_seconds,
             optimizations: self.opts.states(),
@@ -825,77 +828,6 @@ fn in_kernel_share(tracepoints: &BTreeMap<String, u64>, stats: &ExitStats) -> Op
         .get(PIO)
         .filter(|&&n| n > 0)
         .map(|&n| n.saturating_sub(user_pio) as f64 / n as f64)
-}
-
-/// Marker rows less a base (the quantiles stay those of the whole run:
-/// histograms are not subtracted).
-fn markers_since(now: &[MarkerRow], base: &[MarkerRow]) -> Vec<MarkerRow> {
-    now.iter()
-        .map(|m| {
-            let b = base.iter().find(|b| b.key == m.key);
-            MarkerRow {
-                count: m.count - b.map_or(0, |b| b.count.min(m.count)),
-                cycles: m.cycles - b.map_or(0, |b| b.cycles.min(m.cycles)),
-                ..m.clone()
-            }
-        })
-        .filter(|m| m.count > 0)
-        .collect()
-}
-
-fn vcpu_since(now: &VcpuProfile, base: &VcpuProfile) -> VcpuProfile {
-    VcpuProfile {
-        cpu_seconds: (now.cpu_seconds - base.cpu_seconds).max(0.0),
-        markers: markers_since(&now.markers, &base.markers),
-        pv_cpu_seconds: (now.pv_cpu_seconds - base.pv_cpu_seconds).max(0.0),
-        pv_frames: now.pv_frames.saturating_sub(base.pv_frames),
-    }
-}
-
-fn io_since(now: &IoProfile, base: Option<&IoProfile>) -> IoProfile {
-    match base {
-        None => now.clone(),
-        Some(b) => IoProfile {
-            cpu_seconds: (now.cpu_seconds - b.cpu_seconds).max(0.0),
-            markers: markers_since(&now.markers, &b.markers),
-        },
-    }
-}
-
-fn counts_since<K: Ord + Clone>(
-    now: &BTreeMap<K, u64>,
-    base: &BTreeMap<K, u64>,
-) -> BTreeMap<K, u64> {
-    now.iter()
-        .map(|(k, &v)| {
-            (
-                k.clone(),
-                v.saturating_sub(base.get(k).copied().unwrap_or(0)),
-            )
-        })
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
-fn samples_since(now: &SampleSummary, base: Option<&SampleSummary>) -> SampleSummary {
-    let Some(b) = base else {
-        return now.clone();
-    };
-    SampleSummary {
-        total: now.total.saturating_sub(b.total),
-        by_category: counts_since(&now.by_category, &b.by_category),
-        outside_kvm_run: now.outside_kvm_run.saturating_sub(b.outside_kvm_run),
-        lost: now.lost.saturating_sub(b.lost),
-        preempted_seconds: (now.preempted_seconds - b.preempted_seconds).max(0.0),
-        preemptions: now.preemptions.saturating_sub(b.preemptions),
-        vmapp_by_category: counts_since(&now.vmapp_by_category, &b.vmapp_by_category),
-        io_by_category: counts_since(&now.io_by_category, &b.io_by_category),
-        pv_by_category: counts_since(&now.pv_by_category, &b.pv_by_category),
-        threads: counts_since(&now.threads, &b.threads),
-        unwatched: now.unwatched.clone(),
-        folded: counts_since(&now.folded, &b.folded),
-        cost_seconds: (now.cost_seconds - b.cost_seconds).max(0.0),
-    }
 }
 
 /// Drops the front of `text` so at most `keep` bytes remain, at a character
@@ -921,32 +853,5 @@ mod tests {
         let mut short = "abc".to_string();
         keep_tail(&mut short, 10);
         assert_eq!(short, "abc");
-    }
-
-    #[test]
-    fn figures_since_a_reset_subtract_the_base() {
-        let row = |key, count, cycles| MarkerRow {
-            key,
-            count,
-            cycles,
-            p50_cycles: 1.0,
-            p99_cycles: 2.0,
-        };
-        let now = [row("kvm_run", 10, 1000), row("lance_tx", 4, 40)];
-        let base = [row("kvm_run", 3, 100), row("lance_tx", 4, 40)];
-        let d = markers_since(&now, &base);
-        assert_eq!(d, vec![row("kvm_run", 7, 900)], "rows with no events go");
-        let mut a = SampleSummary::default();
-        a.folded.insert("vcpu;x".into(), 5);
-        a.folded.insert("vcpu;y".into(), 2);
-        a.total = 7;
-        let mut b = a.clone();
-        b.folded.insert("vcpu;x".into(), 1);
-        b.folded.insert("vcpu;y".into(), 2);
-        b.total = 3;
-        let d = samples_since(&a, Some(&b));
-        assert_eq!(d.total, 4);
-        assert_eq!(d.folded.len(), 1);
-        assert_eq!(d.folded["vcpu;x"], 4);
     }
 }

@@ -7,6 +7,11 @@ use perf_event::{Builder, Counter};
 use std::io;
 use std::path::PathBuf;
 
+/// The tracepoint that counts every return from `KVM_RUN` to user space.
+pub const USERSPACE_EXIT: &str = "kvm/kvm_userspace_exit";
+/// The tracepoint that counts every guest port access, in-kernel or not.
+pub const PIO: &str = "kvm/kvm_pio";
+
 /// Where tracefs may be mounted, in order of preference.
 const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 

@@ -2,8 +2,10 @@
 //! KVM. Everything here is plain data and pure functions.
 #![forbid(unsafe_code)]
 
+pub mod attribution;
 pub mod flame;
 pub mod flametree;
+pub mod inputs;
 pub mod path;
 pub mod profile;
 pub mod rules;

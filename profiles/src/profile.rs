@@ -174,41 +174,6 @@ impl Profile {
             .map(|(s, n)| format!("{s} {n}"))
             .collect()
     }
-
-    /// The table as CSV.
-    pub fn write_csv(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(out, "world,category,thread,source,share_pct,count,rate_per_sec,total_us,avg_us,p50_us,p99_us,samples,paper_share_pct")?;
-        for r in &self.table.rows {
-            let world = r
-                .world
-                .map(|w| {
-                    serde_json::to_value(w)
-                        .unwrap()
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .unwrap_or_default();
-            let thread = serde_json::to_value(r.thread).unwrap();
-            writeln!(
-                out,
-                "{world},{},{},{},{:.4},{},{:.2},{:.2},{:.4},{:.4},{:.4},{},{}",
-                r.category,
-                thread.as_str().unwrap_or(""),
-                r.source,
-                r.share_pct,
-                r.count,
-                r.rate_per_sec,
-                r.total_us,
-                r.avg_us,
-                r.p50_us,
-                r.p99_us,
-                r.samples.map_or(String::new(), |s| s.to_string()),
-                r.paper_share_pct.map_or(String::new(), |p| p.to_string())
-            )?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -217,9 +182,9 @@ mod tests {
     use crate::table::Measured;
 
     fn sample() -> Profile {
-        let table = Table::from_markers(
+        let table = Table::from_measured(
             &[Measured {
-                key: "lance_tx".into(),
+                category: crate::taxonomy::Category::LanceTx,
                 count: 10,
                 cycles: 1000,
                 p50_cycles: 100.0,
@@ -255,16 +220,6 @@ mod tests {
         assert_eq!(
             q.folded_lines(),
             vec!["vcpu;vmm;world_switch;vcpu_load 7".to_string()]
-        );
-        let mut csv = Vec::new();
-        q.write_csv(&mut csv).unwrap();
-        let csv = String::from_utf8(csv).unwrap();
-        assert!(
-            csv.lines()
-                .nth(1)
-                .unwrap()
-                .starts_with("vmapp,lance_tx,vcpu,markers,"),
-            "{csv}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

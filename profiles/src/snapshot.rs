@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn recent_throughput_weights_by_interval() {
-        let table = Table::from_markers(&[], 1000.0, (1.0, "t"), 1.0, &[]);
+        let table = Table::from_measured(&[], 1000.0, (1.0, "t"), 1.0, &[]);
         let mut s = Snapshot::from_profile(
             &Profile {
                 format: crate::profile::FORMAT.into(),

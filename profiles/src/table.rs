@@ -6,15 +6,49 @@ use crate::taxonomy::{Category, PaperTable, Thread, World};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The source of a marker row split between categories by samples: its
-/// counts are exact, its times scaled, and it has no percentiles.
-pub const SPLIT_BY_SAMPLES: &str = "markers split by samples";
+/// How a row was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// Exact: counts and times from markers on the thread doing the work.
+    #[serde(rename = "markers")]
+    Markers,
+    /// An estimate: a thread's CPU time split by its stack samples; counts
+    /// and times per event are not known.
+    #[serde(rename = "sampling")]
+    Sampling,
+    /// A share of the sampled emulation time, by the instruction mix the
+    /// `kvm_emulate_insn` windows saw.
+    #[serde(rename = "emulate_insn windows")]
+    EmulationWindows,
+    /// A marker row split between categories by samples: its counts are
+    /// exact, its times scaled, and it has no percentiles.
+    #[serde(rename = "markers split by samples")]
+    SplitBySamples,
+}
+
+impl Source {
+    /// What files and the text report call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Markers => "markers",
+            Source::Sampling => "sampling",
+            Source::EmulationWindows => "emulate_insn windows",
+            Source::SplitBySamples => "markers split by samples",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A measured interval class, in TSC cycles, as a collector reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
-    /// A category key, or `kvm_run` for the undivided time inside KVM_RUN.
-    pub key: String,
+    /// The row.
+    pub category: Category,
     /// Events.
     pub count: u64,
     /// Total cycles.
@@ -35,8 +69,8 @@ pub struct Measured {
 pub struct Row {
     /// The world.
     pub world: Option<World>,
-    /// The category key (`kvm_run` for the undivided KVM_RUN time).
-    pub category: String,
+    /// The row (`kvm_run` for the undivided KVM_RUN time).
+    pub category: Category,
     /// The label.
     pub label: String,
     /// The thread charged.
@@ -59,9 +93,8 @@ pub struct Row {
     pub paper_share_pct: Option<f64>,
     /// ...and which half of its Table 1 it is a share of.
     pub paper_table: Option<PaperTable>,
-    /// `markers` (exact), `sampling` (an estimate from stack samples) or
-    /// `emulate_insn windows` (a share of the sampled emulation time).
-    pub source: String,
+    /// How it was measured.
+    pub source: Source,
     /// Samples behind a sampled row.
     pub samples: Option<u64>,
     /// For a marker row: what sampling says of it.
@@ -83,14 +116,14 @@ pub struct CrossCheck {
 impl Row {
     /// A row for `cat` carved out of this one (its thread, counts and
     /// rate), measured by `source`; the caller sets the share and times.
-    pub fn derived(&self, cat: Category, source: &str) -> Row {
+    pub fn derived(&self, cat: Category, source: Source) -> Row {
         Row {
-            world: Some(cat.world()),
-            category: cat.key().into(),
+            world: cat.world(),
+            category: cat,
             label: cat.label().into(),
             paper_share_pct: cat.paper_share().map(|(_, s)| s),
             paper_table: cat.paper_share().map(|(t, _)| t),
-            source: source.into(),
+            source,
             cross_check: None,
             ..self.clone()
         }
@@ -100,10 +133,21 @@ impl Row {
 /// A row that could not be measured, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Unavailable {
-    /// The category key.
-    pub category: String,
+    /// The row.
+    pub category: Category,
     /// Why.
     pub reason: String,
+}
+
+/// A thread's time off the CPU inside the scopes its markers timed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct OffCpu {
+    /// Runnable but not running (the thread's run delay, shared out over
+    /// the time it was runnable).
+    pub preempted_seconds: f64,
+    /// Asleep inside a timed scope (a lock, a full queue): the marker time
+    /// left over once preemption is out and the rows fill the CPU time.
+    pub blocked_seconds: f64,
 }
 
 /// The table.
@@ -128,6 +172,10 @@ pub struct Table {
     /// time, not its CPU time, so outside the denominator.
     #[serde(default)]
     pub preempted_seconds: Option<f64>,
+    /// Time each marker-timed thread spent off the CPU inside its timed
+    /// scopes, taken out of its rows (markers time by the clock).
+    #[serde(default)]
+    pub off_cpu: BTreeMap<Thread, OffCpu>,
     /// Seconds the vCPU thread's markers timed by the TSC, KVM_RUN
     /// included: with the halted and preempted time taken out, an
     /// independent measure of the CPU time the kernel reports.
@@ -147,8 +195,10 @@ impl Table {
     /// Builds a table from measurements: `tsc_mhz` converts cycles,
     /// `cpu_seconds` (the CPU time of the threads measured, described by
     /// `denominator`) is 100%, `wall_seconds` gives rates. `missing` names
-    /// the rows no collector measured, with the reason.
-    pub fn from_markers(
+    /// the rows no collector measured, with the reason. The rest of the
+    /// CPU time is the unattributed row; the caller keeps the measured
+    /// rows within `cpu_seconds` (see [`crate::attribution`]).
+    pub fn from_measured(
         measured: &[Measured],
         tsc_mhz: f64,
         (cpu_seconds, denominator): (f64, &str),
@@ -160,17 +210,13 @@ impl Table {
         let mut rows: Vec<Row> = measured
             .iter()
             .map(|m| {
-                let cat = Category::from_key(&m.key);
+                let cat = m.category;
                 let total = us(m.cycles as f64);
                 Row {
-                    world: cat.map(Category::world),
-                    category: m.key.clone(),
-                    label: cat
-                        .map_or("inside KVM_RUN: guest and VMM, undivided", Category::label)
-                        .to_string(),
-                    thread: m
-                        .thread
-                        .unwrap_or(cat.map_or(Thread::Vcpu, Category::thread)),
+                    world: cat.world(),
+                    category: cat,
+                    label: cat.label().to_string(),
+                    thread: m.thread.unwrap_or(cat.thread()),
                     share_pct: share(total),
                     count: m.count,
                     rate_per_sec: m.count as f64 / wall_seconds.max(1e-9),
@@ -182,26 +228,25 @@ impl Table {
                     },
                     p50_us: us(m.p50_cycles),
                     p99_us: us(m.p99_cycles),
-                    paper_share_pct: cat.and_then(Category::paper_share).map(|(_, s)| s),
-                    paper_table: cat.and_then(Category::paper_share).map(|(t, _)| t),
+                    paper_share_pct: cat.paper_share().map(|(_, s)| s),
+                    paper_table: cat.paper_share().map(|(t, _)| t),
                     source: if m.samples.is_some() {
-                        "sampling"
+                        Source::Sampling
                     } else {
-                        "markers"
-                    }
-                    .into(),
+                        Source::Markers
+                    },
                     samples: m.samples,
                     cross_check: None,
                 }
             })
             .collect();
-        rows.sort_by(|a, b| b.share_pct.total_cmp(&a.share_pct));
         let attributed: f64 = rows.iter().map(|r| r.total_us).sum();
         let rest = cpu_seconds * 1e6 - attributed;
+        let unattributed = Category::Unattributed;
         rows.push(Row {
-            world: Some(World::Host),
-            category: Category::Unattributed.key().into(),
-            label: "CPU time not attributed to any row (negative: time inside KVM_RUN the thread did not spend on a CPU, such as a halted vCPU)".into(),
+            world: unattributed.world(),
+            category: unattributed,
+            label: "CPU time not attributed to any row".into(),
             thread: Thread::Vcpu,
             share_pct: share(rest),
             count: 0,
@@ -212,34 +257,37 @@ impl Table {
             p99_us: 0.0,
             paper_share_pct: None,
             paper_table: None,
-            source: "markers".into(),
+            source: Source::Markers,
             samples: None,
             cross_check: None,
         });
-        Table {
+        let mut table = Table {
             denominator: denominator.into(),
             denominator_seconds: cpu_seconds,
             rows,
             unavailable: missing
                 .iter()
                 .map(|(c, why)| Unavailable {
-                    category: c.key().into(),
+                    category: *c,
                     reason: why.clone(),
                 })
                 .collect(),
             profiler_cost_seconds: 0.0,
             halted_seconds: 0.0,
             preempted_seconds: None,
+            off_cpu: BTreeMap::new(),
             vcpu_marker_seconds: 0.0,
             samples_by_thread: BTreeMap::new(),
             unsampled_threads: BTreeMap::new(),
-        }
+        };
+        table.sort_rows();
+        table
     }
 
     /// Puts the rows back in table order after a row was split: largest
     /// share first, the unattributed rest last.
     pub fn sort_rows(&mut self) {
-        let rest = Category::Unattributed.key();
+        let rest = Category::Unattributed;
         self.rows.sort_by(|a, b| {
             (a.category == rest)
                 .cmp(&(b.category == rest))
@@ -259,9 +307,16 @@ impl Table {
         shares
     }
 
-    /// The row with key `key`.
-    pub fn row(&self, key: &str) -> Option<&Row> {
-        self.rows.iter().find(|r| r.category == key)
+    /// The first (largest) row of `category`.
+    pub fn row(&self, category: Category) -> Option<&Row> {
+        self.rows.iter().find(|r| r.category == category)
+    }
+
+    /// The row of `category` charged to `thread`.
+    pub fn row_of(&self, category: Category, thread: Thread) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.category == category && r.thread == thread)
     }
 }
 
@@ -269,9 +324,9 @@ impl Table {
 mod tests {
     use super::*;
 
-    fn m(key: &str, count: u64, cycles: u64) -> Measured {
+    fn m(category: Category, count: u64, cycles: u64) -> Measured {
         Measured {
-            key: key.into(),
+            category,
             count,
             cycles,
             p50_cycles: cycles as f64 / count.max(1) as f64,
@@ -284,28 +339,28 @@ mod tests {
     #[test]
     fn shares_times_and_the_rest() {
         // 1 GHz TSC, 1 s of CPU over 2 s of wall time.
-        let t = Table::from_markers(
+        let t = Table::from_measured(
             &[
-                m("kvm_run", 1000, 600_000_000),
-                m("lance_tx", 500, 100_000_000),
+                m(Category::KvmRun, 1000, 600_000_000),
+                m(Category::LanceTx, 500, 100_000_000),
             ],
             1000.0,
             (1.0, "test"),
             2.0,
             &[(Category::Iret, "needs sampling".into())],
         );
-        let run = t.row("kvm_run").unwrap();
+        let run = t.row(Category::KvmRun).unwrap();
         assert!((run.share_pct - 60.0).abs() < 1e-9);
         assert_eq!(run.world, None);
-        let tx = t.row("lance_tx").unwrap();
+        let tx = t.row(Category::LanceTx).unwrap();
         assert!((tx.avg_us - 200.0).abs() < 1e-9);
         assert!((tx.rate_per_sec - 250.0).abs() < 1e-9);
         assert_eq!(tx.paper_share_pct, Some(3.3));
         assert_eq!(tx.world, Some(World::Vmapp));
         let rest = t.rows.last().unwrap();
-        assert_eq!(rest.category, "unattributed");
+        assert_eq!(rest.category, Category::Unattributed);
         assert!((rest.share_pct - 30.0).abs() < 1e-9);
-        assert_eq!(t.unavailable[0].category, "iret");
-        assert_eq!(t.rows[0].category, "kvm_run", "largest first");
+        assert_eq!(t.unavailable[0].category, Category::Iret);
+        assert_eq!(t.rows[0].category, Category::KvmRun, "largest first");
     }
 }

@@ -1,6 +1,8 @@
 //! The category taxonomy: every sample and every traced interval lands in
 //! exactly one leaf, each leaf belongs to one world and is charged to one
 //! thread, and the leaves the paper measured carry its published share.
+//! One row is not a leaf: `kvm_run`, the time inside `KVM_RUN` left
+//! undivided where no stack samples split it into guest and VMM leaves.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +36,21 @@ pub enum Thread {
     Workbench,
 }
 
+impl Thread {
+    /// The thread's name in folded stacks and sample counts.
+    pub const fn sampled_name(self) -> &'static str {
+        match self {
+            Thread::Vcpu => "vcpu",
+            Thread::Io => "io",
+            Thread::Pvnet => "pvnet",
+            Thread::Workbench => "workbench",
+        }
+    }
+}
+
 macro_rules! categories {
-    ($($variant:ident => ($world:ident, $thread:ident, $key:literal, $label:literal, $paper:expr)),* $(,)?) => {
-        /// A leaf of the taxonomy.
+    ($($variant:ident => ($world:expr, $thread:ident, $key:literal, $label:literal, $paper:expr)),* $(,)?) => {
+        /// A leaf of the taxonomy (or the undivided `kvm_run`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum Category {
@@ -50,9 +64,10 @@ macro_rules! categories {
             /// Every leaf, in table order.
             pub const ALL: &'static [Category] = &[$(Category::$variant),*];
 
-            /// The world the leaf belongs to.
-            pub fn world(self) -> World {
-                match self { $(Category::$variant => World::$world),* }
+            /// The world the leaf belongs to (none for the undivided
+            /// KVM_RUN time, which is the guest's and the VMM's).
+            pub fn world(self) -> Option<World> {
+                match self { $(Category::$variant => $world),* }
             }
 
             /// The thread the leaf is charged to.
@@ -93,30 +108,37 @@ pub enum PaperTable {
 use PaperTable::{Total, Vmm as VmmTable};
 
 categories! {
-    GuestNative => (Guest, Vcpu, "guest_native", "guest instructions executing directly", None),
-    GuestIdle => (Guest, Vcpu, "guest_idle", "guest idle (vCPU halted, halt polling included)", None),
-    WorldSwitch => (Vmm, Vcpu, "world_switch", "transitioning to/from virtualization code", Some((VmmTable, 4.8))),
-    EmulatedOrdinary => (Vmm, Vcpu, "emulated_ordinary", "instructions not requiring virtualization, emulated", Some((VmmTable, 22.0))),
-    Privileged => (Vmm, Vcpu, "privileged", "instructions requiring virtualization", Some((VmmTable, 11.6))),
-    Iret => (Vmm, Vcpu, "iret", "virtualizing the IRET instruction", Some((VmmTable, 4.8))),
-    PioInKernel => (Vmm, Vcpu, "pio_in_kernel", "IN/OUTs handled in the VMM", Some((VmmTable, 8.3))),
-    IrqDelivery => (Vmm, Vcpu, "irq_delivery", "delivering virtual IRQs", Some((VmmTable, 4.6))),
-    ExitToUser => (Vmm, Vcpu, "exit_to_user", "IN/OUTs requiring a switch to the VMApp (kernel side)", Some((VmmTable, 26.8))),
-    PioDispatch => (Vmapp, Vcpu, "pio_dispatch", "IN/OUT dispatch in the VMApp", None),
-    LanceRap => (Vmapp, Vcpu, "lance_rap", "IN/OUTs to the Lance address port", Some((VmmTable, 8.1))),
-    LanceCsr0 => (Vmapp, Vcpu, "lance_csr0", "emulating the Lance status register", Some((Total, 4.0))),
-    LanceTx => (Vmapp, Vcpu, "lance_tx", "emulating the Lance transmit path", Some((Total, 3.3))),
-    LanceRx => (Vmapp, Vcpu, "lance_rx", "emulating the Lance receive path", None),
-    UserPic => (Vmapp, Vcpu, "user_pic", "user-space interrupt controller", None),
-    OtherDevices => (Vmapp, Vcpu, "other_devices", "other device emulation (PCI config, serial, mailbox)", None),
-    VmnetTx => (Vmapp, Vcpu, "vmnet_tx", "transmitting via VMNet", Some((Total, 8.7))),
-    VmnetRx => (Vmapp, Io, "vmnet_rx", "receiving via VMNet", Some((Total, 0.8))),
-    HostEvents => (Vmapp, Io, "host_events", "handling host events (poll, eventfd, timers)", Some((Total, 3.4))),
-    UserIrq => (Vmapp, Vcpu, "user_irq", "virtual IRQ delivery from user space", None),
-    Preempted => (Host, Vcpu, "preempted", "runnable but not running", None),
-    Peer => (Host, Io, "peer", "the receiving peer's network stack", None),
-    Unattributed => (Host, Vcpu, "unattributed", "not attributed to any row", None),
-    Profiler => (Workbench, Workbench, "profiler", "the profiler's own cost", None),
+    KvmRun => (None, Vcpu, "kvm_run", "inside KVM_RUN: guest and VMM, undivided", None),
+    GuestNative => (Some(World::Guest), Vcpu, "guest_native", "guest instructions executing directly", None),
+    GuestIdle => (Some(World::Guest), Vcpu, "guest_idle", "guest idle (vCPU halted, halt polling included)", None),
+    WorldSwitch => (Some(World::Vmm), Vcpu, "world_switch", "transitioning to/from virtualization code", Some((VmmTable, 4.8))),
+    EmulatedOrdinary => (Some(World::Vmm), Vcpu, "emulated_ordinary", "instructions not requiring virtualization, emulated", Some((VmmTable, 22.0))),
+    Privileged => (Some(World::Vmm), Vcpu, "privileged", "instructions requiring virtualization", Some((VmmTable, 11.6))),
+    Iret => (Some(World::Vmm), Vcpu, "iret", "virtualizing the IRET instruction", Some((VmmTable, 4.8))),
+    PioInKernel => (Some(World::Vmm), Vcpu, "pio_in_kernel", "IN/OUTs handled in the VMM", Some((VmmTable, 8.3))),
+    IrqDelivery => (Some(World::Vmm), Vcpu, "irq_delivery", "delivering virtual IRQs", Some((VmmTable, 4.6))),
+    ExitToUser => (Some(World::Vmm), Vcpu, "exit_to_user", "IN/OUTs requiring a switch to the VMApp (kernel side)", Some((VmmTable, 26.8))),
+    PioDispatch => (Some(World::Vmapp), Vcpu, "pio_dispatch", "IN/OUT dispatch in the VMApp", None),
+    LanceRap => (Some(World::Vmapp), Vcpu, "lance_rap", "IN/OUTs to the Lance address port", Some((VmmTable, 8.1))),
+    LanceCsr0 => (Some(World::Vmapp), Vcpu, "lance_csr0", "emulating the Lance status register", Some((Total, 4.0))),
+    LanceTx => (Some(World::Vmapp), Vcpu, "lance_tx", "emulating the Lance transmit path", Some((Total, 3.3))),
+    LanceRx => (Some(World::Vmapp), Vcpu, "lance_rx", "emulating the Lance receive path", None),
+    UserPic => (Some(World::Vmapp), Vcpu, "user_pic", "user-space interrupt controller", None),
+    OtherDevices => (Some(World::Vmapp), Vcpu, "other_devices", "other device emulation (PCI config, serial, mailbox)", None),
+    VmnetTx => (Some(World::Vmapp), Vcpu, "vmnet_tx", "transmitting via VMNet", Some((Total, 8.7))),
+    VmnetRx => (Some(World::Vmapp), Io, "vmnet_rx", "receiving via VMNet", Some((Total, 0.8))),
+    HostEvents => (Some(World::Vmapp), Io, "host_events", "handling host events (poll, eventfd, timers)", Some((Total, 3.4))),
+    UserIrq => (Some(World::Vmapp), Vcpu, "user_irq", "virtual IRQ delivery from user space", None),
+    Preempted => (Some(World::Host), Vcpu, "preempted", "runnable but not running", None),
+    Peer => (Some(World::Host), Io, "peer", "the receiving peer's network stack", None),
+    Unattributed => (Some(World::Host), Vcpu, "unattributed", "not attributed to any row", None),
+    Profiler => (Some(World::Workbench), Workbench, "profiler", "the profiler's own cost", None),
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
 }
 
 impl Category {
@@ -134,6 +156,8 @@ mod tests {
     fn keys_are_unique_and_round_trip() {
         for (i, c) in Category::ALL.iter().enumerate() {
             assert_eq!(Category::from_key(c.key()), Some(*c));
+            // Files and scripts see the same key.
+            assert_eq!(serde_json::to_value(c).unwrap(), c.key());
             assert!(Category::ALL[i + 1..].iter().all(|d| d.key() != c.key()));
         }
     }
@@ -152,7 +176,8 @@ mod tests {
             Category::VmnetTx.paper_share(),
             Some((PaperTable::Total, 8.7))
         );
-        assert_eq!(Category::ExitToUser.world(), World::Vmm);
+        assert_eq!(Category::ExitToUser.world(), Some(World::Vmm));
+        assert_eq!(Category::KvmRun.world(), None);
         assert_eq!(Category::VmnetRx.thread(), Thread::Io);
     }
 }

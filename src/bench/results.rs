@@ -7,7 +7,8 @@
 use crate::cli::{ResultsArgs, RunArgs};
 use crate::netrun::NetRun;
 use crate::optimizations::{Opt, Opts};
-use crate::run::{self, RunResult, PIO};
+use crate::run::{self, RunResult};
+use crate::tracepoints::PIO;
 use crate::vmnet::frames;
 use profiles::stats::Summary;
 use serde::Serialize;

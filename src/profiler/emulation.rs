@@ -12,7 +12,6 @@ use crate::tracepoints;
 use perf_event::data::Record;
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, SampleFlag};
-use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -74,46 +73,14 @@ pub fn classify(bytes: &[u8]) -> InsnClass {
     }
 }
 
-/// The instruction mix the windows saw.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct EmulationSummary {
-    /// Instructions traced, by class.
-    pub ordinary: u64,
-    /// See `ordinary`.
-    pub privileged: u64,
-    /// See `ordinary`.
-    pub pio: u64,
-    /// See `ordinary`.
-    pub iret: u64,
-    /// Records the ring buffer lost.
-    pub lost: u64,
-    /// Windows traced.
-    pub windows: u64,
-    /// Seconds traced in all.
-    pub traced_seconds: f64,
-    /// Emulated instructions per second, estimated from the windows.
-    pub estimated_per_second: f64,
-    /// The collector thread's own CPU time.
-    pub cost_seconds: f64,
-    /// Port accesses traced (kvm_pio, in-kernel and not), by device.
-    pub pio_by_device: std::collections::BTreeMap<String, u64>,
-    /// Why the windows stopped early: the kernel refused to enable one.
-    pub refused: Option<String>,
-}
+pub use profiles::inputs::EmulationSummary;
 
-impl EmulationSummary {
-    /// Instructions traced.
-    pub fn total(&self) -> u64 {
-        self.ordinary + self.privileged + self.pio + self.iret
+/// Brings the derived figures up to date (on the collector thread).
+fn settle(s: &mut EmulationSummary) {
+    if s.traced_seconds > 0.0 {
+        s.estimated_per_second = (s.total() + s.lost) as f64 / s.traced_seconds;
     }
-
-    /// Brings the derived figures up to date (on the collector thread).
-    fn settle(&mut self) {
-        if self.traced_seconds > 0.0 {
-            self.estimated_per_second = (self.total() + self.lost) as f64 / self.traced_seconds;
-        }
-        self.cost_seconds = super::thread_cpu_seconds();
-    }
+    s.cost_seconds = super::thread_cpu_seconds();
 }
 
 /// Offsets of `len` and `insn` in the tracepoint's raw record, from its
@@ -194,7 +161,7 @@ impl EmulationWindows {
                             "perf refused to enable the {TRACEPOINT} window after {} windows ({e})",
                             s.windows
                         ));
-                        s.settle();
+                        settle(&mut s);
                         publish.publish(s.clone());
                         break;
                     }
@@ -238,14 +205,14 @@ impl EmulationWindows {
                             _ => {}
                         }
                     }
-                    s.settle();
+                    settle(&mut s);
                     publish.publish(s.clone());
                     // Sleep out the period, waking early to stop.
                     while t0.elapsed() < PERIOD && !stop_thread.load(Ordering::Acquire) {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
-                s.settle();
+                settle(&mut s);
                 s
             })
             .map_err(|e| format!("cannot start the emulation tracer: {e}"))?;

@@ -5,8 +5,9 @@
 //! category is charged only its exclusive time (a transmit's TAP write is
 //! "transmitting via VMNet", not "Lance transmit path").
 
+pub use profiles::inputs::MarkerRow;
+use profiles::inputs::MarkedThread;
 use profiles::taxonomy::Category;
-use serde::Serialize;
 use std::cell::RefCell;
 
 const CATEGORIES: usize = Category::ALL.len();
@@ -165,42 +166,37 @@ pub fn take_reentry_stamp() -> Option<u64> {
     REENTRY_STAMP.with(|c| c.take())
 }
 
-/// One row of a marker snapshot, in TSC cycles.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MarkerRow {
-    /// The category key, or `kvm_run` for the time inside `KVM_RUN`.
-    pub key: &'static str,
-    /// Events.
-    pub count: u64,
-    /// Total cycles.
-    pub cycles: u64,
-    /// Median cycles per event (from a power-of-two histogram).
-    pub p50_cycles: f64,
-    /// 99th percentile cycles per event.
-    pub p99_cycles: f64,
-}
-
 /// What this thread's markers have accumulated: the rows with events.
 pub fn snapshot() -> Vec<MarkerRow> {
     MARKERS.with(|m| {
         let m = m.borrow();
-        let row = |key, a: &Accumulator| MarkerRow {
-            key,
+        let row = |category, a: &Accumulator| MarkerRow {
+            category,
             count: a.count,
             cycles: a.cycles,
             p50_cycles: a.quantile(0.5),
             p99_cycles: a.quantile(0.99),
         };
-        std::iter::once(row("kvm_run", &m.kvm_run))
-            .chain(
-                Category::ALL
-                    .iter()
-                    .zip(m.rows.iter())
-                    .map(|(c, a)| row(c.key(), a)),
-            )
+        Category::ALL
+            .iter()
+            .zip(m.rows.iter())
+            .map(|(&c, a)| match c {
+                Category::KvmRun => row(c, &m.kvm_run),
+                _ => row(c, a),
+            })
             .filter(|r| r.count > 0)
             .collect()
     })
+}
+
+/// The calling thread as the table sees it: its CPU time, its run delay
+/// and its markers.
+pub fn this_thread() -> MarkedThread {
+    MarkedThread {
+        cpu_seconds: super::thread_cpu_seconds(),
+        run_delay_seconds: super::run_delay_seconds(),
+        markers: snapshot(),
+    }
 }
 
 #[cfg(test)]
@@ -212,8 +208,11 @@ mod tests {
         while now() - t < cycles {}
     }
 
-    fn row(rows: &[MarkerRow], key: &str) -> MarkerRow {
-        rows.iter().find(|r| r.key == key).cloned().unwrap()
+    fn row(rows: &[MarkerRow], category: Category) -> MarkerRow {
+        rows.iter()
+            .find(|r| r.category == category)
+            .cloned()
+            .unwrap()
     }
 
     #[test]
@@ -228,7 +227,7 @@ mod tests {
             kvm_run(1000, 2234);
             assert_eq!(last_exit(), 2234);
             let rows = snapshot();
-            let (tx, net) = (row(&rows, "lance_tx"), row(&rows, "vmnet_tx"));
+            let (tx, net) = (row(&rows, Category::LanceTx), row(&rows, Category::VmnetTx));
             assert_eq!((tx.count, net.count), (10, 10));
             assert!(net.cycles >= 3_000_000, "{net:?}");
             // The transmit path got its own spin, not the TAP write's.
@@ -237,7 +236,7 @@ mod tests {
                 tx.p50_cycles > 50_000.0 && tx.p50_cycles < 400_000.0,
                 "{tx:?}"
             );
-            assert_eq!(row(&rows, "kvm_run").cycles, 1234);
+            assert_eq!(row(&rows, Category::KvmRun).cycles, 1234);
         })
         .join()
         .unwrap();
@@ -254,7 +253,7 @@ mod tests {
     fn threads_keep_their_own_markers() {
         std::thread::spawn(|| {
             drop(scope(Category::OtherDevices));
-            assert_eq!(row(&snapshot(), "other_devices").count, 1);
+            assert_eq!(row(&snapshot(), Category::OtherDevices).count, 1);
         })
         .join()
         .unwrap();
@@ -270,7 +269,7 @@ mod tests {
                 .map(|_| scope(Category::LanceRx))
                 .collect();
             drop(guards);
-            assert_eq!(row(&snapshot(), "lance_rx").count, MAX_DEPTH as u64);
+            assert_eq!(row(&snapshot(), Category::LanceRx).count, MAX_DEPTH as u64);
         })
         .join()
         .unwrap();

@@ -21,6 +21,15 @@ pub fn thread_cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// How long the calling thread has waited runnable but not running, in
+/// seconds: the run delay in `/proc/thread-self/schedstat`, which needs no
+/// privilege; None where the kernel does not report it.
+pub fn run_delay_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
+}
+
 /// Lowers the calling thread's priority (nice 10), so a collector that
 /// falls behind waits for a free core rather than taking the measured
 /// threads' (its ring buffers hold the backlog).

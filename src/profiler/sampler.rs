@@ -16,7 +16,7 @@ use perf_event::data::Record;
 use perf_event::events::Software;
 use perf_event::{Builder, Clock, SampleFlag, Sampler as Ring};
 use profiles::rules;
-use profiles::taxonomy::{Category, World};
+use profiles::taxonomy::{Category, Thread, World};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,11 +27,11 @@ use std::time::Duration;
 /// throughput on a nested PVM host, at 250 Hz it is within the noise.
 pub const DEFAULT_HZ: u64 = 250;
 /// The vCPU thread's name in folded stacks and sample counts.
-pub const VCPU: &str = "vcpu";
+pub const VCPU: &str = Thread::Vcpu.sampled_name();
 /// The I/O thread's name in folded stacks and sample counts.
-pub const IO: &str = "io";
+pub const IO: &str = Thread::Io.sampled_name();
 /// The pv-nic drain thread's name in folded stacks and sample counts.
-pub const PVNET: &str = "pvnet";
+pub const PVNET: &str = Thread::Pvnet.sampled_name();
 const CONTEXT_MAX: u64 = -4095i64 as u64;
 const CONTEXT_KERNEL: u64 = -128i64 as u64;
 const CONTEXT_USER: u64 = -512i64 as u64;
@@ -46,43 +46,7 @@ const MISC_SWITCH_OUT_PREEMPT: u16 = 0x4000;
 const VCPU_RING: usize = 1 << 20;
 const OTHER_RING: usize = 1 << 16;
 
-/// What the sampler saw.
-#[derive(Debug, Default, Clone)]
-pub struct SampleSummary {
-    /// Samples of the vCPU thread.
-    pub total: u64,
-    /// vCPU samples in a VMM or guest row, by category.
-    pub by_category: BTreeMap<Category, u64>,
-    /// vCPU samples in worldswitch's own code or kernel work outside
-    /// KVM_RUN.
-    pub outside_kvm_run: u64,
-    /// Records lost in the ring buffers.
-    pub lost: u64,
-    /// Seconds the vCPU thread was runnable but preempted (switched out
-    /// with PERF_RECORD_MISC_SWITCH_OUT_PREEMPT until switched back in).
-    pub preempted_seconds: f64,
-    /// Times it was preempted.
-    pub preemptions: u64,
-    /// vCPU samples outside KVM_RUN that rules put in a VMApp row, by row
-    /// (the cross-check of the marker shares).
-    pub vmapp_by_category: BTreeMap<Category, u64>,
-    /// I/O thread samples that rules put in a row, by row (the cross-check
-    /// of its markers).
-    pub io_by_category: BTreeMap<Category, u64>,
-    /// The pv-nic drain thread's samples that rules put in a row, by row
-    /// (they split its CPU time).
-    pub pv_by_category: BTreeMap<Category, u64>,
-    /// Samples of every thread, by its name in the folded stacks.
-    pub threads: BTreeMap<String, u64>,
-    /// Threads that could not be sampled, and why.
-    pub unwatched: BTreeMap<String, String>,
-    /// Folded stacks, `thread;world;row;frames...`, with sample counts.
-    /// Shared strings: the session keeps a copy of this a second for its
-    /// rolling windows, and a stack is long (a kilobyte with Rust frames).
-    pub folded: BTreeMap<Arc<str>, u64>,
-    /// The sampler thread's own CPU time, in seconds.
-    pub cost_seconds: f64,
-}
+pub use profiles::inputs::SampleSummary;
 
 /// What a thread does, for naming its samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,7 +495,7 @@ fn user_frames<'u>(chain: &[u64], syms: &'u UserSymbols, out: &mut Vec<&'u str>)
 /// The folded stack of a sample: thread, world, row, then its frames.
 fn fold(category: Option<Category>, frames: &[&str]) -> String {
     let (world, row) = match category {
-        Some(c) => (world_key(c.world()), c.key()),
+        Some(c) => (c.world().map_or("kvm", world_key), c.key()),
         None => ("vmapp", "outside_kvm_run"),
     };
     let mut s = format!("{VCPU};{world};{row}");

@@ -2,7 +2,7 @@
 //! changes and how the run finished, over one channel.
 
 use super::exits::ExitStats;
-use crate::profiler::markers::MarkerRow;
+use profiles::inputs::{MarkedThread, PvDrain};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -90,15 +90,25 @@ pub enum VmEvent {
 /// What the vCPU thread measured about itself.
 #[derive(Debug, Clone, Default)]
 pub struct VcpuProfile {
-    /// CPU time of the vCPU thread (CLOCK_THREAD_CPUTIME_ID), in seconds.
-    pub cpu_seconds: f64,
-    /// Its markers: time inside `KVM_RUN` and the VMApp rows, in TSC cycles.
-    pub markers: Vec<MarkerRow>,
-    /// CPU time of the paravirtual NIC's drain thread, in seconds (read
-    /// from the link's counters; 0 without a NIC).
-    pub pv_cpu_seconds: f64,
-    /// Frames the drain thread took from the pv-nic ring.
-    pub pv_frames: u64,
+    /// The vCPU thread: its CPU time, run delay and markers (time inside
+    /// `KVM_RUN` and the VMApp rows).
+    pub vcpu: MarkedThread,
+    /// The paravirtual NIC's drain thread (read from the link's counters;
+    /// zero without a NIC).
+    pub pv: PvDrain,
+}
+
+impl VcpuProfile {
+    /// These figures less those of `base`.
+    pub fn since(&self, base: &VcpuProfile) -> VcpuProfile {
+        VcpuProfile {
+            vcpu: self.vcpu.since(&base.vcpu),
+            pv: PvDrain {
+                cpu_seconds: (self.pv.cpu_seconds - base.pv.cpu_seconds).max(0.0),
+                frames: self.pv.frames.saturating_sub(base.pv.frames),
+            },
+        }
+    }
 }
 
 /// The sending side; sending never fails the sender, since a front end that

@@ -4,6 +4,7 @@
 
 use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
 use super::exits::{ExitCounters, ExitStats};
+use profiles::inputs::PvDrain;
 use super::floor::{self, FloorSchedule};
 use super::in_kernel::InKernel;
 use super::kick;
@@ -354,13 +355,15 @@ impl Vcpu {
             .as_ref()
             .map_or(0, InKernel::combine_switches);
         let profile = VcpuProfile {
-            cpu_seconds: crate::profiler::thread_cpu_seconds(),
-            markers: markers::snapshot(),
-            pv_cpu_seconds: self.nic.as_ref().map_or(0.0, |(_, link)| {
-                link.pv.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
-            }),
-            pv_frames: self.nic.as_ref().map_or(0, |(_, link)| {
-                link.pv.frames.load(std::sync::atomic::Ordering::Relaxed)
+            vcpu: markers::this_thread(),
+            pv: self.nic.as_ref().map_or_else(Default::default, |(_, link)| {
+                let load = |n: &std::sync::atomic::AtomicU64| {
+                    n.load(std::sync::atomic::Ordering::Relaxed)
+                };
+                PvDrain {
+                    cpu_seconds: load(&link.pv.cpu_ns) as f64 * 1e-9,
+                    frames: load(&link.pv.frames),
+                }
             }),
         };
         (stats, profile)

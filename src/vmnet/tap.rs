@@ -12,7 +12,7 @@ use super::{
     NETTEST_PORT,
 };
 use crate::profiler::live::{self, Every, Published};
-use crate::profiler::markers::{self, MarkerRow};
+use crate::profiler::markers;
 use profiles::taxonomy::Category;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -25,14 +25,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tun_rs::{DeviceBuilder, Layer, SyncDevice};
 
-/// What the I/O thread measured about itself.
-#[derive(Debug, Clone)]
-pub struct IoProfile {
-    /// Its CPU time (CLOCK_THREAD_CPUTIME_ID), in seconds.
-    pub cpu_seconds: f64,
-    /// Its markers: waiting for host events, reading frames from the TAP.
-    pub markers: Vec<MarkerRow>,
-}
+/// What the I/O thread measured about itself: its CPU time, run delay and
+/// markers (handling host events, reading frames from the TAP).
+pub type IoProfile = profiles::inputs::MarkedThread;
 
 /// The TAP device's name inside the namespace.
 pub const TAP_NAME: &str = "ws0";
@@ -408,10 +403,7 @@ impl TapLink {
                 // poll() ignores a negative fd: no resample without an irqfd.
                 let resample = guest.resample_fd().unwrap_or(-1);
                 let mut every = Every::new(live::PERIOD);
-                let profile = || IoProfile {
-                    cpu_seconds: crate::profiler::thread_cpu_seconds(),
-                    markers: markers::snapshot(),
-                };
+                let profile = markers::this_thread;
                 let gone = |revents: libc::c_short| {
                     revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0
                 };

@@ -59,7 +59,7 @@ fn snapshot() -> Snapshot {
         version: VERSION,
         provenance: Default::default(),
         seconds: 1.0,
-        table: Table::from_markers(&[], 1000.0, (1.0, "t"), 1.0, &[]),
+        table: Table::from_measured(&[], 1000.0, (1.0, "t"), 1.0, &[]),
         folded,
         extra: serde_json::json!({}),
     };

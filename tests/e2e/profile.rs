@@ -300,9 +300,10 @@ fn every_worldswitch_thread_is_sampled() {
     );
     // The I/O thread's marker rows carry the cross-check from its samples.
     let io_events = t
-        .rows
-        .iter()
-        .find(|r| r.category == "host_events" && r.thread == profiles::taxonomy::Thread::Io)
+        .row_of(
+            profiles::taxonomy::Category::HostEvents,
+            profiles::taxonomy::Thread::Io,
+        )
         .expect("the I/O thread's host events row");
     let check = io_events.cross_check.as_ref().expect("a cross-check");
     assert!(check.samples > 0, "{check:?}");

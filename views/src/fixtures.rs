@@ -9,10 +9,10 @@ use profiles::table::{Measured, Table};
 use profiles::taxonomy::{Category, Thread};
 use std::collections::BTreeMap;
 
-fn m(key: &str, count: u64, us: f64, samples: Option<u64>, thread: Thread) -> Measured {
+fn m(category: Category, count: u64, us: f64, samples: Option<u64>, thread: Thread) -> Measured {
     let cycles = (us * 2000.0) as u64; // a 2 GHz TSC
     Measured {
-        key: key.into(),
+        category,
         count,
         cycles,
         p50_cycles: cycles as f64 / count.max(1) as f64 * 0.9,
@@ -24,19 +24,19 @@ fn m(key: &str, count: u64, us: f64, samples: Option<u64>, thread: Thread) -> Me
 
 fn table(scale: f64) -> Table {
     let v = Thread::Vcpu;
-    let mut t = Table::from_markers(
+    let mut t = Table::from_measured(
         &[
-            m("emulated_ordinary", 0, 3_900_000.0 * scale, Some(780), v),
-            m("world_switch", 0, 600_000.0, Some(120), v),
-            m("exit_to_user", 0, 250_000.0, Some(50), v),
-            m("guest_native", 0, 60_000.0, Some(12), v),
-            m("vmnet_tx", 10_000, 103_000.0, None, v),
-            m("user_irq", 20_000, 16_000.0, None, v),
-            m("pio_dispatch", 120_000, 4_000.0, None, v),
-            m("lance_tx", 10_000, 2_900.0, None, v),
-            m("lance_csr0", 50_000, 2_000.0, None, v),
-            m("lance_rap", 70_000, 1_500.0, None, v),
-            m("vmnet_rx", 3, 5.0, None, Thread::Io),
+            m(Category::EmulatedOrdinary, 0, 3_900_000.0 * scale, Some(780), v),
+            m(Category::WorldSwitch, 0, 600_000.0, Some(120), v),
+            m(Category::ExitToUser, 0, 250_000.0, Some(50), v),
+            m(Category::GuestNative, 0, 60_000.0, Some(12), v),
+            m(Category::VmnetTx, 10_000, 103_000.0, None, v),
+            m(Category::UserIrq, 20_000, 16_000.0, None, v),
+            m(Category::PioDispatch, 120_000, 4_000.0, None, v),
+            m(Category::LanceTx, 10_000, 2_900.0, None, v),
+            m(Category::LanceCsr0, 50_000, 2_000.0, None, v),
+            m(Category::LanceRap, 70_000, 1_500.0, None, v),
+            m(Category::VmnetRx, 3, 5.0, None, Thread::Io),
         ],
         2000.0,
         (
@@ -259,7 +259,7 @@ pub fn starting() -> Snapshot {
         threads: Vec::new(),
         guest_counters: BTreeMap::new(),
         net: NetFigures::default(),
-        table: Table::from_markers(&[], 2000.0, (0.0, "CPU time of the vCPU thread"), 0.0, &[]),
+        table: Table::from_measured(&[], 2000.0, (0.0, "CPU time of the vCPU thread"), 0.0, &[]),
         baseline: None,
         transmit_path: None,
         folded: BTreeMap::new(),

@@ -6,7 +6,7 @@
 use crate::state::{SortBy, UiState};
 use crate::style;
 use profiles::snapshot::Snapshot;
-use profiles::table::{Row, Table};
+use profiles::table::{Row, Source, Table};
 use profiles::taxonomy::{PaperTable, Thread, World};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -97,7 +97,7 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
 
 fn delta(r: &Row, baseline: Option<&Table>) -> Option<f64> {
     baseline
-        .and_then(|b| b.row(&r.category))
+        .and_then(|b| b.row_of(r.category, r.thread))
         .map(|b| r.share_pct - b.share_pct)
 }
 
@@ -155,13 +155,13 @@ fn draw_main(
         .skip(first)
         .take(visible)
         .map(|(i, r)| {
-            let split = r.source == profiles::table::SPLIT_BY_SAMPLES;
-            let sampled = r.source != "markers" && !split;
+            let split = r.source == Source::SplitBySamples;
+            let sampled = r.source != Source::Markers && !split;
             let dash = || "-".to_string();
             let label = if wide {
                 r.label.clone()
             } else {
-                r.category.clone()
+                r.category.to_string()
             };
             let world = r.world.map_or("", |w| match w {
                 World::Guest => "guest",
