@@ -1,11 +1,12 @@
-//! The engine thread behind the terminal UI: it owns the [`Session`],
+//! The engine thread behind the terminal UI: it owns the [`Workbench`],
 //! publishes a [`Snapshot`] every refresh and carries out the UI's requests,
 //! so drawing never blocks the guest and the guest never waits on drawing.
 
 use crate::cli::RunArgs;
+use crate::optimizations::Opt;
 use crate::profiler::live::{Every, Published};
 use crate::run::RunResult;
-use crate::session::Session;
+use crate::session::Workbench;
 use profiles::snapshot::Snapshot;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -53,7 +54,7 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
-                let session = match Session::start(&args) {
+                let session = match Workbench::start(&args) {
                     Ok(s) => {
                         let _ = started_tx.send(Ok(()));
                         s
@@ -101,7 +102,7 @@ impl Engine {
 }
 
 fn drive(
-    mut session: Session,
+    mut session: Workbench,
     args: &RunArgs,
     rx: &Receiver<Request>,
     publish: &Published<Arc<Snapshot>>,
@@ -124,7 +125,10 @@ fn drive(
                 Ok(Request::Reset) => session.reset(),
                 Ok(Request::Baseline) => session.mark_baseline(),
                 Ok(Request::Note(text)) => session.note(text),
-                Ok(Request::Toggle(name)) => session.toggle(&name),
+                Ok(Request::Toggle(name)) => match Opt::from_name(&name) {
+                    Some(o) => session.toggle(o),
+                    None => session.note(format!("no optimization '{name}'")),
+                },
                 Ok(Request::Window(w)) => session.set_window(w),
                 Err(TryRecvError::Empty) => break,
             }

@@ -22,17 +22,17 @@ pub mod guests;
 pub mod netrun;
 /// The optimization toggles and their mechanisms.
 pub mod optimizations;
-/// The profiler's collectors.
-pub mod profiler;
 /// Results and profiles as text, JSON or CSV.
 pub mod printer;
+/// The profiler's collectors.
+pub mod profiler;
 /// Saving and reading profiles: record, report, flamegraph.
 pub mod record;
 /// A small PRNG for soak flips and fuzz mutations.
 pub mod rng;
 /// Headless runs and their results.
 pub mod run;
-/// A running guest with its collectors and live figures.
+/// A running guest (one VM and its collectors) and its timeline.
 pub mod session;
 /// The CPU use of worldswitch's threads.
 pub mod threads;

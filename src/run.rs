@@ -5,7 +5,7 @@ use crate::cli::RunArgs;
 use crate::guest_image::GuestImage;
 use crate::netrun::NetReport;
 use crate::profiler::emulation::EmulationSummary;
-use crate::session::Session;
+use crate::session::Workbench;
 use crate::vmm::events::Finish;
 use crate::vmm::exits::ExitStats;
 use profiles::table::Table;
@@ -216,7 +216,7 @@ pub fn run_noting(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
-    let mut session = Session::start(args)?;
+    let mut session = Workbench::start(args)?;
     for notice in notice.into_iter().chain(session.notices()) {
         eprintln!("worldswitch: {notice}");
     }

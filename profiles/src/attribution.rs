@@ -78,17 +78,15 @@ pub fn table(i: &Inputs) -> Table {
             // leaves once its other rows are out.
             let clock = run.cycles as f64 / (tsc * 1e6);
             let cpu = rest_cpu.min(clock);
-            let preempted = (vcpu_delay.unwrap_or(0.0) - vcpu.off.preempted_seconds)
-                .clamp(0.0, clock - cpu);
+            let preempted =
+                (vcpu_delay.unwrap_or(0.0) - vcpu.off.preempted_seconds).clamp(0.0, clock - cpu);
             halted_seconds = clock - cpu - preempted;
             cpu
         }
         // No marker timed KVM_RUN: its share of the samples says.
-        None => samples
-            .filter(|s| s.total > 0)
-            .map_or(0.0, |s| {
-                (i.vcpu.cpu_seconds * in_run as f64 / s.total as f64).min(rest_cpu)
-            }),
+        None => samples.filter(|s| s.total > 0).map_or(0.0, |s| {
+            (i.vcpu.cpu_seconds * in_run as f64 / s.total as f64).min(rest_cpu)
+        }),
     };
     off_cpu.insert(Thread::Vcpu, vcpu.off);
     match samples {
@@ -178,8 +176,13 @@ pub fn table(i: &Inputs) -> Table {
         ),
         None => unreachable!("the vCPU thread is always there"),
     };
-    let mut table =
-        Table::from_measured(&measured, tsc, (cpu, &denominator), i.wall_seconds, &missing);
+    let mut table = Table::from_measured(
+        &measured,
+        tsc,
+        (cpu, &denominator),
+        i.wall_seconds,
+        &missing,
+    );
     table.preempted_seconds = vcpu_delay;
     table.halted_seconds = halted_seconds;
     table.off_cpu = off_cpu;
@@ -213,10 +216,7 @@ struct OnCpu {
 /// so the rows keep the CPU part of their clock time. What still exceeds
 /// the thread's CPU time slept inside a scope, and is blocked time.
 fn on_cpu(t: &MarkedThread, thread: Thread, run_delay: Option<f64>, tsc: f64) -> OnCpu {
-    let marked = t
-        .markers
-        .iter()
-        .filter(|m| m.category != Category::KvmRun);
+    let marked = t.markers.iter().filter(|m| m.category != Category::KvmRun);
     let clock = marked.clone().map(|m| m.cycles).sum::<u64>() as f64 / (tsc * 1e6);
     let (cpu, delay) = (t.cpu_seconds.max(0.0), run_delay.unwrap_or(0.0).max(0.0));
     let running = if cpu + delay > 0.0 {

@@ -110,7 +110,10 @@ pub struct SampleSummary {
 impl SampleSummary {
     /// Samples of `thread`, by its name in the folded stacks.
     pub fn of_thread(&self, thread: Thread) -> u64 {
-        self.threads.get(thread.sampled_name()).copied().unwrap_or(0)
+        self.threads
+            .get(thread.sampled_name())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// What was sampled since `base`.
@@ -207,7 +210,10 @@ mod tests {
 
     #[test]
     fn figures_since_a_reset_subtract_the_base() {
-        let now = [row(Category::KvmRun, 10, 1000), row(Category::LanceTx, 4, 40)];
+        let now = [
+            row(Category::KvmRun, 10, 1000),
+            row(Category::LanceTx, 4, 40),
+        ];
         let base = [row(Category::KvmRun, 3, 100), row(Category::LanceTx, 4, 40)];
         let d = MarkerRow::since(&now, &base);
         assert_eq!(

@@ -8,7 +8,7 @@
 use crate::cli::{ResultsArgs, RunArgs};
 use crate::optimizations::{Opt, Opts};
 use crate::rng::Rng;
-use crate::session::Session;
+use crate::session::Workbench;
 use serde::Serialize;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -98,7 +98,7 @@ pub fn measure(
         .into_iter()
         .filter(|&o| o != Opt::KernelIrqchip)
         .collect();
-    let mut s = Session::start(&run)?;
+    let mut s = Workbench::start(&run)?;
     let start = Instant::now();
     let mut next_flip = start + Duration::from_secs(1);
     let mut next_reading = start;

@@ -5,8 +5,8 @@
 //! category is charged only its exclusive time (a transmit's TAP write is
 //! "transmitting via VMNet", not "Lance transmit path").
 
-pub use profiles::inputs::MarkerRow;
 use profiles::inputs::MarkedThread;
+pub use profiles::inputs::MarkerRow;
 use profiles::taxonomy::Category;
 use std::cell::RefCell;
 

@@ -4,7 +4,6 @@
 
 use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
 use super::exits::{ExitCounters, ExitStats};
-use profiles::inputs::PvDrain;
 use super::floor::{self, FloorSchedule};
 use super::in_kernel::InKernel;
 use super::kick;
@@ -18,6 +17,7 @@ use crate::profiler::markers;
 use crate::profiler::stitch::{self, StitchLog};
 use kvm_bindings::KVM_MP_STATE_HALTED;
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use profiles::inputs::PvDrain;
 use profiles::taxonomy::Category;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -356,15 +356,18 @@ impl Vcpu {
             .map_or(0, InKernel::combine_switches);
         let profile = VcpuProfile {
             vcpu: markers::this_thread(),
-            pv: self.nic.as_ref().map_or_else(Default::default, |(_, link)| {
-                let load = |n: &std::sync::atomic::AtomicU64| {
-                    n.load(std::sync::atomic::Ordering::Relaxed)
-                };
-                PvDrain {
-                    cpu_seconds: load(&link.pv.cpu_ns) as f64 * 1e-9,
-                    frames: load(&link.pv.frames),
-                }
-            }),
+            pv: self
+                .nic
+                .as_ref()
+                .map_or_else(Default::default, |(_, link)| {
+                    let load = |n: &std::sync::atomic::AtomicU64| {
+                        n.load(std::sync::atomic::Ordering::Relaxed)
+                    };
+                    PvDrain {
+                        cpu_seconds: load(&link.pv.cpu_ns) as f64 * 1e-9,
+                        frames: load(&link.pv.frames),
+                    }
+                }),
         };
         (stats, profile)
     }

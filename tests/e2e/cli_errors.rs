@@ -121,7 +121,9 @@ fn without_permission_for_dev_kvm() {
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("Permission denied") && !stderr.contains("worldswitch") {
-        crate::skip(&format!("permission: nobody cannot execute the test binary here: {stderr}"));
+        crate::skip(&format!(
+            "permission: nobody cannot execute the test binary here: {stderr}"
+        ));
         return;
     }
     assert!(!out.status.success());

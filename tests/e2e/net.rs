@@ -9,7 +9,9 @@ pub fn tap_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || !std::path::Path::new("/dev/net/tun").exists() {
-        crate::skip(&format!("{test}: needs root and /dev/net/tun for a TAP device"));
+        crate::skip(&format!(
+            "{test}: needs root and /dev/net/tun for a TAP device"
+        ));
         return false;
     }
     true

@@ -9,7 +9,7 @@ use crate::{kvm_or_skip, tracefs_ready};
 use std::time::{Duration, Instant};
 use worldswitch::cli::RunArgs;
 use worldswitch::optimizations::{Opt, Opts};
-use worldswitch::session::Session;
+use worldswitch::session::Workbench;
 use worldswitch::tracepoints::ThreadCounters;
 
 const EXITS: &str = "kvm/kvm_userspace_exit";
@@ -31,7 +31,7 @@ fn counts(c: &mut ThreadCounters) -> (u64, u64, u64, u64) {
 }
 
 /// Pumps the session for `d`.
-fn pump(s: &mut Session, d: Duration) {
+fn pump(s: &mut Workbench, d: Duration) {
     let t = Instant::now();
     while t.elapsed() < d {
         assert!(
@@ -45,7 +45,7 @@ fn pump(s: &mut Session, d: Duration) {
 /// nettest under `preset` without the profiler, booted and sending, with
 /// the vCPU thread's tracepoints counted; None (said why) where KVM or the
 /// tracepoints are missing.
-fn start_traced(test: &str, preset: &str) -> Option<(Session, ThreadCounters)> {
+fn start_traced(test: &str, preset: &str) -> Option<(Workbench, ThreadCounters)> {
     if !kvm_or_skip(test) {
         return None;
     }
@@ -59,8 +59,8 @@ fn start_traced(test: &str, preset: &str) -> Option<(Session, ThreadCounters)> {
         emulation_windows: false,
         ..RunArgs::for_guest("nettest")
     };
-    let mut s = Session::start(&args).unwrap();
-    let trace = match ThreadCounters::open(s.vcpu_tid(), &[EXITS, PIO, POLL, IOCTL]) {
+    let mut s = Workbench::start(&args).unwrap();
+    let trace = match ThreadCounters::open(s.guest().vcpu_tid(), &[EXITS, PIO, POLL, IOCTL]) {
         Ok(t) => t,
         Err(e) => {
             crate::skip(&format!("{test}: {e}"));
@@ -232,7 +232,7 @@ fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
     for kernel in [true, false] {
         let mut want = Opts::preset("baseline").unwrap();
         want.set(Opt::KernelIrqchip, kernel);
-        let tid = s.vcpu_tid();
+        let tid = s.guest().vcpu_tid();
         s.set_optimizations(want);
         let t = Instant::now();
         while s.optimizations() != want {
@@ -240,11 +240,11 @@ fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
             pump(&mut s, Duration::from_millis(20));
         }
         assert_eq!(
-            s.vcpu_tid() == tid,
+            s.guest().vcpu_tid() == tid,
             kernel,
             "a new vCPU exactly when the controller changed"
         );
-        let mut trace = match ThreadCounters::open(s.vcpu_tid(), &PIC) {
+        let mut trace = match ThreadCounters::open(s.guest().vcpu_tid(), &PIC) {
             Ok(t) => t,
             Err(e) => {
                 crate::skip(&format!("{test}: {e}"));

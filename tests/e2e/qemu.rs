@@ -18,7 +18,9 @@ fn qemu_or_skip(test: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "{QEMU} is missing in CI: .ci/run installs qemu-system-x86"
         );
-        crate::skip(&format!("{test}: {QEMU} is not installed (apt-get install qemu-system-x86)"));
+        crate::skip(&format!(
+            "{test}: {QEMU} is not installed (apt-get install qemu-system-x86)"
+        ));
         return false;
     }
     true

@@ -26,7 +26,13 @@ fn table(scale: f64) -> Table {
     let v = Thread::Vcpu;
     let mut t = Table::from_measured(
         &[
-            m(Category::EmulatedOrdinary, 0, 3_900_000.0 * scale, Some(780), v),
+            m(
+                Category::EmulatedOrdinary,
+                0,
+                3_900_000.0 * scale,
+                Some(780),
+                v,
+            ),
             m(Category::WorldSwitch, 0, 600_000.0, Some(120), v),
             m(Category::ExitToUser, 0, 250_000.0, Some(50), v),
             m(Category::GuestNative, 0, 60_000.0, Some(12), v),

@@ -152,7 +152,12 @@ fn with_sampling_kvm_run_is_split_by_the_kernel_stacks() {
     assert_eq!(native.samples, Some(60));
     assert!((native.total_us / exit.total_us - 3.0).abs() < 1e-3);
     // The TAP write's marker share beside its sampled share.
-    let c = t.row(Category::VmnetTx).unwrap().cross_check.clone().unwrap();
+    let c = t
+        .row(Category::VmnetTx)
+        .unwrap()
+        .cross_check
+        .clone()
+        .unwrap();
     assert!((c.sampled_share_pct - 20.0).abs() < 1e-9);
     assert!((c.marker_share_pct - 0.4 * (2.0 / 2.1) / 2.0 * 100.0).abs() < 1e-3);
     let missing: Vec<Category> = t.unavailable.iter().map(|u| u.category).collect();
@@ -187,7 +192,10 @@ fn emulation_windows_split_the_emulation_row_or_say_why_not() {
     assert!((share(&t, Category::Iret) - 5.0).abs() < 1e-6);
     assert!((share(&t, Category::PioInKernel) - 5.0).abs() < 1e-6);
     assert!((share(&t, Category::ExitToUser) - 5.0).abs() < 1e-6);
-    assert_eq!(t.row(Category::Iret).unwrap().source, Source::EmulationWindows);
+    assert_eq!(
+        t.row(Category::Iret).unwrap().source,
+        Source::EmulationWindows
+    );
     // Windows the kernel refused leave the emulation row whole, and say so.
     let refused = EmulationSummary {
         refused: Some("the kernel refused the tracepoint".into()),
@@ -201,7 +209,11 @@ fn emulation_windows_split_the_emulation_row_or_say_why_not() {
         .iter()
         .find(|u| u.category == Category::Iret)
         .unwrap();
-    assert!(why.reason.starts_with("the kernel refused"), "{}", why.reason);
+    assert!(
+        why.reason.starts_with("the kernel refused"),
+        "{}",
+        why.reason
+    );
 }
 
 #[test]
@@ -303,7 +315,10 @@ fn a_preempted_io_thread_keeps_its_rows_to_its_cpu_time() {
     assert!((c.marker_share_pct - 20.0).abs() < 1e-6, "{c:?}");
     assert!((c.marker_share_pct - c.sampled_share_pct).abs() < 3.0);
     let off = t.off_cpu[&Thread::Io];
-    assert!((off.preempted_seconds - 0.48 * 0.6 / 1.6).abs() < 1e-6, "{off:?}");
+    assert!(
+        (off.preempted_seconds - 0.48 * 0.6 / 1.6).abs() < 1e-6,
+        "{off:?}"
+    );
 }
 
 #[test]

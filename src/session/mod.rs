@@ -1,0 +1,8 @@
+//! A running guest and its timeline: the [`Guest`] lives as long as its VM,
+//! the [`Workbench`] as long as the run, across restarts of the guest.
+
+mod guest;
+mod workbench;
+
+pub use guest::{Base, Guest, News};
+pub use workbench::Workbench;
