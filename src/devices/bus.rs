@@ -33,6 +33,17 @@ pub trait PioDevice: Send {
     fn category(&self, _offset: u16, _write: bool) -> Category {
         Category::OtherDevices
     }
+    /// A guest IN, timed under its row. A device whose row depends on its
+    /// state overrides this to look at the state once per access.
+    fn timed_read(&mut self, offset: u16, data: &mut [u8]) {
+        let _m = markers::scope(self.category(offset, false));
+        self.read(offset, data)
+    }
+    /// A guest OUT, timed under its row (see [`PioDevice::timed_read`]).
+    fn timed_write(&mut self, offset: u16, data: &[u8]) -> BusAction {
+        let _m = markers::scope(self.category(offset, true));
+        self.write(offset, data)
+    }
 }
 
 /// Errors building a bus.
@@ -138,11 +149,7 @@ impl PioBus {
     /// A guest IN.
     pub fn read(&mut self, port: u16, data: &mut [u8]) {
         match self.find(port) {
-            Some((dev, offset)) => {
-                let device = &mut self.devices[dev];
-                let _m = markers::scope(device.category(offset, false));
-                device.read(offset, data)
-            }
+            Some((dev, offset)) => self.devices[dev].timed_read(offset, data),
             None => {
                 self.unclaimed += 1;
                 data.fill(0xff);
@@ -153,11 +160,7 @@ impl PioBus {
     /// A guest OUT.
     pub fn write(&mut self, port: u16, data: &[u8]) -> BusAction {
         match self.find(port) {
-            Some((dev, offset)) => {
-                let device = &mut self.devices[dev];
-                let _m = markers::scope(device.category(offset, true));
-                device.write(offset, data)
-            }
+            Some((dev, offset)) => self.devices[dev].timed_write(offset, data),
             None => {
                 self.unclaimed += 1;
                 BusAction::None

@@ -1,6 +1,7 @@
 //! The coalesced I/O ring: the page KVM appends port writes to instead of
 //! exiting, for the zones registered with KVM_REGISTER_COALESCED_MMIO. The
-//! vCPU thread drains it, in order, before it handles any exit; the flusher
+//! NIC drains it, in order, under its lock: the vCPU thread before it
+//! handles an exit, the I/O thread before it delivers frames. The flusher
 //! thread peeks at it to decide when to kick.
 //!
 //! Mapped here rather than through kvm-ioctls' `coalesced_mmio_read`: that
@@ -43,8 +44,9 @@ pub struct Ring {
 }
 
 // SAFETY: the ring is shared memory the kernel writes to concurrently by
-// design; `first` and `last` are accessed atomically, and only the vCPU
-// thread advances `first` (`drain`); `peek` only reads.
+// design; `first` and `last` are accessed atomically. Only a holder of the
+// NIC's lock advances `first` (`drain`: the vCPU thread or the I/O thread,
+// never both at once); `peek` and `is_empty` only read.
 unsafe impl Send for Ring {}
 unsafe impl Sync for Ring {}
 
@@ -93,8 +95,15 @@ impl Ring {
         }
     }
 
+    /// Whether no write waits (any thread; a write KVM logs a moment later
+    /// is the next drain's).
+    pub fn is_empty(&self) -> bool {
+        self.index(0).load(Ordering::Acquire) == self.index(4).load(Ordering::Acquire)
+    }
+
     /// Takes every logged write, oldest first, and hands it to `apply`.
-    /// Only the vCPU thread may drain. Returns how many there were.
+    /// Only one thread may drain at a time (the NIC's lock holder).
+    /// Returns how many there were.
     pub fn drain(&self, mut apply: impl FnMut(Write)) -> usize {
         let mut n = 0;
         loop {

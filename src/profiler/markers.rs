@@ -37,6 +37,12 @@ impl Accumulator {
         self.hist[b] += 1;
     }
 
+    /// Time that belongs to an event counted elsewhere.
+    #[inline]
+    fn add_time(&mut self, cycles: u64) {
+        self.cycles += cycles;
+    }
+
     /// The `q` quantile in cycles, as the geometric middle of its bucket.
     fn quantile(&self, q: f64) -> f64 {
         let target = (q * self.count as f64).ceil().max(1.0) as u64;
@@ -58,6 +64,9 @@ struct Frame {
     category: usize,
     start: u64,
     children: u64,
+    /// Whether the scope is an event of its row, or time of one counted
+    /// by another scope.
+    counted: bool,
 }
 
 struct Markers {
@@ -76,7 +85,14 @@ thread_local! {
         RefCell::new(Markers {
             rows: [Accumulator::EMPTY; CATEGORIES],
             kvm_run: Accumulator::EMPTY,
-            stack: [const { Frame { category: 0, start: 0, children: 0 } }; MAX_DEPTH],
+            stack: [const {
+                Frame {
+                    category: 0,
+                    start: 0,
+                    children: 0,
+                    counted: true,
+                }
+            }; MAX_DEPTH],
             depth: 0,
         })
     };
@@ -99,6 +115,18 @@ fn index(c: Category) -> usize {
 /// Starts charging `category`; the returned guard stops it.
 #[inline]
 pub fn scope(category: Category) -> Scope {
+    open(category, true)
+}
+
+/// Starts charging `category` time that belongs to an event another scope
+/// counts (work done early for it); the returned guard stops it.
+#[inline]
+pub fn scope_uncounted(category: Category) -> Scope {
+    open(category, false)
+}
+
+#[inline]
+fn open(category: Category, counted: bool) -> Scope {
     let start = now();
     MARKERS.with(|m| {
         let mut m = m.borrow_mut();
@@ -108,6 +136,7 @@ pub fn scope(category: Category) -> Scope {
                 category: index(category),
                 start,
                 children: 0,
+                counted,
             };
         }
         m.depth = d + 1;
@@ -133,7 +162,12 @@ impl Drop for Scope {
             }
             let f = &m.stack[d];
             let (cat, elapsed, children) = (f.category, end.saturating_sub(f.start), f.children);
-            m.rows[cat].add(elapsed.saturating_sub(children));
+            let own = elapsed.saturating_sub(children);
+            if f.counted {
+                m.rows[cat].add(own);
+            } else {
+                m.rows[cat].add_time(own);
+            }
             if let Some(parent) = d.checked_sub(1) {
                 m.stack[parent].children += elapsed;
             }

@@ -88,7 +88,11 @@ pub(crate) struct Machine {
 impl Machine {
     /// Dispatches one return from `KVM_RUN`.
     pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
-        self.replay_coalesced();
+        let port = match &exit {
+            Ok(VcpuExit::IoOut(port, _) | VcpuExit::IoIn(port, _)) => Some(*port),
+            _ => None,
+        };
+        self.replay_coalesced(port);
         let flow = self.dispatch(exit);
         // A kick is polled by the run loop (the floor loop's kicks too).
         if !matches!(flow, Flow::Interrupted)
@@ -171,10 +175,11 @@ impl Machine {
     /// Applies the port writes KVM logged instead of exiting, in order:
     /// they all happened before the instruction that caused this exit.
     /// Only the NIC's ports are coalesced, and the NIC replays them itself
-    /// (the I/O thread may get there first).
-    fn replay_coalesced(&mut self) {
+    /// (the I/O thread may get there first; an exit to the NIC's own
+    /// ports replays them under the lock its access takes).
+    fn replay_coalesced(&mut self, port: Option<u16>) {
         if let Some(nic) = &self.nic {
-            nic.replay();
+            nic.replay_before(port);
         }
     }
 
@@ -192,7 +197,7 @@ impl Machine {
     /// Switches the optimizations, at a KVM_RUN boundary. The interrupt
     /// controller stays as the VM was built: changing it means a new VM.
     fn optimize(&mut self, mut opts: crate::optimizations::Opts) -> Option<String> {
-        self.replay_coalesced();
+        self.replay_coalesced(None);
         let k = self.in_kernel.as_mut()?;
         let kernel_irqchip = self.pic.is_none();
         let mut error = None;

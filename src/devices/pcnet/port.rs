@@ -4,8 +4,11 @@
 //! by the bus (the vCPU thread) and a [`NicHandle`]: with irq-notify on,
 //! the I/O thread delivers received frames itself and raises the line
 //! through a resampled irqfd, without bringing the vCPU out of the guest.
+//! An exit to the NIC takes the lock once (replaying the coalesced writes,
+//! choosing its profile row, the access, and with irq-notify off the look
+//! at the TAP); any other exit takes it only when coalesced writes wait.
 
-use super::registers::{DWIO_RAP, WIO_RAP};
+use super::registers::{DWIO_RAP, IO_SIZE, WIO_RAP};
 use super::rings::Drops;
 use super::Faults;
 use super::Pcnet;
@@ -17,8 +20,8 @@ use crate::profiler::markers;
 use crate::vmnet::{self, GuestRx, LinkCounters, SharedBackend};
 use profiles::taxonomy::Category;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use vm_memory::GuestMemoryMmap;
 
 /// Frames read from the host per poll, at most, with irq-notify off.
@@ -41,23 +44,60 @@ struct Core {
     nic: NicConfig,
     irq: IrqLine,
     path: SlotAddress,
+}
+
+/// What the bus and the handles share: the state behind its lock, and
+/// what may be looked at without it.
+struct Shared {
+    core: Mutex<Core>,
     /// The coalesced ring KVM logs the NIC's port writes to (they are the
     /// only ones it logs), and the NIC's base port, once mapped.
-    ring: Option<(Arc<Ring>, u16)>,
-    replayed: u64,
+    ring: OnceLock<(Arc<Ring>, u16)>,
+    /// Coalesced writes replayed so far, by any thread.
+    replayed: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the port writes KVM logged instead of exiting, in order;
+    /// the caller holds the lock (so no entry is replayed twice).
+    fn replay(&self, core: &mut Core) {
+        let Some((ring, base)) = self.ring.get() else {
+            return;
+        };
+        if ring.is_empty() {
+            return;
+        }
+        let n = ring.drain(|w| {
+            if let Some(offset) = w.port.checked_sub(*base) {
+                core.chip.write_port(offset, w.bytes(), &core.ram);
+                core.service();
+            }
+        });
+        self.replayed.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Whether coalesced writes wait in the ring.
+    fn pending(&self) -> bool {
+        self.ring.get().is_some_and(|(ring, _)| !ring.is_empty())
+    }
 }
 
 /// The PCnet as a bus device.
-pub struct PcnetPort(Arc<Mutex<Core>>);
+pub struct PcnetPort {
+    shared: Arc<Shared>,
+    /// The last access already looked at the TAP, so the poll after its
+    /// exit need not (irq-notify off).
+    polled: bool,
+}
 
 /// Another thread's hold on the NIC: replaying coalesced writes,
 /// delivering received frames, answering the interrupt's resample.
 #[derive(Clone)]
-pub struct NicHandle(Arc<Mutex<Core>>);
-
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    core.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub struct NicHandle(Arc<Shared>);
 
 impl PcnetPort {
     /// A NIC with address `mac` doing DMA in `ram`, interrupting on `irq`.
@@ -70,46 +110,84 @@ impl PcnetPort {
         irq: IrqLine,
         path: SlotAddress,
     ) -> Self {
-        Self(Arc::new(Mutex::new(Core {
-            chip: Pcnet::new(mac),
-            ram,
-            nic,
-            irq,
-            path,
-            ring: None,
-            replayed: 0,
-        })))
+        Self {
+            shared: Arc::new(Shared {
+                core: Mutex::new(Core {
+                    chip: Pcnet::new(mac),
+                    ram,
+                    nic,
+                    irq,
+                    path,
+                }),
+                ring: OnceLock::new(),
+                replayed: AtomicU64::new(0),
+            }),
+            polled: false,
+        }
     }
 
     /// A handle for other threads (and the vCPU's replay of the ring).
     pub fn handle(&self) -> NicHandle {
-        NicHandle(self.0.clone())
+        NicHandle(self.shared.clone())
+    }
+
+    /// One access, under one hold of the lock: the writes KVM logged before
+    /// it, then the access itself timed under its row, then (irq-notify
+    /// off) the look at the TAP the poll after this exit would make.
+    fn access<R>(&mut self, offset: u16, write: bool, f: impl FnOnce(&mut Core) -> R) -> R {
+        let shared = &*self.shared;
+        let mut core = shared.lock();
+        let core = &mut *core;
+        shared.replay(core);
+        let r = {
+            let _m = markers::scope(core.row(offset, write));
+            let r = f(core);
+            core.service();
+            r
+        };
+        self.polled = core.nic.counters.poll_rx.load(Ordering::Relaxed);
+        if self.polled {
+            // The look the poll after this exit makes (and counts), done
+            // now under the same hold of the lock.
+            let _m = markers::scope_uncounted(Category::HostEvents);
+            core.poll_rx();
+        }
+        r
     }
 }
 
 impl NicHandle {
     /// From now on, coalesced writes are replayed from `ring`; the NIC's
     /// ports start at `base`.
+    /// The ring is mapped once per VM; a second one is ignored.
     pub fn attach_ring(&self, ring: Arc<Ring>, base: u16) {
-        lock(&self.0).ring = Some((ring, base));
+        let _ = self.0.ring.set((ring, base));
     }
 
     /// Applies the port writes KVM logged instead of exiting, in order,
-    /// under the lock (so the vCPU and the I/O thread never replay the same
-    /// entry twice).
-    pub fn replay(&self) {
-        lock(&self.0).replay();
+    /// before an exit to `port` is handled: under the lock when any wait,
+    /// without touching it when none do. An exit to the NIC's own ports
+    /// replays under the lock its access takes.
+    pub fn replay_before(&self, port: Option<u16>) {
+        let Some((_, base)) = self.0.ring.get() else {
+            return;
+        };
+        let ours = port.is_some_and(|p| p.wrapping_sub(*base) < IO_SIZE);
+        if !ours && self.0.pending() {
+            let mut core = self.0.lock();
+            self.0.replay(&mut core);
+        }
     }
 
     /// Coalesced writes replayed so far, by any thread.
     pub fn replayed(&self) -> u64 {
-        lock(&self.0).replayed
+        self.0.replayed.load(Ordering::Relaxed)
     }
 
     /// Raises the interrupt through the resampled irqfd (irq-notify on) or
     /// `KVM_IRQ_LINE`; false when the line has no irqfd.
     pub fn use_irqfd(&self, on: bool) -> bool {
-        let mut core = lock(&self.0);
+        let mut core = self.0.lock();
         let level = core.chip.irq_level();
         core.irq.use_irqfd(on, level)
     }
@@ -117,10 +195,10 @@ impl NicHandle {
 
 impl GuestRx for NicHandle {
     fn deliver(&self, frames: &[Vec<u8>]) {
-        let mut core = lock(&self.0);
+        let mut core = self.0.lock();
         let core = &mut *core;
         // Writes the guest made before these frames arrived come first.
-        core.replay();
+        self.0.replay(core);
         for frame in frames {
             let _m = markers::scope(Category::LanceRx);
             if core.chip.receive(&core.ram, frame) {
@@ -134,12 +212,12 @@ impl GuestRx for NicHandle {
     }
 
     fn resample_fd(&self) -> Option<RawFd> {
-        lock(&self.0).irq.resample_fd().map(AsRawFd::as_raw_fd)
+        self.0.lock().irq.resample_fd().map(AsRawFd::as_raw_fd)
     }
 
     fn resampled(&self) {
-        let mut core = lock(&self.0);
-        core.replay();
+        let mut core = self.0.lock();
+        self.0.replay(&mut core);
         let level = core.chip.irq_level();
         if core.irq.resampled(level) {
             core.nic.counters.irq_edges.fetch_add(1, Ordering::Relaxed);
@@ -148,17 +226,30 @@ impl GuestRx for NicHandle {
 }
 
 impl Core {
-    fn replay(&mut self) {
-        let Some((ring, base)) = self.ring.clone() else {
-            return;
-        };
-        let n = ring.drain(|w| {
-            if let Some(offset) = w.port.checked_sub(base) {
-                self.chip.write_port(offset, w.bytes(), &self.ram);
-                self.service();
+    /// The profile row of an access at `offset`.
+    fn row(&self, offset: u16, _write: bool) -> Category {
+        let rap = if self.chip.dwio() { DWIO_RAP } else { WIO_RAP };
+        match offset {
+            o if o == rap => Category::LanceRap,
+            0x10..=0x1f if self.chip.rap() == 0 => Category::LanceCsr0,
+            _ => Category::OtherDevices,
+        }
+    }
+
+    /// irq-notify off: looks at the TAP on the vCPU thread, as WS 2.0's
+    /// VMApp called select() whenever it ran.
+    fn poll_rx(&mut self) {
+        let (chip, ram, counters) = (&mut self.chip, &self.ram, &self.nic.counters);
+        let mut backend = self.nic.backend.lock().unwrap_or_else(|e| e.into_inner());
+        let n = backend.receive_ready(RX_POLL_MAX, &mut |frame| {
+            let _m = markers::scope(Category::LanceRx);
+            if chip.receive(ram, frame) {
+                counters.rx_delivered.fetch_add(1, Ordering::Relaxed);
             }
         });
-        self.replayed += n as u64;
+        drop(backend);
+        counters.rx_queued.fetch_add(n, Ordering::Relaxed);
+        self.service();
     }
 
     fn update_irq(&mut self) {
@@ -202,46 +293,43 @@ impl PioDevice for PcnetPort {
     }
 
     fn read(&mut self, offset: u16, data: &mut [u8]) {
-        let mut core = lock(&self.0);
-        core.chip.read_port(offset, data);
-        core.service();
+        self.timed_read(offset, data)
     }
 
     fn write(&mut self, offset: u16, data: &[u8]) -> BusAction {
-        let mut core = lock(&self.0);
-        let core = &mut *core;
-        core.chip.write_port(offset, data, &core.ram);
-        core.service();
+        self.timed_write(offset, data)
+    }
+
+    fn timed_read(&mut self, offset: u16, data: &mut [u8]) {
+        self.access(offset, false, |core| core.chip.read_port(offset, data))
+    }
+
+    fn timed_write(&mut self, offset: u16, data: &[u8]) -> BusAction {
+        self.access(offset, true, |core| {
+            core.chip.write_port(offset, data, &core.ram)
+        });
         BusAction::None
     }
 
     fn poll(&mut self) {
-        let mut core = lock(&self.0);
-        let core = &mut *core;
-        if core.nic.counters.poll_rx.load(Ordering::Relaxed) {
-            // irq-notify off: look at the TAP ourselves, as WS 2.0's VMApp
-            // called select() whenever it ran.
-            let (chip, ram, counters) = (&mut core.chip, &core.ram, &core.nic.counters);
-            let mut backend = core.nic.backend.lock().unwrap_or_else(|e| e.into_inner());
-            let n = backend.receive_ready(RX_POLL_MAX, &mut |frame| {
-                let _m = markers::scope(Category::LanceRx);
-                if chip.receive(ram, frame) {
-                    counters.rx_delivered.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-            counters.rx_queued.fetch_add(n, Ordering::Relaxed);
+        // Right after an access that looked already, the poll of its exit
+        // has nothing new to find.
+        if std::mem::take(&mut self.polled) {
+            return;
         }
-        core.service();
+        let shared = &*self.shared;
+        let mut core = shared.lock();
+        let core = &mut *core;
+        shared.replay(core);
+        if core.nic.counters.poll_rx.load(Ordering::Relaxed) {
+            core.poll_rx();
+        } else {
+            core.service();
+        }
     }
 
-    fn category(&self, offset: u16, _write: bool) -> Category {
-        let core = lock(&self.0);
-        let rap = if core.chip.dwio() { DWIO_RAP } else { WIO_RAP };
-        match offset {
-            o if o == rap => Category::LanceRap,
-            0x10..=0x1f if core.chip.rap() == 0 => Category::LanceCsr0,
-            _ => Category::OtherDevices,
-        }
+    fn category(&self, offset: u16, write: bool) -> Category {
+        self.shared.lock().row(offset, write)
     }
 }
 
