@@ -2,7 +2,7 @@
 //! only the benchmark port and touches no bus, device, counter or channel
 //! until some other exit arrives, which it hands to the normal dispatch.
 
-use super::vcpu::{Flow, Machine};
+use super::dispatch::{Flow, Machine};
 use crate::devices::mailbox::BENCH_PORT;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 

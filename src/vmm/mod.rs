@@ -2,6 +2,7 @@
 //! its state machine, exit accounting and the events it reports.
 
 pub mod boot;
+pub mod dispatch;
 pub mod events;
 pub mod exits;
 pub mod floor;

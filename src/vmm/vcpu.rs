@@ -1,27 +1,26 @@
-//! The vCPU thread: an explicit Running/Paused/Finished state machine driven
-//! by commands over a channel, the `KVM_RUN` loop, and exit dispatch to the
-//! port I/O bus. It owns the device models.
+//! The vCPU thread: an explicit state machine (running, halted, paused,
+//! finished, each a value) driven by commands over a channel, with the
+//! `KVM_RUN` loop in its running state. Exits go to [`super::dispatch`].
 
+use super::dispatch::{Flow, Machine};
 use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
-use super::exits::{ExitCounters, ExitStats};
-use super::floor::{self, FloorSchedule};
+use super::exits::ExitStats;
+use super::floor;
 use super::in_kernel::InKernel;
 use super::kick;
-use crate::devices::bus::{BusAction, PioBus};
 use crate::devices::pcnet::port::NicHandle;
-use crate::devices::pic::{self, SharedPic};
+use crate::devices::pic;
 use crate::optimizations::coalesced::Ring;
-use crate::optimizations::Opt;
 use crate::profiler::live::Every;
 use crate::profiler::markers;
 use crate::profiler::stitch::{self, StitchLog};
 use kvm_bindings::KVM_MP_STATE_HALTED;
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_ioctls::VcpuFd;
 use profiles::inputs::PvDrain;
 use profiles::taxonomy::Category;
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 
 /// The longest a halted vCPU sleeps without a kick (the timer kicks it at
 /// every tick; this only bounds a lost one).
@@ -57,168 +56,22 @@ pub enum Command {
     Optimize(crate::optimizations::Opts),
 }
 
-/// What the run loop does after an exit.
-#[derive(Debug)]
-pub(crate) enum Flow {
-    Continue,
-    Finish(Finish),
-    Interrupted,
-    /// The guest halted (only with the user-space 8259: with KVM's, HLT
-    /// stays in the kernel).
-    Halt,
-    TripleFault,
-    InternalError,
-}
-
-/// Everything an exit may touch except the vCPU fd itself.
-pub(crate) struct Machine {
-    pub(crate) bus: PioBus,
-    pub(crate) counters: ExitCounters,
-    pub(crate) memory: GuestMemoryMmap,
-    pub(crate) floor: Option<FloorSchedule>,
-    pub(crate) in_floor_phase: bool,
-    /// The NIC's writes completed in KVM, once set up.
-    pub(crate) in_kernel: Option<InKernel>,
-    /// The user-space 8259, with `kernel-irqchip` off.
-    pub(crate) pic: Option<SharedPic>,
-    /// The NIC, which replays its coalesced writes.
-    pub(crate) nic: Option<NicHandle>,
-}
-
-impl Machine {
-    /// Dispatches one return from `KVM_RUN`.
-    pub(crate) fn handle(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
-        let port = match &exit {
-            Ok(VcpuExit::IoOut(port, _) | VcpuExit::IoIn(port, _)) => Some(*port),
-            _ => None,
-        };
-        self.replay_coalesced(port);
-        let flow = self.dispatch(exit);
-        // A kick is polled by the run loop (the floor loop's kicks too).
-        if !matches!(flow, Flow::Interrupted)
-            && self
-                .in_kernel
-                .as_ref()
-                .is_some_and(InKernel::polls_after_exits)
-        {
-            self.bus.poll();
-        }
-        flow
-    }
-
-    fn dispatch(&mut self, exit: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> Flow {
-        match exit {
-            Ok(VcpuExit::IoOut(port, data)) => {
-                let _m = markers::scope(Category::PioDispatch);
-                self.counters.out(port);
-                match self.bus.write(port, data) {
-                    BusAction::None => Flow::Continue,
-                    BusAction::Shutdown(status) => Flow::Finish(Finish::GuestExit(status)),
-                    BusAction::PhaseBegin(index) => {
-                        self.in_floor_phase = self.floor.is_some_and(|f| f.uses_floor(index));
-                        Flow::Continue
-                    }
-                    BusAction::PhaseEnd(_) => {
-                        self.in_floor_phase = false;
-                        Flow::Continue
-                    }
-                }
-            }
-            Ok(VcpuExit::IoIn(port, data)) => {
-                let _m = markers::scope(Category::PioDispatch);
-                self.counters.inp(port);
-                self.bus.read(port, data);
-                Flow::Continue
-            }
-            Ok(VcpuExit::MmioRead(_, data)) => {
-                self.counters.count(|s| &mut s.mmio);
-                data.fill(0xff);
-                Flow::Continue
-            }
-            Ok(VcpuExit::MmioWrite(..)) => {
-                self.counters.count(|s| &mut s.mmio);
-                Flow::Continue
-            }
-            Ok(VcpuExit::Hlt) => {
-                self.counters.count(|s| &mut s.halts);
-                Flow::Halt
-            }
-            Ok(VcpuExit::IrqWindowOpen) => {
-                self.counters.count(|s| &mut s.irq_windows);
-                Flow::Continue
-            }
-            Ok(VcpuExit::Shutdown) => {
-                self.counters.count(|s| &mut s.other);
-                Flow::TripleFault
-            }
-            Ok(VcpuExit::InternalError) => {
-                self.counters.count(|s| &mut s.other);
-                Flow::InternalError
-            }
-            Ok(other) => {
-                self.counters.count(|s| &mut s.other);
-                Flow::Finish(Finish::UnexpectedExit(format!("{other:?}")))
-            }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                self.counters.count(|s| &mut s.interrupted);
-                Flow::Interrupted
-            }
-            Err(e) => {
-                self.counters.count(|s| &mut s.other);
-                Flow::Finish(Finish::KvmError(format!("KVM_RUN failed: {e}")))
-            }
-        }
-    }
-}
-
-impl Machine {
-    /// Applies the port writes KVM logged instead of exiting, in order:
-    /// they all happened before the instruction that caused this exit.
-    /// Only the NIC's ports are coalesced, and the NIC replays them itself
-    /// (the I/O thread may get there first; an exit to the NIC's own
-    /// ports replays them under the lock its access takes).
-    fn replay_coalesced(&mut self, port: Option<u16>) {
-        if let Some(nic) = &self.nic {
-            nic.replay_before(port);
-        }
-    }
-
-    /// The toggles in effect: the NIC's, and the interrupt controller the
-    /// VM was built with.
-    fn opts_in_effect(&self) -> crate::optimizations::Opts {
-        let mut opts = self.in_kernel.as_ref().map_or(
-            crate::optimizations::Opts::preset("naive").expect("a preset"),
-            InKernel::opts,
-        );
-        opts.set(Opt::KernelIrqchip, self.pic.is_none());
-        opts
-    }
-
-    /// Switches the optimizations, at a KVM_RUN boundary. The interrupt
-    /// controller stays as the VM was built: changing it means a new VM.
-    fn optimize(&mut self, mut opts: crate::optimizations::Opts) -> Option<String> {
-        self.replay_coalesced(None);
-        let k = self.in_kernel.as_mut()?;
-        let kernel_irqchip = self.pic.is_none();
-        let mut error = None;
-        if opts.get(Opt::KernelIrqchip) != kernel_irqchip {
-            error = Some(format!(
-                "kernel-irqchip stays {} in this VM: switching it restarts the guest",
-                if kernel_irqchip { "on" } else { "off" }
-            ));
-            opts.set(Opt::KernelIrqchip, kernel_irqchip);
-        }
-        let notify = opts.get(Opt::IrqNotify);
-        let applied = k.apply(opts).err();
-        if let Some(nic) = &self.nic {
-            if !nic.use_irqfd(notify) && notify {
-                error = error.or(Some(
-                    "KVM offers no resampled irqfd here: the I/O thread raises the NIC's line with KVM_IRQ_LINE".into(),
-                ));
-            }
-        }
-        applied.or(error)
-    }
+/// What the vCPU thread is doing, as a value: each state's function runs
+/// until the next state is known.
+enum State {
+    /// Entering the guest and handling its exits.
+    Running,
+    /// The guest executed HLT with the user-space 8259 and waits for an
+    /// interrupt (with KVM's irqchip a halt stays in the kernel).
+    Halted,
+    /// Not entering the guest until resumed; `halted` says where to go
+    /// back to.
+    Paused {
+        /// Paused while halted.
+        halted: bool,
+    },
+    /// Done, and why.
+    Finished(Finish),
 }
 
 /// One vCPU and the machine it drives.
@@ -249,14 +102,28 @@ impl Vcpu {
             self.fd.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
         }
         self.set_up_in_kernel();
-        let finish = match self.start_paused.then(|| self.paused()).flatten() {
-            Some(stopped) => stopped,
-            None => {
-                if !self.start_paused {
-                    self.events.send(VmEvent::State(VcpuState::Running));
-                }
-                self.run_loop()
+        let mut state = if self.start_paused {
+            State::Paused { halted: false }
+        } else {
+            State::Running
+        };
+        let mut told = None;
+        let finish = loop {
+            let public = match state {
+                State::Finished(f) => break f,
+                State::Running | State::Halted => VcpuState::Running,
+                State::Paused { .. } => VcpuState::Paused,
+            };
+            if told != Some(public) {
+                self.events.send(VmEvent::State(public));
+                told = Some(public);
             }
+            state = match state {
+                State::Running => self.running(),
+                State::Halted => self.halted(),
+                State::Paused { halted } => self.paused(halted),
+                State::Finished(_) => unreachable!("left the loop above"),
+            };
         };
         kick::detach();
         let (stats, profile) = self.measured();
@@ -272,7 +139,10 @@ impl Vcpu {
         });
     }
 
-    fn run_loop(&mut self) -> Finish {
+    /// Enters the guest again and again, handing each exit to the machine,
+    /// until the guest halts (user-space 8259), a command pauses it or the
+    /// run ends.
+    fn running(&mut self) -> State {
         loop {
             let flow = if self.machine.in_floor_phase {
                 floor::run(&mut self.fd, &mut self.machine)
@@ -298,24 +168,26 @@ impl Vcpu {
             };
             match flow {
                 Flow::Continue => {}
-                Flow::Finish(f) => return f,
+                Flow::Finish(f) => return State::Finished(f),
                 Flow::Interrupted => {
                     self.fd.set_kvm_immediate_exit(0);
                     self.machine.bus.poll();
-                    if let Some(f) = self.on_kick() {
-                        return f;
+                    if let Some(next) = self.on_kick(false) {
+                        return next;
                     }
                 }
                 Flow::Halt => {
-                    if let Some(f) = self.halt() {
-                        return f;
+                    if self.machine.pic.is_some() {
+                        return State::Halted;
                     }
                 }
                 Flow::TripleFault => {
                     let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
-                    return Finish::TripleFault { rip };
+                    return State::Finished(Finish::TripleFault { rip });
                 }
-                Flow::InternalError => return Finish::EmulationFailure(self.fault()),
+                Flow::InternalError => {
+                    return State::Finished(Finish::EmulationFailure(self.fault()))
+                }
             }
         }
     }
@@ -378,8 +250,10 @@ impl Vcpu {
     }
 
     /// Handles commands, publishes progress when due (the watchdog kicks
-    /// often enough) and checks for a halt that can never end.
-    fn on_kick(&mut self) -> Option<Finish> {
+    /// often enough) and checks for a halt that can never end; says which
+    /// state comes next when it is not the current one (`halted` says
+    /// which that is).
+    fn on_kick(&mut self, halted: bool) -> Option<State> {
         if self.progress.due() {
             let (stats, profile) = self.measured();
             self.events.send(VmEvent::Progress { stats, profile });
@@ -387,13 +261,9 @@ impl Vcpu {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
-                    return Some(Finish::HostStop)
+                    return Some(State::Finished(Finish::HostStop))
                 }
-                Ok(Command::Pause) => {
-                    if let Some(f) = self.paused() {
-                        return Some(f);
-                    }
-                }
+                Ok(Command::Pause) => return Some(State::Paused { halted }),
                 Ok(Command::Resume) => {}
                 Ok(Command::Optimize(opts)) => self.optimize(opts),
                 Err(TryRecvError::Empty) => break,
@@ -419,7 +289,7 @@ impl Vcpu {
         if halted {
             if let Ok(regs) = self.fd.get_regs() {
                 if regs.rflags & (1 << 9) == 0 {
-                    return Some(Finish::DeadHalt { rip: regs.rip });
+                    return Some(State::Finished(Finish::DeadHalt { rip: regs.rip }));
                 }
             }
         }
@@ -450,39 +320,40 @@ impl Vcpu {
 
     /// The guest executed HLT with the user-space 8259: sleeps until a
     /// kick (the timer's signal, the I/O thread's, a command's), looking at
-    /// the devices after each, until an interrupt is pending (None) or the
-    /// run ends. A halt with interrupts off can never end.
-    fn halt(&mut self) -> Option<Finish> {
-        let pic = self.machine.pic.clone()?;
+    /// the devices after each, until an interrupt is pending (running
+    /// again) or a command says otherwise. A halt with interrupts off can
+    /// never end.
+    fn halted(&mut self) -> State {
+        let Some(pic) = self.machine.pic.clone() else {
+            return State::Running;
+        };
         if self.fd.get_kvm_run().if_flag == 0 {
             let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
-            return Some(Finish::DeadHalt { rip });
+            return State::Finished(Finish::DeadHalt { rip });
         }
         loop {
             self.machine.bus.poll();
             if pic::lock(&pic).pending() {
-                return None;
+                return State::Running;
             }
-            if let Some(f) = self.on_kick() {
-                return Some(f);
+            if let Some(next) = self.on_kick(true) {
+                return next;
             }
             kick::wait(self.fd.get_kvm_run(), HALT_WAIT);
             self.fd.set_kvm_immediate_exit(0);
         }
     }
 
-    /// Blocks until resumed (None) or stopped.
-    fn paused(&mut self) -> Option<Finish> {
-        self.events.send(VmEvent::State(VcpuState::Paused));
+    /// Waits for a command: resumed, the guest goes back to where it was
+    /// (running, or halted).
+    fn paused(&mut self, halted: bool) -> State {
         loop {
             match self.commands.recv() {
-                Ok(Command::Resume) => {
-                    self.events.send(VmEvent::State(VcpuState::Running));
-                    return None;
-                }
+                Ok(Command::Resume) if halted => return State::Halted,
+                Ok(Command::Resume) => return State::Running,
                 Ok(Command::Pause) => {}
                 Ok(Command::Optimize(opts)) => self.optimize(opts),
-                Ok(Command::Stop) | Err(_) => return Some(Finish::HostStop),
+                Ok(Command::Stop) | Err(_) => return State::Finished(Finish::HostStop),
             }
         }
     }

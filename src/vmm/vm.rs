@@ -3,11 +3,12 @@
 //! kicks it, and the handle its owner drives it with.
 
 use super::boot::{self, BootError};
+use super::dispatch::Machine;
 use super::events::{self, EventStream};
 use super::exits::ExitCounters;
 use super::floor::FloorSchedule;
 use super::kick::{self, Kicker};
-use super::vcpu::{Command, Machine, Vcpu};
+use super::vcpu::{Command, Vcpu};
 use crate::devices::bus::{BusError, PioBus};
 use crate::devices::irq::{EdgeIrq, IrqChip, IrqLine, Resampled};
 use crate::devices::mailbox::{
