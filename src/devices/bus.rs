@@ -1,5 +1,6 @@
 //! The port I/O bus: a range map from I/O ports to the devices that own them.
 
+use crate::profiler::emulation::PortMap;
 use crate::profiler::markers;
 use profiles::taxonomy::Category;
 use std::fmt;
@@ -29,6 +30,11 @@ pub trait PioDevice: Send {
     /// Work that waits for the vCPU thread (frames from the host), done when
     /// the vCPU is kicked.
     fn poll(&mut self) {}
+    /// The family its port accesses are counted under (the profiler's
+    /// port groups): its name, unless it is part of a larger device.
+    fn group(&self) -> &'static str {
+        self.name()
+    }
     /// The profile row an access at `offset` is charged to.
     fn category(&self, _offset: u16, _write: bool) -> Category {
         Category::OtherDevices
@@ -97,6 +103,15 @@ impl PioBus {
     /// An empty bus.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The bus's ports by device family.
+    pub fn port_map(&self) -> PortMap {
+        let mut map = PortMap::default();
+        for r in &self.ranges {
+            map.add(r.base, r.len, self.devices[r.device].group());
+        }
+        map
     }
 
     /// Gives `device` the ports `ranges` (base, length); offsets seen by the

@@ -127,6 +127,10 @@ impl PioDevice for ShutdownPort {
         "shutdown"
     }
 
+    fn group(&self) -> &'static str {
+        "mailbox"
+    }
+
     fn read(&mut self, _offset: u16, data: &mut [u8]) {
         data.fill(0);
     }
@@ -148,6 +152,10 @@ pub struct BenchPort {
 impl PioDevice for BenchPort {
     fn name(&self) -> &'static str {
         "bench"
+    }
+
+    fn group(&self) -> &'static str {
+        "mailbox"
     }
 
     fn read(&mut self, _offset: u16, data: &mut [u8]) {

@@ -201,6 +201,10 @@ impl PioDevice for PciConfigSpace {
         "pci-config"
     }
 
+    fn group(&self) -> &'static str {
+        "pci"
+    }
+
     fn read(&mut self, offset: u16, data: &mut [u8]) {
         let offset = offset as usize;
         if offset < 4 {

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub const PORT: u16 = 0x40;
 /// See [`PORT`].
 pub const PORTS: u16 = 4;
+/// Port B of the PC's 8255 (channel 2's gate and the speaker), which KVM's
+/// in-kernel 8254 answers too.
+pub const SPEAKER: u16 = 0x61;
 /// The 8254's input clock.
 const HZ: u128 = 1_193_182;
 const IRQ: u32 = 0;

@@ -24,16 +24,23 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 const TRACEPOINT: &str = "kvm/kvm_emulate_insn";
 const PIO_TRACEPOINT: &str = "kvm/kvm_pio";
 
-/// The device a port belongs to, for counting port accesses.
-pub fn port_group(port: u16) -> &'static str {
-    match port {
-        0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => "pic",
-        0x40..=0x43 | 0x61 => "pit",
-        0x3f8..=0x3ff => "serial",
-        0xcf8..=0xcff => "pci",
-        0x3000..=0x300b | 0xf4 => "mailbox",
-        0xc000..=0xc01f => "nic",
-        _ => "other",
+/// Which device family owns each port, for counting port accesses: the
+/// VM builder fills it from its bus and the devices KVM emulates itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortMap(Vec<(u16, u16, &'static str)>);
+
+impl PortMap {
+    /// Adds ports `base..base + len` owned by `group`.
+    pub fn add(&mut self, base: u16, len: u16, group: &'static str) {
+        self.0.push((base, len, group));
+    }
+
+    /// The family that owns `port`, or `other`.
+    pub fn group(&self, port: u16) -> &'static str {
+        self.0
+            .iter()
+            .find(|&&(base, len, _)| port.wrapping_sub(base) < len)
+            .map_or("other", |&(_, _, g)| g)
     }
 }
 
@@ -131,7 +138,7 @@ pub struct EmulationWindows {
 
 impl EmulationWindows {
     /// Starts tracing thread `tid` in windows.
-    pub fn start(tid: libc::pid_t) -> Result<Self, String> {
+    pub fn start(tid: libc::pid_t, ports: PortMap) -> Result<Self, String> {
         let id = tracepoints::id(TRACEPOINT).map_err(|e| e.to_string())?;
         let mut sampler = raw_tracer(id, tid, 4 << 20)
             .map_err(|e| format!("perf events refused {TRACEPOINT}: {e}"))?;
@@ -180,7 +187,7 @@ impl EmulationWindows {
                                     .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as u16);
                                 if let Some(port) = port {
                                     *s.pio_by_device
-                                        .entry(port_group(port).to_string())
+                                        .entry(ports.group(port).to_string())
                                         .or_insert(0) += 1;
                                 }
                             }
@@ -237,12 +244,13 @@ mod tests {
 
     #[test]
     fn port_groups() {
-        assert_eq!(port_group(0x20), "pic");
-        assert_eq!(port_group(0x4d1), "pic");
-        assert_eq!(port_group(0xc012), "nic");
-        assert_eq!(port_group(0x3fd), "serial");
-        assert_eq!(port_group(0x3000), "mailbox");
-        assert_eq!(port_group(0x80), "other");
+        let mut map = PortMap::default();
+        map.add(0x20, 2, "pic");
+        map.add(0xc000, 32, "nic");
+        assert_eq!(map.group(0x21), "pic");
+        assert_eq!(map.group(0xc01f), "nic");
+        assert_eq!(map.group(0xc020), "other");
+        assert_eq!(map.group(0x1f), "other");
     }
 
     #[test]

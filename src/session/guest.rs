@@ -124,7 +124,7 @@ impl Guest {
             ),
         };
         let windows = if args.emulation_windows {
-            EmulationWindows::start(vm.vcpu_tid())
+            EmulationWindows::start(vm.vcpu_tid(), vm.port_map())
         } else {
             Err("emulation windows are off".to_string())
         };

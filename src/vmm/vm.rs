@@ -23,6 +23,7 @@ use crate::devices::pit::{self, Pit};
 use crate::devices::pvnet::{self, Drain, PvnetPort};
 use crate::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_IRQ};
 use crate::optimizations::Opt;
+use crate::profiler::emulation::PortMap;
 use crate::profiler::live::{self, Every};
 use crate::profiler::stitch::StitchLog;
 use kvm_bindings::{
@@ -159,9 +160,15 @@ pub struct VmHandle {
     /// The paravirtual NIC's drain thread, stopped after the vCPU.
     pv_drain: Option<Drain>,
     nic: Option<NicHandle>,
+    ports: PortMap,
 }
 
 impl VmHandle {
+    /// Which device family owns each port, in the bus and in the kernel.
+    pub fn port_map(&self) -> PortMap {
+        self.ports.clone()
+    }
+
     /// The guest stacks walked at exits, with `stitch` on.
     pub fn stitch_log(&self) -> Option<Arc<StitchLog>> {
         self.stitch.clone()
@@ -338,6 +345,15 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     let stitch = config.stitch.then(|| Arc::new(StitchLog::default()));
     let (commands, command_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
+    let mut ports = bus.port_map();
+    if kernel_irqchip {
+        // KVM's 8259s and 8254 answer these without the bus.
+        for base in [pic::MASTER, pic::SLAVE, pic::ELCR] {
+            ports.add(base, 2, "pic");
+        }
+        ports.add(pit::PORT, pit::PORTS, "pit");
+        ports.add(pit::SPEAKER, 1, "pit");
+    }
     let vcpu = Vcpu {
         fd,
         machine: Machine {
@@ -394,6 +410,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         watchdog: Some(watchdog),
         pv_drain,
         nic: nic_handle,
+        ports,
     })
 }
 

@@ -243,3 +243,100 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
         "{unavailable:?}"
     );
 }
+
+#[test]
+fn port_accesses_are_counted_under_the_device_that_owns_them() {
+    if !kvm_or_skip("port groups") {
+        return;
+    }
+    if !tracefs_ready() {
+        crate::skip("port groups: tracefs is not mounted and cannot be mounted here");
+        return;
+    }
+    let (out, r) = run_json(&["--guest", "nettest", "--net", "sink", "--duration", "3s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let by = &r["emulation"]["pio_by_device"];
+    // The Lance's ports are on our bus; KVM's 8259 answers the EOIs itself.
+    for group in ["nic", "pic"] {
+        assert!(
+            by[group].as_u64().unwrap_or(0) > 0,
+            "no {group} accesses: {by}"
+        );
+    }
+    assert_eq!(
+        by.get("pcnet"),
+        None,
+        "grouped as the NIC, not by device name"
+    );
+}
+
+/// Two threads that spin for `secs` on their own, beside a run.
+fn cpu_hogs(secs: u64) -> Vec<std::thread::JoinHandle<()>> {
+    (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+                let mut x = 0u64;
+                while std::time::Instant::now() < end {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn without_sampling_every_share_stays_within_the_cpu_time_under_contention() {
+    if !kvm_or_skip("no sampling under contention") {
+        return;
+    }
+    // Two CPU hogs on a two-core machine: the vCPU waits runnable, and
+    // KVM_RUN by the clock once read 168.9%.
+    let hogs = cpu_hogs(6);
+    let (out, r) = run_json(&[
+        "--guest",
+        "nettest",
+        "--net",
+        "sink",
+        "--duration",
+        "3s",
+        "--sample-hz",
+        "0",
+    ]);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = &r["profile"];
+    let rows = p["rows"].as_array().unwrap();
+    let mut sum = 0.0;
+    for row in rows {
+        let share = row["share_pct"].as_f64().unwrap();
+        assert!(
+            (0.0..=100.0 + 1e-6).contains(&share),
+            "{} {share}%: {p}",
+            row["category"]
+        );
+        sum += share;
+    }
+    assert!((sum - 100.0).abs() < 1e-3, "rows add up to {sum}%");
+    let run = rows.iter().find(|r| r["category"] == "kvm_run").unwrap();
+    assert_eq!(run["source"], "markers");
+    // The wait is beside the table: the run delay, and the halted rest.
+    let preempted = p["preempted_seconds"].as_f64().expect("a run delay");
+    let halted = p["halted_seconds"].as_f64().unwrap();
+    assert!(preempted > 0.0, "two hogs on two cores and no wait? {p}");
+    assert!(
+        preempted + halted <= 3.5,
+        "{preempted} + {halted} s of a 3 s run"
+    );
+    assert!(p["off_cpu"]["vcpu"]["preempted_seconds"].as_f64().is_some());
+}

@@ -292,6 +292,10 @@ impl PioDevice for PcnetPort {
         "pcnet"
     }
 
+    fn group(&self) -> &'static str {
+        "nic"
+    }
+
     fn read(&mut self, offset: u16, data: &mut [u8]) {
         self.timed_read(offset, data)
     }
