@@ -11,7 +11,7 @@ use crate::vmnet::peer::PeerReport;
 use crate::vmnet::sequence::SequenceCounts;
 use crate::vmnet::sink::Sink;
 use crate::vmnet::tap::TapLink;
-use crate::vmnet::{Backend, GuestRx, LinkCounters, NetKind, SharedPeer};
+use crate::vmnet::{Backend, GuestRx, LinkCounters, NetKind, SharedPeer, Switches};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -23,6 +23,7 @@ pub struct NetRun {
     tap: Option<TapLink>,
     peer: SharedPeer,
     counters: Arc<LinkCounters>,
+    switches: Arc<Switches>,
     final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
     /// Why the run fell back to the sink, when it did.
     pub notice: Option<String>,
@@ -137,10 +138,12 @@ impl NetRun {
             None => backend,
         };
         let counters = Arc::new(LinkCounters::default());
+        let switches = Arc::new(Switches::default());
         let final_drops = Arc::new(Mutex::new(None));
         let nic = NicConfig {
             backend: Arc::new(Mutex::new(backend)),
             counters: counters.clone(),
+            switches: switches.clone(),
             final_drops: final_drops.clone(),
         };
         Ok((
@@ -149,6 +152,7 @@ impl NetRun {
                 tap,
                 peer,
                 counters,
+                switches,
                 final_drops,
                 notice,
             },
@@ -164,6 +168,7 @@ impl NetRun {
                 guest,
                 Box::new(move || kicker.kick()),
                 self.counters.clone(),
+                self.switches.clone(),
             )?;
         }
         Ok(())

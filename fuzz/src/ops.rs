@@ -82,12 +82,13 @@ impl Targets {
             ),
             2 => {
                 let irq = EdgeIrq::Irqfd(EventFd::new(libc_nonblock()).expect("an eventfd"));
-                let mut serial = SerialDevice::new(irq, ConsoleSink::new(self.sink.clone()));
+                let mut serial =
+                    SerialDevice::new(irq, ConsoleSink::new(Box::new(self.sink.clone())));
                 pio(&mut serial, 8, &mut c, &mut h);
             }
             3 => pio(&mut Controller::default(), 8, &mut c, &mut h),
             _ => {
-                let mut mailbox = Mailbox::new(self.ram.clone(), self.sink.clone());
+                let mut mailbox = Mailbox::new(self.ram.clone(), Box::new(self.sink.clone()));
                 self.mailbox(&mut mailbox, &mut c);
             }
         }

@@ -3,7 +3,7 @@
 //! benchmark port.
 
 use super::bus::{le_value, put_le, BusAction, PioDevice};
-use crate::vmm::events::{EventSink, VmEvent};
+use super::host::{GuestSays, Listener};
 use std::time::Instant;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -30,13 +30,13 @@ const HEADER_LEN: usize = 8;
 /// The mailbox: reads messages from guest memory and reports them.
 pub struct Mailbox {
     memory: GuestMemoryMmap,
-    events: EventSink,
+    listener: Box<dyn Listener>,
 }
 
 impl Mailbox {
-    /// A mailbox reading messages from `memory`.
-    pub fn new(memory: GuestMemoryMmap, events: EventSink) -> Self {
-        Self { memory, events }
+    /// A mailbox reading messages from `memory`, telling `listener`.
+    pub fn new(memory: GuestMemoryMmap, listener: Box<dyn Listener>) -> Self {
+        Self { memory, listener }
     }
 
     fn receive(&mut self, addr: u64) -> Result<BusAction, String> {
@@ -63,7 +63,7 @@ impl Mailbox {
             let name = record_name(&rec[..NAME_LEN]);
             let value = u64::from_le_bytes(rec[NAME_LEN..].try_into().unwrap());
             match kind {
-                MSG_COUNTERS => self.events.send(VmEvent::Counter { name, value }),
+                MSG_COUNTERS => self.listener.hear(GuestSays::Counter { name, value }),
                 MSG_PHASE_BEGIN | MSG_PHASE_END => {
                     let begin = kind == MSG_PHASE_BEGIN;
                     action = if begin {
@@ -71,7 +71,7 @@ impl Mailbox {
                     } else {
                         BusAction::PhaseEnd(value)
                     };
-                    self.events.send(VmEvent::Phase {
+                    self.listener.hear(GuestSays::Phase {
                         begin,
                         name,
                         index: value,
@@ -112,7 +112,7 @@ impl PioDevice for Mailbox {
         match self.receive(u64::from(le_value(data))) {
             Ok(action) => action,
             Err(why) => {
-                self.events.send(VmEvent::BadMessage(why));
+                self.listener.hear(GuestSays::BadMessage(why));
                 BusAction::None
             }
         }
@@ -172,7 +172,7 @@ impl PioDevice for BenchPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::events;
+    use std::sync::mpsc;
 
     fn memory() -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap()
@@ -195,8 +195,8 @@ mod tests {
     #[test]
     fn magic_and_counters() {
         let mem = memory();
-        let (sink, stream) = events::channel();
-        let mut mb = Mailbox::new(mem.clone(), sink);
+        let (sink, stream) = mpsc::channel();
+        let mut mb = Mailbox::new(mem.clone(), Box::new(sink));
         let mut d = [0u8; 4];
         mb.read(0, &mut d);
         assert_eq!(u32::from_le_bytes(d), MAILBOX_MAGIC);
@@ -208,15 +208,15 @@ mod tests {
         );
         assert_eq!(mb.write(0, &0x1000u32.to_le_bytes()), BusAction::None);
         let got: Vec<_> = stream.try_iter().collect();
-        assert!(matches!(&got[0], VmEvent::Counter { name, value: 7 } if name == "frames"));
-        assert!(matches!(&got[1], VmEvent::Counter { name, value: 9000 } if name == "bytes"));
+        assert!(matches!(&got[0], GuestSays::Counter { name, value: 7 } if name == "frames"));
+        assert!(matches!(&got[1], GuestSays::Counter { name, value: 9000 } if name == "bytes"));
     }
 
     #[test]
     fn phases_become_bus_actions() {
         let mem = memory();
-        let (sink, stream) = events::channel();
-        let mut mb = Mailbox::new(mem.clone(), sink);
+        let (sink, stream) = mpsc::channel();
+        let mut mb = Mailbox::new(mem.clone(), Box::new(sink));
         message(&mem, 0x2000, MSG_PHASE_BEGIN, &[("cpl0_out", 3)]);
         assert_eq!(
             mb.write(0, &0x2000u32.to_le_bytes()),
@@ -233,8 +233,8 @@ mod tests {
     #[test]
     fn malformed_messages_are_reported_not_trusted() {
         let mem = memory();
-        let (sink, stream) = events::channel();
-        let mut mb = Mailbox::new(mem.clone(), sink);
+        let (sink, stream) = mpsc::channel();
+        let mut mb = Mailbox::new(mem.clone(), Box::new(sink));
         // Outside guest memory, bad magic, too many records, records past the end.
         mb.write(0, &0xffff_fff0u32.to_le_bytes());
         mem.write_slice(&[0u8; 8], GuestAddress(0x100)).unwrap();
@@ -251,7 +251,7 @@ mod tests {
         let bad: Vec<_> = stream
             .try_iter()
             .map(|e| match e {
-                VmEvent::BadMessage(why) => why,
+                GuestSays::BadMessage(why) => why,
                 other => panic!("unexpected {other:?}"),
             })
             .collect();

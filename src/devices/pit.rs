@@ -6,7 +6,6 @@
 
 use super::bus::{BusAction, PioDevice};
 use super::pic::{self, SharedPic};
-use crate::vmm::kick;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -119,19 +118,19 @@ impl Channel {
     }
 }
 
-/// A POSIX timer that sends the kick signal to the thread that made it.
+/// A POSIX timer that sends a signal to the thread that made it.
 struct SignalTimer(libc::timer_t);
 
 // SAFETY: a timer_t is a kernel timer ID, usable from any thread.
 unsafe impl Send for SignalTimer {}
 
 impl SignalTimer {
-    fn for_this_thread() -> io::Result<Self> {
+    fn for_this_thread(signal: libc::c_int) -> io::Result<Self> {
         // SAFETY: an all-zero sigevent is valid; the fields that matter are
         // set below.
         let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
         event.sigev_notify = libc::SIGEV_THREAD_ID;
-        event.sigev_signo = kick::signal();
+        event.sigev_signo = signal;
         // SAFETY: gettid has no preconditions.
         event.sigev_notify_thread_id = unsafe { libc::gettid() };
         let mut id: libc::timer_t = std::ptr::null_mut();
@@ -182,17 +181,17 @@ pub struct Pit {
     pic: SharedPic,
     /// The next IRQ 0 edge, and the period after it (zero: one-shot).
     next: Option<(Instant, Duration)>,
-    /// Signal the vCPU thread at each deadline (off in unit tests, where
-    /// no thread handles the kick signal).
-    signal: bool,
+    /// The signal that kicks the vCPU thread at each deadline (none in unit
+    /// tests, where no thread handles it).
+    signal: Option<libc::c_int>,
     timer: Option<SignalTimer>,
     stats: PitStats,
 }
 
 impl Pit {
     /// A timer interrupting on `pic`'s IRQ 0; with `signal`, the thread
-    /// that programs it (the vCPU's) is kicked at every deadline.
-    pub fn new(pic: SharedPic, signal: bool) -> Self {
+    /// that programs it (the vCPU's) is sent it at every deadline.
+    pub fn new(pic: SharedPic, signal: Option<libc::c_int>) -> Self {
         Self {
             channels: [Channel::default(); 3],
             pic,
@@ -217,13 +216,13 @@ impl Pit {
             _ => Duration::ZERO,
         };
         self.next = c.loaded.map(|t| (t + period, every));
-        if !self.signal {
+        let Some(signal) = self.signal else {
             return;
-        }
+        };
         if self.timer.is_none() {
             // Without the timer the guest still gets ticks at its exits
             // and at the watchdog's kicks, only late.
-            self.timer = SignalTimer::for_this_thread().ok();
+            self.timer = SignalTimer::for_this_thread(signal).ok();
         }
         if let Some(t) = &self.timer {
             let first = self.next.map_or(Duration::ZERO, |(at, _)| at - now);
@@ -339,7 +338,7 @@ mod tests {
         for (port, v) in [(0x20, 0x13), (0x21, 32), (0x21, 1), (0x21, 0)] {
             pic::lock(&p).write(port, v);
         }
-        (Pit::new(p.clone(), false), p)
+        (Pit::new(p.clone(), None), p)
     }
 
     /// The guest runtime's programming: channel 0, low/high, rate

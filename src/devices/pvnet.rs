@@ -24,7 +24,7 @@
 //! caller's bytes do, with no copy).
 
 use super::bus::{BusAction, PioDevice};
-use crate::vmnet::{self, LinkCounters, SharedBackend};
+use crate::vmnet::{self, LinkCounters, SharedBackend, Switches};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -159,12 +159,13 @@ pub struct Drain {
 impl Drain {
     /// Starts draining the ring registered at `area` into `backend`,
     /// counting frames in `link`, woken by `doorbell`, interrupting through
-    /// `irq`. `link.pv_want` says which NIC the guest should transmit on.
+    /// `irq`. `switches.pv_want` says which NIC the guest should transmit on.
     pub fn start(
         ram: GuestMemoryMmap,
         area: Area,
         backend: SharedBackend,
         link: Arc<LinkCounters>,
+        switches: Arc<Switches>,
         doorbell: Arc<EventFd>,
         irq: EventFd,
     ) -> std::io::Result<Self> {
@@ -178,6 +179,7 @@ impl Drain {
                     registered: area,
                     backend,
                     link,
+                    switches,
                     irq,
                     cons: 0,
                     area: 0,
@@ -236,6 +238,7 @@ struct Ring {
     registered: Area,
     backend: SharedBackend,
     link: Arc<LinkCounters>,
+    switches: Arc<Switches>,
     irq: EventFd,
     /// Entries consumed, as the host counts them.
     cons: u32,
@@ -277,7 +280,10 @@ impl Ring {
         if self.area == 0 {
             return false;
         }
-        self.store(WANT, u32::from(self.link.pv_want.load(Ordering::Relaxed)));
+        self.store(
+            WANT,
+            u32::from(self.switches.pv_want.load(Ordering::Relaxed)),
+        );
         let size = match self.load(SIZE) {
             Some(s) if s.is_power_of_two() && s <= MAX_ENTRIES => s,
             _ => return false, // not set up yet, or nonsense: nothing to drain
@@ -413,6 +419,7 @@ mod tests {
             registered: area,
             backend,
             link,
+            switches: Arc::new(Switches::default()),
             irq: EventFd::new(0).unwrap(),
             cons: 0,
             area: 0,

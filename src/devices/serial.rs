@@ -3,8 +3,8 @@
 //! console sink that hands whole lines to the VMM.
 
 use super::bus::{BusAction, PioDevice};
+use super::host::{GuestSays, Listener};
 use super::irq::EdgeIrq;
-use crate::vmm::events::{EventSink, VmEvent};
 use std::io;
 use vm_superio::Serial;
 
@@ -18,15 +18,15 @@ const MAX_LINE: usize = 512;
 /// Collects console bytes and sends them on as lines.
 pub struct ConsoleSink {
     line: Vec<u8>,
-    events: EventSink,
+    listener: Box<dyn Listener>,
 }
 
 impl ConsoleSink {
-    /// A sink that sends lines as [`VmEvent::Console`].
-    pub fn new(events: EventSink) -> Self {
+    /// A sink that sends lines to `listener` as [`GuestSays::Console`].
+    pub fn new(listener: Box<dyn Listener>) -> Self {
         Self {
             line: Vec::with_capacity(MAX_LINE),
-            events,
+            listener,
         }
     }
 
@@ -34,7 +34,7 @@ impl ConsoleSink {
         if !self.line.is_empty() {
             let text = String::from_utf8_lossy(&self.line).into_owned();
             self.line.clear();
-            self.events.send(VmEvent::Console(text));
+            self.listener.hear(GuestSays::Console(text));
         }
     }
 }
@@ -97,24 +97,24 @@ impl PioDevice for SerialDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::events;
+    use std::sync::mpsc;
     use vmm_sys_util::eventfd::EventFd;
 
-    fn serial() -> (SerialDevice, events::EventStream, EventFd) {
-        let (sink, stream) = events::channel();
+    fn serial() -> (SerialDevice, mpsc::Receiver<GuestSays>, EventFd) {
+        let (sink, stream) = mpsc::channel();
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         let dev = SerialDevice::new(
             EdgeIrq::Irqfd(irq.try_clone().unwrap()),
-            ConsoleSink::new(sink),
+            ConsoleSink::new(Box::new(sink)),
         );
         (dev, stream, irq)
     }
 
-    fn lines(stream: &events::EventStream) -> Vec<String> {
+    fn lines(stream: &mpsc::Receiver<GuestSays>) -> Vec<String> {
         stream
             .try_iter()
             .filter_map(|e| match e {
-                VmEvent::Console(s) => Some(s),
+                GuestSays::Console(s) => Some(s),
                 _ => None,
             })
             .collect()

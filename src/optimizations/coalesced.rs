@@ -9,6 +9,7 @@
 //! the ring must be drained, and another thread must be able to look at it
 //! while the vCPU runs.
 
+use crate::devices::host::WriteLog;
 use kvm_bindings::{kvm_coalesced_mmio, KVM_COALESCED_MMIO_PAGE_OFFSET};
 use std::io;
 use std::os::fd::RawFd;
@@ -140,6 +141,16 @@ impl Ring {
     /// How many writes the ring holds at most.
     pub fn capacity(&self) -> u32 {
         self.entries - 1
+    }
+}
+
+impl WriteLog for Ring {
+    fn is_empty(&self) -> bool {
+        Ring::is_empty(self)
+    }
+
+    fn drain_into(&self, apply: &mut dyn FnMut(u16, &[u8])) -> usize {
+        self.drain(|w| apply(w.port, w.bytes()))
     }
 }
 

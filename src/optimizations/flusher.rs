@@ -8,7 +8,6 @@
 
 use super::coalesced::Ring;
 use crate::devices::pcnet::registers::{CSR0_TDMD, DWIO_RAP, WIO_RAP, WIO_RDP};
-use crate::vmm::kick::Kicker;
 use crate::vmnet::LinkCounters;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -148,11 +147,11 @@ pub fn waiting(ring: &Ring, nic_base: u16) -> Waiting {
 }
 
 impl Flusher {
-    /// Starts looking at `ring` (of the NIC at `nic_base`), kicking through
-    /// `kicker`.
+    /// Starts looking at `ring` (of the NIC at `nic_base`), kicking the
+    /// vCPU out of the guest with `kick`.
     pub fn start(
         ring: Arc<Ring>,
-        kicker: Kicker,
+        kick: Box<dyn Fn() + Send>,
         nic_base: u16,
         link: Arc<LinkCounters>,
     ) -> std::io::Result<Self> {
@@ -208,7 +207,7 @@ impl Flusher {
                         // One kick per batch: the vCPU drains it soon.
                         let settled = kicked.is_none_or(|t| t.elapsed() >= RETRY);
                         if due && settled {
-                            kicker.kick();
+                            kick();
                             k.fetch_add(1, Ordering::Relaxed);
                             kicked = Some(Instant::now());
                         }

@@ -1,11 +1,13 @@
 //! The paper's optimizations and their KVM descendants as toggles: names,
 //! keys and meanings, the presets, what depends on what, and parsing
-//! `--preset` and `--opt NAME=on|off`. The mechanisms live with the vCPU
-//! (coalesced port I/O zones, the flusher); this module only says which are
-//! wanted.
+//! `--preset` and `--opt NAME=on|off`; and the mechanisms, together: the
+//! coalesced ring KVM logs the Lance's port writes to, the flusher that
+//! keeps a logged transmit kick from waiting, and the in-kernel zones the
+//! vCPU registers between two entries (`in_kernel`).
 
 pub mod coalesced;
 pub mod flusher;
+pub mod in_kernel;
 
 use serde::Serialize;
 use std::collections::BTreeMap;

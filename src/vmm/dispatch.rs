@@ -6,10 +6,10 @@
 use super::events::Finish;
 use super::exits::ExitCounters;
 use super::floor::FloorSchedule;
-use super::in_kernel::InKernel;
 use crate::devices::bus::{BusAction, PioBus};
 use crate::devices::pcnet::port::NicHandle;
 use crate::devices::pic::SharedPic;
+use crate::optimizations::in_kernel::InKernel;
 use crate::optimizations::{Opt, Opts};
 use crate::profiler::markers;
 use kvm_ioctls::VcpuExit;

@@ -2,6 +2,7 @@
 //! changes and how the run finished, over one channel.
 
 use super::exits::ExitStats;
+use crate::devices::host::{GuestSays, Listener};
 use profiles::inputs::{MarkedThread, PvDrain};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -123,6 +124,28 @@ impl EventSink {
     /// Sends `event` if anyone is still listening.
     pub fn send(&self, event: VmEvent) {
         let _ = self.0.send(event);
+    }
+}
+
+/// The devices' messages become the run's events.
+impl Listener for EventSink {
+    fn hear(&self, what: GuestSays) {
+        self.send(match what {
+            GuestSays::Console(text) => VmEvent::Console(text),
+            GuestSays::Counter { name, value } => VmEvent::Counter { name, value },
+            GuestSays::Phase {
+                begin,
+                name,
+                index,
+                at,
+            } => VmEvent::Phase {
+                begin,
+                name,
+                index,
+                at,
+            },
+            GuestSays::BadMessage(why) => VmEvent::BadMessage(why),
+        });
     }
 }
 

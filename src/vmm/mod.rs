@@ -6,7 +6,6 @@ pub mod dispatch;
 pub mod events;
 pub mod exits;
 pub mod floor;
-pub mod in_kernel;
 pub mod kick;
 pub mod vcpu;
 pub mod vm;

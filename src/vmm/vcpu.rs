@@ -6,11 +6,11 @@ use super::dispatch::{Flow, Machine};
 use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
 use super::exits::ExitStats;
 use super::floor;
-use super::in_kernel::InKernel;
 use super::kick;
 use crate::devices::pcnet::port::NicHandle;
 use crate::devices::pic;
 use crate::optimizations::coalesced::Ring;
+use crate::optimizations::in_kernel::InKernel;
 use crate::profiler::live::Every;
 use crate::profiler::markers;
 use crate::profiler::stitch::{self, StitchLog};
@@ -85,7 +85,11 @@ pub(crate) struct Vcpu {
     /// The VM, for registering coalesced zones.
     pub(crate) vm: std::sync::Arc<kvm_ioctls::VmFd>,
     /// The NIC's I/O base, when there is a NIC.
-    pub(crate) nic: Option<(u16, std::sync::Arc<crate::vmnet::LinkCounters>)>,
+    pub(crate) nic: Option<(
+        u16,
+        std::sync::Arc<crate::vmnet::LinkCounters>,
+        std::sync::Arc<crate::vmnet::Switches>,
+    )>,
     /// The optimizations to start with.
     pub(crate) opts: crate::optimizations::Opts,
     /// When the halt watchdog last looked.
@@ -202,8 +206,9 @@ impl Vcpu {
         // SAFETY: pthread_self has no preconditions. The flusher that
         // holds this kicker is joined before this thread ends.
         let kicker = kick::Kicker::new(unsafe { libc::pthread_self() });
-        let made = Ring::map(self.fd.as_raw_fd())
-            .and_then(|ring| InKernel::new(self.vm.clone(), ring, kicker, nic));
+        let made = Ring::map(self.fd.as_raw_fd()).and_then(|ring| {
+            InKernel::new(self.vm.clone(), ring, Box::new(move || kicker.kick()), nic)
+        });
         let error = match made {
             Ok(k) => {
                 if let Some(h) = &self.machine.nic {
@@ -236,7 +241,7 @@ impl Vcpu {
             pv: self
                 .nic
                 .as_ref()
-                .map_or_else(Default::default, |(_, link)| {
+                .map_or_else(Default::default, |(_, link, _)| {
                     let load = |n: &std::sync::atomic::AtomicU64| {
                         n.load(std::sync::atomic::Ordering::Relaxed)
                     };

@@ -281,7 +281,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
                 bus.insert(Box::new(PicPorts::new(pic.clone(), base)), &[(base, 2)])?;
             }
             bus.insert(
-                Box::new(Pit::new(pic.clone(), true)),
+                Box::new(Pit::new(pic.clone(), Some(kick::signal()))),
                 &[(pit::PORT, pit::PORTS)],
             )?;
             (
@@ -293,7 +293,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     bus.insert(
         Box::new(SerialDevice::new(
             serial_irq,
-            ConsoleSink::new(sink.clone()),
+            ConsoleSink::new(Box::new(sink.clone())),
         )),
         &[(COM1_BASE, 8)],
     )?;
@@ -303,7 +303,10 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         &[(PATH_PORT, 4)],
     )?;
     let mut functions = Vec::new();
-    let link = config.nic.as_ref().map(|n| n.counters.clone());
+    let link = config
+        .nic
+        .as_ref()
+        .map(|n| (n.counters.clone(), n.switches.clone()));
     let mut pv_drain = None;
     let mut nic_handle = None;
     if let Some(nic) = config.nic.take() {
@@ -332,7 +335,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         &[(CONFIG_BASE, CONFIG_LEN)],
     )?;
     bus.insert(
-        Box::new(Mailbox::new(memory.clone(), sink.clone())),
+        Box::new(Mailbox::new(memory.clone(), Box::new(sink.clone()))),
         &[(MAILBOX_PORT, 4)],
     )?;
     bus.insert(
@@ -371,7 +374,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         start_paused: config.start_paused,
         progress: Every::new(live::PERIOD),
         vm: vm.clone(),
-        nic: link.map(|l| (NIC_IO_BASE, l)),
+        nic: link.map(|(counters, switches)| (NIC_IO_BASE, counters, switches)),
         opts: config.opts,
         halt_checked: None,
         stitch: stitch.clone(),
@@ -460,6 +463,7 @@ fn add_pv_nic(
         area,
         nic.backend.clone(),
         nic.counters.clone(),
+        nic.switches.clone(),
         doorbell,
         irq,
     )

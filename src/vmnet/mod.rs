@@ -113,13 +113,20 @@ pub struct LinkCounters {
     pub irq_edges: AtomicU64,
     /// The TAP device went away under the I/O thread (it stopped reading).
     pub rx_device_gone: AtomicU64,
+    /// The paravirtual NIC's own counts.
+    pub pv: PvCounters,
+}
+
+/// The optimizations' run-time switches for the threads that move frames:
+/// the vCPU thread sets them between two entries (`optimizations::
+/// in_kernel`), the NIC models and the I/O thread act on them.
+#[derive(Debug, Default)]
+pub struct Switches {
     /// irq-notify off: the vCPU thread polls the TAP after every exit to
     /// user space and reads what waits; the I/O thread only ticks.
     pub poll_rx: AtomicBool,
     /// pv-nic on: the guest is asked to transmit on the paravirtual ring.
     pub pv_want: AtomicBool,
-    /// The paravirtual NIC's own counts.
-    pub pv: PvCounters,
 }
 
 /// What the paravirtual NIC counted.

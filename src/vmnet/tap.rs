@@ -8,7 +8,7 @@
 //! vanishes with them. No traffic leaves it.
 
 use super::{
-    Backend, GuestRx, LinkCounters, SendError, SharedPeer, GUEST_IP, GUEST_MAC, HOST_IP,
+    Backend, GuestRx, LinkCounters, SendError, SharedPeer, Switches, GUEST_IP, GUEST_MAC, HOST_IP,
     NETTEST_PORT,
 };
 use crate::profiler::live::{self, Every, Published};
@@ -389,6 +389,7 @@ impl TapLink {
         guest: Box<dyn GuestRx>,
         kick: Box<dyn Fn() + Send>,
         counters: Arc<LinkCounters>,
+        switches: Arc<Switches>,
     ) -> io::Result<()> {
         let dev = self.dev.clone();
         let stop = self.stop.clone();
@@ -411,7 +412,7 @@ impl TapLink {
                     if every.due() {
                         live.publish(profile());
                     }
-                    if counters.poll_rx.load(Ordering::Relaxed) {
+                    if switches.poll_rx.load(Ordering::Relaxed) {
                         // irq-notify off: the vCPU reads the TAP itself
                         // after its exits; this thread only brings it back
                         // to user space at the host's tick, as a hosted

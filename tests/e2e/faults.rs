@@ -51,6 +51,7 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
                 writes: writes.clone(),
             }))),
             counters: counters.clone(),
+            switches: Default::default(),
             final_drops: Arc::new(Mutex::new(None)),
         }),
     })

@@ -13,11 +13,11 @@ use super::rings::Drops;
 use super::Faults;
 use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
+use crate::devices::host::WriteLog;
 use crate::devices::irq::IrqLine;
 use crate::devices::path::{self, SlotAddress};
-use crate::optimizations::coalesced::Ring;
 use crate::profiler::markers;
-use crate::vmnet::{self, GuestRx, LinkCounters, SharedBackend};
+use crate::vmnet::{self, GuestRx, LinkCounters, SharedBackend, Switches};
 use profiles::taxonomy::Category;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +33,8 @@ pub struct NicConfig {
     pub backend: SharedBackend,
     /// Shared counters.
     pub counters: Arc<LinkCounters>,
+    /// The optimizations' switches.
+    pub switches: Arc<Switches>,
     /// The chip's drop reasons, filled in when the VM ends.
     pub final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
 }
@@ -52,7 +54,7 @@ struct Shared {
     core: Mutex<Core>,
     /// The coalesced ring KVM logs the NIC's port writes to (they are the
     /// only ones it logs), and the NIC's base port, once mapped.
-    ring: OnceLock<(Arc<Ring>, u16)>,
+    ring: OnceLock<(Arc<dyn WriteLog>, u16)>,
     /// Coalesced writes replayed so far, by any thread.
     replayed: AtomicU64,
 }
@@ -71,9 +73,9 @@ impl Shared {
         if ring.is_empty() {
             return;
         }
-        let n = ring.drain(|w| {
-            if let Some(offset) = w.port.checked_sub(*base) {
-                core.chip.write_port(offset, w.bytes(), &core.ram);
+        let n = ring.drain_into(&mut |port, bytes| {
+            if let Some(offset) = port.checked_sub(*base) {
+                core.chip.write_port(offset, bytes, &core.ram);
                 core.service();
             }
         });
@@ -145,7 +147,7 @@ impl PcnetPort {
             core.service();
             r
         };
-        self.polled = core.nic.counters.poll_rx.load(Ordering::Relaxed);
+        self.polled = core.nic.switches.poll_rx.load(Ordering::Relaxed);
         if self.polled {
             // The look the poll after this exit makes (and counts), done
             // now under the same hold of the lock.
@@ -160,7 +162,7 @@ impl NicHandle {
     /// From now on, coalesced writes are replayed from `ring`; the NIC's
     /// ports start at `base`.
     /// The ring is mapped once per VM; a second one is ignored.
-    pub fn attach_ring(&self, ring: Arc<Ring>, base: u16) {
+    pub fn attach_ring(&self, ring: Arc<dyn WriteLog>, base: u16) {
         let _ = self.0.ring.set((ring, base));
     }
 
@@ -325,7 +327,7 @@ impl PioDevice for PcnetPort {
         let mut core = shared.lock();
         let core = &mut *core;
         shared.replay(core);
-        if core.nic.counters.poll_rx.load(Ordering::Relaxed) {
+        if core.nic.switches.poll_rx.load(Ordering::Relaxed) {
             core.poll_rx();
         } else {
             core.service();

@@ -4,12 +4,11 @@
 //! between two `KVM_RUN`s, after the ring has been drained, so no write is
 //! lost or reordered across a flip.
 
+use super::coalesced::Ring;
+use super::flusher::{Flusher, Policy};
+use super::{Opt, Opts};
 use crate::devices::pcnet::registers::{DWIO_BDP, DWIO_RAP, WIO_BDP, WIO_RAP, WIO_RDP};
-use crate::optimizations::coalesced::Ring;
-use crate::optimizations::flusher::{Flusher, Policy};
-use crate::optimizations::{Opt, Opts};
-use crate::vmm::kick::Kicker;
-use crate::vmnet::LinkCounters;
+use crate::vmnet::{LinkCounters, Switches};
 use kvm_ioctls::{IoEventAddress, VmFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,7 +50,7 @@ pub struct InKernel {
     ring: Arc<Ring>,
     flusher: Flusher,
     registered: Vec<(u16, u32)>,
-    link: Arc<LinkCounters>,
+    switches: Arc<Switches>,
     opts: Opts,
 }
 
@@ -61,18 +60,18 @@ impl InKernel {
     pub fn new(
         vm: Arc<VmFd>,
         ring: Ring,
-        kicker: Kicker,
-        (base, link): (u16, Arc<LinkCounters>),
+        kick: Box<dyn Fn() + Send>,
+        (base, link, switches): (u16, Arc<LinkCounters>, Arc<Switches>),
     ) -> std::io::Result<Self> {
         let ring = Arc::new(ring);
-        let flusher = Flusher::start(ring.clone(), kicker, base, link.clone())?;
+        let flusher = Flusher::start(ring.clone(), kick, base, link)?;
         Ok(Self {
             vm,
             base,
             ring,
             flusher,
             registered: Vec::new(),
-            link,
+            switches,
             opts: Opts::preset("naive").expect("a preset"),
         })
     }
@@ -140,12 +139,12 @@ impl InKernel {
                 },
             },
         );
-        self.link
+        self.switches
             .poll_rx
             .store(!opts.get(Opt::IrqNotify), Ordering::Relaxed);
         // The drain thread writes it into the guest's ring header; the
         // guest moves its transmit path when it next sends.
-        self.link
+        self.switches
             .pv_want
             .store(opts.get(Opt::PvNic), Ordering::Relaxed);
         self.opts = opts;
