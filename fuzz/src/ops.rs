@@ -6,16 +6,17 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
+use std::sync::mpsc;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use worldswitch::devices::bus::{BusAction, PioDevice};
+use worldswitch::devices::host::GuestSays;
 use worldswitch::devices::irq::EdgeIrq;
 use worldswitch::devices::mailbox::Mailbox;
 use worldswitch::devices::pci::PciConfigSpace;
 use worldswitch::devices::pcnet::Pcnet;
 use worldswitch::devices::pic::Pic;
 use worldswitch::devices::serial::{ConsoleSink, SerialDevice};
-use worldswitch::vmm::events::{self, EventStream, VmEvent};
 use worldswitch::vmm::vm::nic_function;
 
 /// Guest memory for DMA: 64 KiB, so most 16-bit addresses land in it and
@@ -48,14 +49,14 @@ impl Cursor<'_> {
 /// What stays between runs: guest memory and the event channel.
 pub struct Targets {
     ram: GuestMemoryMmap,
-    sink: events::EventSink,
-    stream: EventStream,
+    sink: mpsc::Sender<GuestSays>,
+    stream: mpsc::Receiver<GuestSays>,
 }
 
 impl Targets {
     /// Memory and a channel.
     pub fn new() -> Self {
-        let (sink, stream) = events::channel();
+        let (sink, stream) = mpsc::channel();
         Targets {
             ram: GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).expect("64 KiB"),
             sink,
@@ -96,7 +97,7 @@ impl Targets {
         let mut kinds = std::collections::BTreeSet::new();
         while let Ok(e) = self.stream.try_recv() {
             kinds.insert(match e {
-                VmEvent::BadMessage(why) => format!("bad {}", shape(&why).len() / 16),
+                GuestSays::BadMessage(why) => format!("bad {}", shape(&why).len() / 16),
                 other => format!("{:?}", std::mem::discriminant(&other)),
             });
         }

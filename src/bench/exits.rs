@@ -3,6 +3,7 @@
 //! loop that does nothing but re-enter, interleaved on one guest.
 
 use crate::cli::ExitsArgs;
+use crate::devices::host::GuestSays;
 use crate::devices::mailbox::BENCH_PORT;
 use crate::guest_image::GuestImage;
 use crate::vmm::events::{Finish, VmEvent};
@@ -60,20 +61,20 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
             .recv()
             .context("the vCPU thread ended without reporting why")?
         {
-            VmEvent::Phase {
+            VmEvent::Guest(GuestSays::Phase {
                 begin: true,
                 index,
                 at,
                 ..
-            } => {
+            }) => {
                 begun.insert(index, at);
             }
-            VmEvent::Phase {
+            VmEvent::Guest(GuestSays::Phase {
                 begin: false,
                 index,
                 at,
                 ..
-            } => {
+            }) => {
                 if let (Some(start), Some(slot)) =
                     (begun.remove(&index), per_out.get_mut(index as usize))
                 {

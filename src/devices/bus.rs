@@ -57,13 +57,22 @@ pub trait PioDevice: Send {
 pub enum BusError {
     /// A range that is empty or runs past port 0xFFFF.
     #[error("port range {base:#x}+{len} is empty or runs past port 0xffff")]
-    BadRange { base: u16, len: u16 },
+    BadRange {
+        /// The first port.
+        base: u16,
+        /// How many.
+        len: u16,
+    },
     /// Two devices claim the same port.
     #[error("ports {base:#x}+{len} of {new} overlap {existing}")]
     Overlap {
+        /// The first port of the new range.
         base: u16,
+        /// How many.
         len: u16,
+        /// The device being inserted.
         new: &'static str,
+        /// The device that has the ports.
         existing: &'static str,
     },
 }

@@ -49,6 +49,8 @@ pub struct Ring {
 // NIC's lock advances `first` (`drain`: the vCPU thread or the I/O thread,
 // never both at once); `peek` and `is_empty` only read.
 unsafe impl Send for Ring {}
+// SAFETY: as for Send: shared access goes through the atomic indices, and
+// draining is serialized by the NIC's lock.
 unsafe impl Sync for Ring {}
 
 impl Ring {

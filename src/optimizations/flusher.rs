@@ -34,8 +34,11 @@ pub enum Policy {
     /// with `adaptive`, only while the guest exits often anyway (otherwise
     /// as `Immediate`).
     Combine {
+        /// Kicks that may wait.
         limit: u32,
+        /// How long the first may wait.
         delay: Duration,
+        /// Only while the guest exits often anyway.
         adaptive: bool,
     },
 }

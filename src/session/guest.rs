@@ -4,6 +4,7 @@
 //! [`super::Workbench`] around it keeps what outlives a restart.
 
 use crate::cli::RunArgs;
+use crate::devices::host::GuestSays;
 use crate::guest_image::GuestImage;
 use crate::netrun::NetRun;
 use crate::optimizations::Opts;
@@ -201,7 +202,7 @@ impl Guest {
 
     fn handle(&mut self, event: VmEvent, console: &mut dyn Write, news: &mut Vec<News>) -> bool {
         match event {
-            VmEvent::Console(line) => {
+            VmEvent::Guest(GuestSays::Console(line)) => {
                 // The console is best effort: a closed pipe must not stop the run.
                 let _ = console.write_all(line.as_bytes());
                 self.text.push_str(&line);
@@ -211,23 +212,23 @@ impl Guest {
                 }
                 news.push(News::Console(line));
             }
-            VmEvent::Counter { name, value } => {
+            VmEvent::Guest(GuestSays::Counter { name, value }) => {
                 self.guest_counters.insert(name, value);
             }
-            VmEvent::Phase {
+            VmEvent::Guest(GuestSays::Phase {
                 begin: true,
                 name,
                 index,
                 at,
-            } => {
+            }) => {
                 self.open_phases.insert((name, index), at);
             }
-            VmEvent::Phase {
+            VmEvent::Guest(GuestSays::Phase {
                 begin: false,
                 name,
                 index,
                 at,
-            } => {
+            }) => {
                 if let Some(start) = self.open_phases.remove(&(name.clone(), index)) {
                     self.phases.push(PhaseTime {
                         name,
@@ -236,7 +237,7 @@ impl Guest {
                     });
                 }
             }
-            VmEvent::BadMessage(why) => {
+            VmEvent::Guest(GuestSays::BadMessage(why)) => {
                 news.push(News::Note(format!("ignored mailbox message: {why}")));
                 self.bad_messages.push(why);
             }

@@ -5,7 +5,6 @@ use super::exits::ExitStats;
 use crate::devices::host::{GuestSays, Listener};
 use profiles::inputs::{MarkedThread, PvDrain};
 use std::sync::mpsc;
-use std::time::Instant;
 
 /// Why the guest stopped running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,11 +12,17 @@ pub enum Finish {
     /// The guest wrote its status to the shutdown port.
     GuestExit(u32),
     /// The guest triple-faulted (KVM_EXIT_SHUTDOWN).
-    TripleFault { rip: u64 },
+    TripleFault {
+        /// Where.
+        rip: u64,
+    },
     /// KVM could not emulate a guest instruction.
     EmulationFailure(Fault),
     /// The vCPU is halted with interrupts disabled: it can never wake.
-    DeadHalt { rip: u64 },
+    DeadHalt {
+        /// Where.
+        rip: u64,
+    },
     /// The host asked the guest to stop.
     HostStop,
     /// An exit worldswitch does not handle.
@@ -53,37 +58,34 @@ pub enum VcpuState {
 /// One message from the vCPU thread.
 #[derive(Debug, Clone)]
 pub enum VmEvent {
-    /// A line (or a piece of a long line) of guest console output.
-    Console(String),
-    /// A counter the guest reported through the mailbox.
-    Counter { name: String, value: u64 },
-    /// The guest began or ended a named phase; `at` is when the host saw it.
-    Phase {
-        begin: bool,
-        name: String,
-        index: u64,
-        at: Instant,
-    },
-    /// A malformed mailbox message, ignored.
-    BadMessage(String),
+    /// What the guest said through a device: console output, a counter,
+    /// a phase, a malformed message.
+    Guest(GuestSays),
     /// The run state changed.
     State(VcpuState),
     /// The optimization toggles now in effect, after a change (or at
     /// start); `error` says why a change could not be made.
     Optimized {
+        /// The toggles in effect.
         opts: crate::optimizations::Opts,
+        /// Why the asked-for change was not made in full.
         error: Option<String>,
     },
     /// What the vCPU thread has measured so far, sent every
     /// [`crate::profiler::live::PERIOD`] while it runs.
     Progress {
+        /// Exits so far.
         stats: ExitStats,
+        /// Markers and CPU time so far.
         profile: VcpuProfile,
     },
     /// The run is over; the last event.
     Finished {
+        /// How it ended.
         finish: Finish,
+        /// Exits in all.
         stats: ExitStats,
+        /// Markers and CPU time in all.
         profile: VcpuProfile,
     },
 }
@@ -130,22 +132,7 @@ impl EventSink {
 /// The devices' messages become the run's events.
 impl Listener for EventSink {
     fn hear(&self, what: GuestSays) {
-        self.send(match what {
-            GuestSays::Console(text) => VmEvent::Console(text),
-            GuestSays::Counter { name, value } => VmEvent::Counter { name, value },
-            GuestSays::Phase {
-                begin,
-                name,
-                index,
-                at,
-            } => VmEvent::Phase {
-                begin,
-                name,
-                index,
-                at,
-            },
-            GuestSays::BadMessage(why) => VmEvent::BadMessage(why),
-        });
+        self.send(VmEvent::Guest(what));
     }
 }
 

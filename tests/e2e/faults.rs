@@ -6,6 +6,7 @@ use crate::{kvm_or_skip, tracefs_ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use worldswitch::devices::host::GuestSays;
 use worldswitch::devices::pcnet::port::NicConfig;
 use worldswitch::vmm::events::{Finish, VmEvent};
 use worldswitch::vmm::vm::{start, VmConfig};
@@ -59,7 +60,7 @@ fn failing_backend_writes_are_counted_and_the_guest_goes_on() {
     let mut sent_by_guest = None;
     let finish = loop {
         match vm.events().recv_timeout(Duration::from_secs(60)).unwrap() {
-            VmEvent::Counter { name, value } if name == "frames_sent" => {
+            VmEvent::Guest(GuestSays::Counter { name, value }) if name == "frames_sent" => {
                 sent_by_guest = Some(value)
             }
             VmEvent::Finished { finish, .. } => break finish,

@@ -2,6 +2,7 @@
 
 use crate::kvm_or_skip;
 use std::time::Duration;
+use worldswitch::devices::host::GuestSays;
 use worldswitch::vmm::events::{Finish, VcpuState, VmEvent};
 use worldswitch::vmm::vcpu::Command;
 use worldswitch::vmm::vm::{start, VmConfig};
@@ -36,9 +37,10 @@ fn paused_resumed_and_stopped_by_command() {
     assert_eq!(next_state(&vm), VcpuState::Paused);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        vm.events()
-            .try_iter()
-            .all(|e| !matches!(e, VmEvent::Console(_) | VmEvent::Phase { .. })),
+        vm.events().try_iter().all(|e| !matches!(
+            e,
+            VmEvent::Guest(GuestSays::Console(_) | GuestSays::Phase { .. })
+        )),
         "a paused guest ran"
     );
     vm.command(Command::Resume);

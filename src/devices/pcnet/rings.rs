@@ -9,7 +9,9 @@ use crate::devices::guest_ram::GuestRam;
 
 /// Descriptor flag bits, in the upper half of TMD1/RMD1 (style 2) or the
 /// status byte of word 1 (style 0) shifted into the same place.
+/// OWN: the chip owns the descriptor (the driver hands it over).
 pub const OWN: u16 = 1 << 15;
+/// ERR: some error bit of the descriptor is set.
 pub const ERR: u16 = 1 << 14;
 /// RX: framing error; TX: ADD_FCS.
 pub const FRAM: u16 = 1 << 13;
@@ -17,12 +19,15 @@ pub const FRAM: u16 = 1 << 13;
 pub const OFLO: u16 = 1 << 12;
 /// RX: buffer error.
 pub const BUFF_RX: u16 = 1 << 10;
+/// STP: the first descriptor of a frame.
 pub const STP: u16 = 1 << 9;
+/// ENP: the last descriptor of a frame.
 pub const ENP: u16 = 1 << 8;
 /// TX: LTINT (with CSR5.LTINTEN, only such descriptors raise TINT).
 pub const LTINT: u16 = 1 << 12;
-/// TMD2 error bits (style-2 layout).
+/// TMD2 BUFF (style-2 layout): the frame ran out of descriptors.
 pub const TMD2_BUFF: u32 = 1 << 31;
+/// TMD2 UFLO: transmit underflow (the frame was cut).
 pub const TMD2_UFLO: u32 = 1 << 30;
 
 /// The largest frame the chip sends (no FCS, with a VLAN tag).
@@ -335,7 +340,12 @@ pub enum RxOutcome {
     Delivered,
     /// Dropped; the reason is counted. `miss` tells whether CSR0.MISS and
     /// the missed-frame counter move.
-    Dropped { miss: bool, merr: bool },
+    Dropped {
+        /// CSR0.MISS and the missed-frame counter move.
+        miss: bool,
+        /// CSR0.MERR moves (a DMA error).
+        merr: bool,
+    },
 }
 
 /// Writes `frame` (without FCS) into the receive ring, padding it to the
