@@ -181,10 +181,10 @@ impl Machine {
     /// The toggles in effect: the NIC's, and the interrupt controller the
     /// VM was built with.
     fn opts_in_effect(&self) -> crate::optimizations::Opts {
-        let mut opts = self.in_kernel.as_ref().map_or(
-            crate::optimizations::Opts::preset("naive").expect("a preset"),
-            InKernel::opts,
-        );
+        let mut opts = self
+            .in_kernel
+            .as_ref()
+            .map_or(crate::optimizations::Preset::Naive.opts(), InKernel::opts);
         opts.set(Opt::KernelIrqchip, self.pic.is_none());
         opts
     }
