@@ -1,5 +1,6 @@
 //! The command line: subcommands, their options and value parsers.
 
+use crate::optimizations::{parse_switch, Opt, Opts, Preset};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -132,8 +133,8 @@ pub struct BenchArgs {
 pub struct ResultsArgs {
     /// Presets to run, comma-separated; each single optimization and a
     /// native row (a host thread writing the same frames) are added.
-    #[arg(long, value_delimiter = ',', default_value = "naive,baseline,paper,modern", value_parser = parse_preset)]
-    pub presets: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "naive,baseline,paper,modern", value_parser = Preset::parse)]
+    pub presets: Vec<Preset>,
     /// Length of each run.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "D")]
     pub duration: Duration,
@@ -285,11 +286,11 @@ pub struct RunArgs {
     /// baseline (the paper's WS 2.0: rap-in-kernel), paper (plus
     /// data-port-in-kernel, send-combining and irq-notify) or modern
     /// (everything this build can switch).
-    #[arg(long, default_value = "baseline", value_parser = parse_preset, value_name = "NAME")]
-    pub preset: String,
+    #[arg(long, default_value = "baseline", value_parser = Preset::parse, value_name = "NAME")]
+    pub preset: Preset,
     /// Switch one optimization after the preset: NAME=on|off; repeatable.
-    #[arg(long = "opt", value_parser = parse_opt, value_name = "NAME=on|off")]
-    pub opts: Vec<String>,
+    #[arg(long = "opt", value_parser = parse_switch, value_name = "NAME=on|off")]
+    pub opts: Vec<(Opt, bool)>,
     /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
     #[arg(long, default_value_t = 0, value_name = "NS")]
     pub halt_poll_ns: u64,
@@ -309,22 +310,17 @@ impl RunArgs {
 
     /// Asks for exactly `opts` (as `--preset naive` and an `--opt` for
     /// every toggle).
-    pub fn set_optimizations(&mut self, opts: crate::optimizations::Opts) {
-        self.preset = "naive".into();
-        self.opts = opts
-            .states()
-            .into_iter()
-            .map(|(name, on)| format!("{name}={}", if on { "on" } else { "off" }))
-            .collect();
+    pub fn set_optimizations(&mut self, opts: Opts) {
+        self.preset = Preset::Naive;
+        self.opts = Opt::ALL.iter().map(|&o| (o, opts.get(o))).collect();
     }
 
     /// The optimizations `--preset` and `--opt` ask for.
-    pub fn optimizations(&self) -> crate::optimizations::Opts {
-        let mut o = crate::optimizations::Opts::preset(&self.preset)
-            .expect("the preset was checked when parsed");
-        for text in &self.opts {
-            // Each was checked when parsed; dependencies resolve in order.
-            let _ = o.apply(text);
+    pub fn optimizations(&self) -> Opts {
+        let mut o = self.preset.opts();
+        for &(opt, on) in &self.opts {
+            // Dependencies resolve in order.
+            o.set(opt, on);
         }
         o
     }
@@ -337,16 +333,6 @@ impl RunArgs {
             .collect::<Vec<_>>()
             .join(" ")
     }
-}
-
-fn parse_preset(text: &str) -> Result<String, String> {
-    crate::optimizations::Opts::preset(text).map(|_| text.to_string())
-}
-
-fn parse_opt(text: &str) -> Result<String, String> {
-    crate::optimizations::Opts::default()
-        .apply(text)
-        .map(|()| text.to_string())
 }
 
 /// A refresh interval: a duration from 100 ms to 10 s.
@@ -438,6 +424,55 @@ mod tests {
             .contains("not a duration"));
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn presets_and_switches_parse_to_typed_values() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("worldswitch").chain(args.iter().copied()))
+        };
+        let cli = parse(&[
+            "--preset",
+            "paper",
+            "--opt",
+            "pv-nic=on",
+            "--opt",
+            "send-combining=off",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.preset, Preset::Paper);
+        assert_eq!(
+            cli.run.opts,
+            [(Opt::PvNic, true), (Opt::SendCombining, false)]
+        );
+        let mut want = Preset::Paper.opts();
+        want.set(Opt::PvNic, true);
+        want.set(Opt::SendCombining, false);
+        assert_eq!(cli.run.optimizations(), want);
+        assert_eq!(parse(&[]).unwrap().run.preset, Preset::Baseline);
+        let e = parse(&["--preset", "fast"]).unwrap_err().to_string();
+        assert!(
+            e.contains("no preset 'fast': use naive, baseline, paper or modern"),
+            "{e}"
+        );
+        let e = parse(&["--opt", "warp=on"]).unwrap_err().to_string();
+        assert!(e.contains("no optimization 'warp': use one of"), "{e}");
+        let cli = parse(&["bench"]).unwrap();
+        let Some(Command::Bench(b)) = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(b.results.presets, Preset::ALL);
+        // Asking for exactly a set of toggles gets exactly that set.
+        let mut run = RunArgs::for_guest("nettest");
+        for o in Opt::ALL {
+            let mut want = Preset::Naive.opts();
+            want.set(o, true);
+            run.set_optimizations(want);
+            assert_eq!(run.optimizations(), want);
+            want.set(Opt::KernelIrqchip, false);
+            run.set_optimizations(want);
+            assert_eq!(run.optimizations(), want);
+        }
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub enum Request {
     Reset,
     /// Keep the current table for the delta column.
     Baseline,
-    /// Flip the optimization with this name.
-    Toggle(String),
+    /// Flip this optimization (with what it needs or what needs it).
+    Toggle(Opt),
     /// Figures over a rolling window, or (None) since the start or reset.
     Window(Option<Duration>),
     /// Add a line to the event log.
@@ -125,10 +125,7 @@ fn drive(
                 Ok(Request::Reset) => session.reset(),
                 Ok(Request::Baseline) => session.mark_baseline(),
                 Ok(Request::Note(text)) => session.note(text),
-                Ok(Request::Toggle(name)) => match Opt::from_name(&name) {
-                    Some(o) => session.toggle(o),
-                    None => session.note(format!("no optimization '{name}'")),
-                },
+                Ok(Request::Toggle(o)) => session.toggle(o),
                 Ok(Request::Window(w)) => session.set_window(w),
                 Err(TryRecvError::Empty) => break,
             }

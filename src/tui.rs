@@ -162,7 +162,7 @@ fn ui_loop(source: &mut Source, refresh: Duration, export_dir: &Path) -> anyhow:
             }
             Action::Reset => request(source, &mut ui, Request::Reset),
             Action::MarkBaseline => request(source, &mut ui, Request::Baseline),
-            Action::Toggle(name) => request(source, &mut ui, Request::Toggle(name)),
+            Action::Toggle(o) => request(source, &mut ui, Request::Toggle(o)),
             Action::ToggleWindow => {
                 let w = (!snap.info.rolling).then_some(crate::engine::ROLLING);
                 request(source, &mut ui, Request::Window(w));

@@ -13,3 +13,4 @@ pub mod snapshot;
 pub mod stats;
 pub mod table;
 pub mod taxonomy;
+pub mod toggles;

@@ -6,6 +6,7 @@
 use crate::path::TransmitPath;
 use crate::profile::Profile;
 use crate::table::Table;
+use crate::toggles::Opt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -99,8 +100,9 @@ pub struct ThreadCpu {
 /// An optimization toggle.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Toggle {
-    /// Its name (`rap-in-kernel`).
-    pub name: String,
+    /// Which toggle (serialized as its name, `rap-in-kernel`).
+    #[serde(rename = "name")]
+    pub opt: Opt,
     /// The key that flips it.
     pub key: char,
     /// Whether it is on.
@@ -112,7 +114,7 @@ pub struct Toggle {
     /// The toggles it needs: they come on with it, and it goes off with
     /// any of them.
     #[serde(default)]
-    pub needs: Vec<String>,
+    pub needs: Vec<Opt>,
 }
 
 /// Frame accounting, so far.
@@ -226,13 +228,16 @@ impl Snapshot {
                 .provenance
                 .toggles
                 .iter()
-                .map(|(name, &on)| Toggle {
-                    name: name.clone(),
-                    key: ' ',
-                    on,
-                    meaning: String::new(),
-                    blocked: Some("a saved profile".into()),
-                    needs: Vec::new(),
+                // A name this build does not know has no toggle to show.
+                .filter_map(|(name, &on)| {
+                    Some(Toggle {
+                        opt: Opt::from_name(name)?,
+                        key: ' ',
+                        on,
+                        meaning: String::new(),
+                        blocked: Some("a saved profile".into()),
+                        needs: Vec::new(),
+                    })
                 })
                 .collect(),
         }
@@ -300,5 +305,54 @@ mod tests {
         assert!((fr - 10000.0 / 3.0).abs() < 1e-6);
         assert_eq!(covered, 3.0);
         assert_eq!(s.recent_throughput(100.0).unwrap().2, 4.0);
+    }
+
+    #[test]
+    fn toggles_serialize_by_name() {
+        let t = Toggle {
+            opt: Opt::SendCombining,
+            key: 'c',
+            on: false,
+            meaning: "m".into(),
+            blocked: None,
+            needs: vec![Opt::DataPortInKernel],
+        };
+        let json = serde_json::json!({
+            "name": "send-combining",
+            "key": "c",
+            "on": false,
+            "meaning": "m",
+            "blocked": null,
+            "needs": ["data-port-in-kernel"],
+        });
+        assert_eq!(serde_json::to_value(&t).unwrap(), json);
+        assert_eq!(serde_json::from_value::<Toggle>(json).unwrap(), t);
+    }
+
+    #[test]
+    fn a_saved_profile_shows_the_toggles_it_names() {
+        let provenance = crate::profile::Provenance {
+            toggles: [("pv-nic", true), ("rap-in-kernel", false), ("warp", true)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            ..Default::default()
+        };
+        let s = Snapshot::from_profile(
+            &Profile {
+                format: crate::profile::FORMAT.into(),
+                version: crate::profile::VERSION,
+                provenance,
+                seconds: 1.0,
+                table: Table::from_measured(&[], 1000.0, (1.0, "t"), 1.0, &[]),
+                folded: BTreeMap::new(),
+                extra: serde_json::json!({}),
+            },
+            "x.json",
+        );
+        let shown: Vec<(Opt, bool)> = s.toggles.iter().map(|t| (t.opt, t.on)).collect();
+        assert_eq!(shown, [(Opt::PvNic, true), (Opt::RapInKernel, false)]);
+        assert!(s.toggles.iter().all(|t| t.blocked.is_some()));
+        assert_eq!(s.info.optimizations, "pv-nic+warp", "as saved");
     }
 }

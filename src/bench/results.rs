@@ -6,7 +6,7 @@
 
 use crate::cli::{ResultsArgs, RunArgs};
 use crate::netrun::NetRun;
-use crate::optimizations::{Opt, Opts};
+use crate::optimizations::{Opt, Opts, Preset};
 use crate::run::{self, RunResult};
 use crate::tracepoints::PIO;
 use crate::vmnet::frames;
@@ -60,29 +60,29 @@ enum Config {
     Native,
 }
 
-fn configs(presets: &[String]) -> Vec<Config> {
+fn configs(presets: &[Preset]) -> Vec<Config> {
     let mut list: Vec<(String, Opts)> = Vec::new();
     let mut add = |name: String, o: Opts| {
         if !list.iter().any(|(_, x)| *x == o) {
             list.push((name, o));
         }
     };
-    for p in presets {
-        add(p.clone(), Opts::preset(p).expect("checked when parsed"));
+    for &p in presets {
+        add(p.name().to_string(), p.opts());
     }
     // Each optimization alone, on the naive machine (with what it needs).
     for o in Opt::ALL {
         let mut opts = Opts::default();
         opts.set(o, true);
-        let name = match opts.preset_name() {
-            Some(p) => p.to_string(),
+        let name = match opts.as_preset() {
+            Some(p) => p.name().to_string(),
             None => format!("only {}", opts.describe()),
         };
         add(name, opts);
     }
     // kernel-irqchip is on in every preset: its row is baseline without it,
     // the paper's hosted VMM with its virtual PIC in user space.
-    let mut user_pic = Opts::preset("baseline").expect("a preset");
+    let mut user_pic = Preset::Baseline.opts();
     user_pic.set(Opt::KernelIrqchip, false);
     add(user_pic.describe(), user_pic);
     let mut c: Vec<Config> = list.into_iter().map(|(n, o)| Config::Guest(n, o)).collect();
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn configs_add_singles_without_duplicates_and_a_native_row() {
-        let c = configs(&["naive".into(), "baseline".into(), "paper".into()]);
+        let c = configs(&[Preset::Naive, Preset::Baseline, Preset::Paper]);
         let names: Vec<String> = c.iter().map(name).collect();
         assert_eq!(
             names,

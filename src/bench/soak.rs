@@ -6,7 +6,7 @@
 //! growth.
 
 use crate::cli::{ResultsArgs, RunArgs};
-use crate::optimizations::{Opt, Opts};
+use crate::optimizations::Opt;
 use crate::rng::Rng;
 use crate::session::Workbench;
 use serde::Serialize;
@@ -114,9 +114,7 @@ pub fn measure(
         if now >= next_flip {
             next_flip += Duration::from_secs(1);
             let o = switchable[(rng.next_u64() % switchable.len() as u64) as usize];
-            let mut opts: Opts = s.optimizations();
-            opts.set(o, !opts.get(o));
-            s.set_optimizations(opts);
+            s.toggle(o);
             flips += 1;
             // What the workbench's engine does every refresh.
             drop(s.snapshot());

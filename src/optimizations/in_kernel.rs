@@ -6,7 +6,7 @@
 
 use super::coalesced::Ring;
 use super::flusher::{Flusher, Policy};
-use super::{Opt, Opts};
+use super::{Opt, Opts, Preset};
 use crate::devices::pcnet::registers::{DWIO_BDP, DWIO_RAP, WIO_BDP, WIO_RAP, WIO_RDP};
 use crate::vmnet::{LinkCounters, Switches};
 use kvm_ioctls::{IoEventAddress, VmFd};
@@ -72,7 +72,7 @@ impl InKernel {
             flusher,
             registered: Vec::new(),
             switches,
-            opts: Opts::preset("naive").expect("a preset"),
+            opts: Preset::Naive.opts(),
         })
     }
 
@@ -116,7 +116,7 @@ impl InKernel {
                 }
                 self.registered.clear();
                 let previous = self.opts;
-                self.opts = Opts::preset("naive").expect("a preset");
+                self.opts = Preset::Naive.opts();
                 let _ = self.apply(previous);
                 return Err(format!(
                     "KVM refused a coalesced port I/O zone at {:#x} ({e}); the Lance ports keep exiting",
@@ -164,11 +164,10 @@ mod tests {
 
     #[test]
     fn zones_follow_the_toggles() {
-        let o = |p: &str| Opts::preset(p).unwrap();
-        assert!(zones(o("naive")).is_empty());
-        assert_eq!(zones(o("baseline")), [(0x12, 2), (0x14, 4)]);
-        assert_eq!(zones(o("paper")), [(0x10, 16)]);
-        let mut data_only = o("naive");
+        assert!(zones(Preset::Naive.opts()).is_empty());
+        assert_eq!(zones(Preset::Baseline.opts()), [(0x12, 2), (0x14, 4)]);
+        assert_eq!(zones(Preset::Paper.opts()), [(0x10, 16)]);
+        let mut data_only = Preset::Naive.opts();
         data_only.set(Opt::DataPortInKernel, true);
         assert_eq!(zones(data_only), [(0x10, 2), (0x16, 2), (0x1c, 4)]);
     }

@@ -437,16 +437,12 @@ impl Workbench {
             toggles: Opt::ALL
                 .iter()
                 .map(|&o| Toggle {
-                    name: o.name().into(),
+                    opt: o,
                     key: o.key(),
                     on: opts.get(o),
                     meaning: o.meaning().into(),
                     blocked: g.is_finished().then(|| "the run has ended".to_string()),
-                    needs: o
-                        .needs()
-                        .map(|n| n.name().to_string())
-                        .into_iter()
-                        .collect(),
+                    needs: o.needs().into_iter().collect(),
                 })
                 .collect(),
         }

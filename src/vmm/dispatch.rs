@@ -10,7 +10,7 @@ use crate::devices::bus::{BusAction, PioBus};
 use crate::devices::pcnet::port::NicHandle;
 use crate::devices::pic::SharedPic;
 use crate::optimizations::in_kernel::InKernel;
-use crate::optimizations::{Opt, Opts};
+use crate::optimizations::{Opt, Opts, Preset};
 use crate::profiler::markers;
 use kvm_ioctls::VcpuExit;
 use profiles::taxonomy::Category;
@@ -148,7 +148,7 @@ impl Machine {
         let mut opts = self
             .in_kernel
             .as_ref()
-            .map_or(Opts::preset("naive").expect("a preset"), InKernel::opts);
+            .map_or(Preset::Naive.opts(), InKernel::opts);
         opts.set(Opt::KernelIrqchip, self.pic.is_none());
         opts
     }

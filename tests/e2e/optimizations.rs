@@ -8,7 +8,7 @@
 use crate::{kvm_or_skip, tracefs_ready};
 use std::time::{Duration, Instant};
 use worldswitch::cli::RunArgs;
-use worldswitch::optimizations::{Opt, Opts};
+use worldswitch::optimizations::{Opt, Preset};
 use worldswitch::session::Workbench;
 use worldswitch::tracepoints::ThreadCounters;
 
@@ -45,7 +45,7 @@ fn pump(s: &mut Workbench, d: Duration) {
 /// nettest under `preset` without the profiler, booted and sending, with
 /// the vCPU thread's tracepoints counted; None (said why) where KVM or the
 /// tracepoints are missing.
-fn start_traced(test: &str, preset: &str) -> Option<(Workbench, ThreadCounters)> {
+fn start_traced(test: &str, preset: Preset) -> Option<(Workbench, ThreadCounters)> {
     if !kvm_or_skip(test) {
         return None;
     }
@@ -54,7 +54,7 @@ fn start_traced(test: &str, preset: &str) -> Option<(Workbench, ThreadCounters)>
         return None;
     }
     let args = RunArgs {
-        preset: preset.into(),
+        preset,
         sample_hz: 0,
         emulation_windows: false,
         ..RunArgs::for_guest("nettest")
@@ -73,13 +73,21 @@ fn start_traced(test: &str, preset: &str) -> Option<(Workbench, ThreadCounters)>
 
 #[test]
 fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
-    let Some((mut s, mut trace)) = start_traced("optimizations flipped mid-run", "naive") else {
+    let Some((mut s, mut trace)) = start_traced("optimizations flipped mid-run", Preset::Naive)
+    else {
         return;
     };
-    let phases = ["naive", "baseline", "paper", "baseline", "naive", "paper"];
+    let phases = [
+        Preset::Naive,
+        Preset::Baseline,
+        Preset::Paper,
+        Preset::Baseline,
+        Preset::Naive,
+        Preset::Paper,
+    ];
     let mut per_frame = Vec::new();
-    for name in phases {
-        let want = Opts::preset(name).unwrap();
+    for preset in phases {
+        let (name, want) = (preset.name(), preset.opts());
         s.set_optimizations(want);
         let t = Instant::now();
         while s.optimizations() != want {
@@ -170,12 +178,12 @@ fn each_toggle_flipped_mid_run_moves_port_accesses_into_kvm() {
 
 #[test]
 fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
-    let Some((mut s, mut trace)) = start_traced("pv-nic flipped mid-run", "baseline") else {
+    let Some((mut s, mut trace)) = start_traced("pv-nic flipped mid-run", Preset::Baseline) else {
         return;
     };
     let mut per_frame = Vec::new();
     for pv in [false, true, false, true] {
-        let mut want = Opts::preset("baseline").unwrap();
+        let mut want = Preset::Baseline.opts();
         want.set(Opt::PvNic, pv);
         s.set_optimizations(want);
         let t = Instant::now();
@@ -222,7 +230,7 @@ fn pv_nic_flipped_mid_run_moves_transmit_to_the_ring() {
 #[test]
 fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
     let test = "kernel-irqchip flipped mid-run";
-    let Some((mut s, _)) = start_traced(test, "baseline") else {
+    let Some((mut s, _)) = start_traced(test, Preset::Baseline) else {
         return;
     };
     // KVM's 8259 is set through kvm_set_irq/kvm_pic_set_irq (the Lance's
@@ -230,7 +238,7 @@ fn kernel_irqchip_off_restarts_the_guest_on_the_user_space_8259() {
     const PIC: [&str; 3] = [EXITS, "kvm/kvm_set_irq", "kvm/kvm_pic_set_irq"];
     let mut phases = Vec::new();
     for kernel in [true, false] {
-        let mut want = Opts::preset("baseline").unwrap();
+        let mut want = Preset::Baseline.opts();
         want.set(Opt::KernelIrqchip, kernel);
         let tid = s.guest().vcpu_tid();
         s.set_optimizations(want);

@@ -7,6 +7,7 @@ use profiles::snapshot::{
 };
 use profiles::table::{Measured, Table};
 use profiles::taxonomy::{Category, Thread};
+use profiles::toggles::Opt;
 use std::collections::BTreeMap;
 
 fn m(category: Category, count: u64, us: f64, samples: Option<u64>, thread: Thread) -> Measured {
@@ -222,7 +223,7 @@ pub fn busy() -> Snapshot {
         ],
         toggles: vec![
             Toggle {
-                name: "rap-in-kernel".into(),
+                opt: Opt::RapInKernel,
                 key: 'a',
                 on: true,
                 meaning: "Lance address-port writes complete in KVM".into(),
@@ -230,15 +231,15 @@ pub fn busy() -> Snapshot {
                 needs: Vec::new(),
             },
             Toggle {
-                name: "send-combining".into(),
+                opt: Opt::SendCombining,
                 key: 'c',
                 on: false,
                 meaning: "transmit kicks wait for a flush".into(),
                 blocked: None,
-                needs: vec!["data-port-in-kernel".into()],
+                needs: vec![Opt::DataPortInKernel],
             },
             Toggle {
-                name: "kernel-irqchip".into(),
+                opt: Opt::KernelIrqchip,
                 key: 'i',
                 on: true,
                 meaning: "the 8259, IOAPIC and PIT in KVM (switching it restarts the guest)".into(),

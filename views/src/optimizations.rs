@@ -41,7 +41,7 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
             };
             let row = Row::new(vec![
                 Cell::from(t.key.to_string()).style(style::KEY),
-                Cell::from(t.name.clone()),
+                Cell::from(t.opt.name()),
                 Cell::from(state),
                 Cell::from(meaning),
             ]);
@@ -77,13 +77,17 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
     if !t.needs.is_empty() {
         text.push_str(&format!(
             "\n\nneeds {}: switching it on switches that on, switching that off switches it off.",
-            t.needs.join(", ")
+            t.needs
+                .iter()
+                .map(|o| o.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     frame.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(Span::styled(format!(" {} ", t.name), style::HEADER))),
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(
+            Block::bordered().title(Span::styled(format!(" {} ", t.opt.name()), style::HEADER)),
+        ),
         below,
     );
 }

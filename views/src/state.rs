@@ -4,6 +4,7 @@
 
 use profiles::flametree::FlameTree;
 use profiles::snapshot::Snapshot;
+use profiles::toggles::Opt;
 use ratatui::layout::Rect;
 
 /// The screens, in tab order.
@@ -151,8 +152,8 @@ pub enum Action {
     MarkBaseline,
     /// Export the flame graph (SVG) and the tables (JSON).
     Export,
-    /// Flip the optimization toggle with this name.
-    Toggle(String),
+    /// Flip this optimization toggle.
+    Toggle(Opt),
     /// Switch between a rolling window and the whole run.
     ToggleWindow,
 }
@@ -285,9 +286,9 @@ impl UiState {
                 // Toggles flip from every screen, so their effect can be
                 // watched on any of them.
                 let t = live.toggles.iter().find(|t| t.key == c);
-                match t.map(|t| (t.name.clone(), t.blocked.clone())) {
-                    Some((name, None)) => return Action::Toggle(name),
-                    Some((name, Some(why))) => self.message = Some(format!("{name}: {why}")),
+                match t.map(|t| (t.opt, t.blocked.as_deref())) {
+                    Some((o, None)) => return Action::Toggle(o),
+                    Some((o, Some(why))) => self.message = Some(format!("{}: {why}", o.name())),
                     None => {}
                 }
             }
@@ -344,11 +345,11 @@ impl UiState {
                     self.toggle = (self.toggle + 1).min(toggles.len().saturating_sub(1));
                 } else if key == Key::Enter || key == Key::Char(' ') {
                     if let Some(t) = toggles.get(self.toggle) {
-                        return Action::Toggle(t.name.clone());
+                        return Action::Toggle(t.opt);
                     }
                 } else if let Key::Char(c) = key {
                     if let Some(t) = toggles.iter().find(|t| t.key == c) {
-                        return Action::Toggle(t.name.clone());
+                        return Action::Toggle(t.opt);
                     }
                 }
             }
@@ -453,12 +454,12 @@ mod tests {
         assert_eq!(ui.on_key(Key::Interrupt, &s), Action::Quit);
         assert_eq!(
             ui.on_key(Key::Char('c'), &s),
-            Action::Toggle("send-combining".into()),
+            Action::Toggle(Opt::SendCombining),
             "toggle keys work from every screen"
         );
         assert_eq!(
             ui.on_key(Key::Char('i'), &s),
-            Action::Toggle("kernel-irqchip".into())
+            Action::Toggle(Opt::KernelIrqchip)
         );
         let mut ended = s.clone();
         for t in &mut ended.toggles {
@@ -473,7 +474,7 @@ mod tests {
         ui.on_key(Key::Down, &s);
         assert_eq!(
             ui.on_key(Key::Enter, &s),
-            Action::Toggle("send-combining".into())
+            Action::Toggle(Opt::SendCombining)
         );
         ui.on_key(Key::Char('1'), &s);
         ui.on_key(Key::Char('?'), &s);
