@@ -12,12 +12,12 @@ pub mod devices;
 pub mod doctor;
 /// The engine thread behind the terminal UI.
 pub mod engine;
-/// Faults injected on purpose for tests.
-pub mod fault;
 /// Guest images: built-in or from a file, with symbols.
 pub mod guest_image;
 /// `worldswitch guests`.
 pub mod guests;
+/// DriverErrors injected on purpose for tests.
+pub mod injected;
 /// The network side of a run: backend choice and frame accounting.
 pub mod netrun;
 /// The optimization toggles and their mechanisms.

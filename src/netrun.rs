@@ -4,7 +4,7 @@
 
 use crate::devices::pcnet::port::NicConfig;
 use crate::devices::pcnet::rings::Drops;
-use crate::devices::pcnet::Faults;
+use crate::devices::pcnet::DriverErrors;
 use crate::vmm::kick::Kicker;
 use crate::vmnet::pace::Paced;
 use crate::vmnet::peer::PeerReport;
@@ -24,7 +24,7 @@ pub struct NetRun {
     peer: SharedPeer,
     counters: Arc<LinkCounters>,
     switches: Arc<Switches>,
-    final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
+    final_drops: Arc<Mutex<Option<(Drops, DriverErrors)>>>,
     /// Why the run fell back to the sink, when it did.
     pub notice: Option<String>,
 }

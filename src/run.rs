@@ -47,7 +47,7 @@ pub struct PhaseTime {
     pub seconds: f64,
 }
 
-pub use profiles::path::TransmitPath;
+pub use profiles::transmit_path::TransmitPath;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -241,7 +241,7 @@ pub fn run_noting(
             eprintln!("worldswitch: warning: {w}");
         }
         if session.elapsed() >= 0.5 {
-            crate::fault::panic_if_asked("the headless run");
+            crate::injected::panic_if_asked("the headless run");
         }
         let timed_out = args
             .duration

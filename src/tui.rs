@@ -126,7 +126,7 @@ fn ui_loop(source: &mut Source, refresh: Duration, export_dir: &Path) -> anyhow:
             term.draw(|f| views::draw(f, &snap, &mut ui))?;
             last_draw = Instant::now();
             dirty = false;
-            crate::fault::panic_if_asked("the workbench");
+            crate::injected::panic_if_asked("the workbench");
         }
         if !event::poll(Duration::from_millis(50))? {
             continue;

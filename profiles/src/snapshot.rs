@@ -3,10 +3,10 @@
 //! The engine builds one every refresh; `view FILE` builds one from a
 //! saved profile.
 
-use crate::path::TransmitPath;
 use crate::profile::Profile;
 use crate::table::Table;
 use crate::toggles::Opt;
+use crate::transmit_path::TransmitPath;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

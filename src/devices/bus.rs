@@ -27,9 +27,9 @@ pub trait PioDevice: Send {
     fn read(&mut self, offset: u16, data: &mut [u8]);
     /// The guest writes `data` at `offset`.
     fn write(&mut self, offset: u16, data: &[u8]) -> BusAction;
-    /// Work that waits for the vCPU thread (frames from the host), done when
-    /// the vCPU is kicked.
-    fn poll(&mut self) {}
+    /// Work that waits for the vCPU thread (frames from the host, timer
+    /// deadlines), done after exits and when the vCPU is kicked.
+    fn catch_up(&mut self) {}
     /// The family its port accesses are counted under (the profiler's
     /// port groups): its name, unless it is part of a larger device.
     fn group(&self) -> &'static str {
@@ -193,10 +193,10 @@ impl PioBus {
     }
 
     /// Lets every device do the work that waits for the vCPU thread.
-    pub fn poll(&mut self) {
+    pub fn catch_up(&mut self) {
         let _m = markers::scope(Category::HostEvents);
         for d in &mut self.devices {
-            d.poll();
+            d.catch_up();
         }
     }
 

@@ -323,7 +323,7 @@ impl PioDevice for Pit {
         BusAction::None
     }
 
-    fn poll(&mut self) {
+    fn catch_up(&mut self) {
         self.tick(Instant::now());
     }
 }

@@ -159,7 +159,7 @@ impl EmulationWindows {
                 let mut s = EmulationSummary::default();
                 while !stop_thread.load(Ordering::Acquire) {
                     let t0 = Instant::now();
-                    let enabled = match crate::fault::perf_refused() {
+                    let enabled = match crate::injected::perf_refused() {
                         Some(e) => Err(e),
                         None => sampler.enable(),
                     };

@@ -94,7 +94,7 @@ struct Watched {
 /// Opens cpu-clock sampling of thread `tid` at `hz`; context-switch records
 /// (when it was preempted) only for the vCPU thread.
 fn open(tid: libc::pid_t, hz: u64, vcpu: bool) -> std::io::Result<Ring> {
-    if let (false, Some(e)) = (vcpu, crate::fault::perf_refused()) {
+    if let (false, Some(e)) = (vcpu, crate::injected::perf_refused()) {
         return Err(e);
     }
     let mut builder = Builder::new(Software::CPU_CLOCK);

@@ -78,11 +78,13 @@ pub fn classify(leaf_first: &[&str]) -> Option<Category> {
         ("tun_chr_read_iter", Category::VmnetRx),
         ("SyncDevice>::recv", Category::VmnetRx),
         ("do_sys_poll", Category::HostEvents),
-        ("PioDevice>::poll", Category::HostEvents),
+        ("PioDevice>::catch_up", Category::HostEvents),
         // The trait's empty default, sampled before its prologue has
-        // pushed a frame (the caller, PioBus::poll, is then skipped).
-        ("bus::PioDevice::poll", Category::HostEvents),
-        ("bus::PioBus::poll", Category::HostEvents),
+        // pushed a frame (the caller, PioBus::catch_up, is then skipped).
+        ("bus::PioDevice::catch_up", Category::HostEvents),
+        ("bus::PioBus::catch_up", Category::HostEvents),
+        // The same look at the TAP, made early inside a Lance access.
+        ("port::Core::poll_rx", Category::HostEvents),
         // The I/O thread bringing the vCPU back to user space.
         ("vmm::kick::", Category::HostEvents),
         ("__x64_sys_tgkill", Category::HostEvents),
@@ -107,9 +109,9 @@ pub fn classify(leaf_first: &[&str]) -> Option<Category> {
         ("devices::serial", Category::OtherDevices),
         ("devices::pci", Category::OtherDevices),
         ("devices::mailbox", Category::OtherDevices),
-        ("devices::path", Category::OtherDevices),
+        ("devices::transmit_stamps", Category::OtherDevices),
         ("bus::PioBus", Category::PioDispatch),
-        ("vcpu::Machine", Category::PioDispatch),
+        ("dispatch::Machine", Category::PioDispatch),
     ];
     leaf_first.iter().find_map(|frame| {
         RULES
@@ -135,7 +137,7 @@ mod tests {
         let tx = [
             "<tun_rs::SyncDevice>::send",
             "worldswitch::devices::pcnet::rings::transmit",
-            "worldswitch::vmm::vcpu::Machine::handle",
+            "worldswitch::vmm::dispatch::Machine::handle",
         ];
         assert_eq!(classify(&tx), Some(Category::VmnetTx));
         let csr = [
@@ -164,12 +166,20 @@ mod tests {
             "__x64_sys_poll",
             "poll",
             "<worldswitch::vmnet::tap::TapBackend as worldswitch::vmnet::Backend>::receive_ready",
-            "<worldswitch::devices::pcnet::port::PcnetPort as worldswitch::devices::bus::PioDevice>::poll",
-            "worldswitch::devices::bus::PioBus::poll",
-            "worldswitch::vmm::vcpu::Machine::handle",
+            "<worldswitch::devices::pcnet::port::PcnetPort as worldswitch::devices::bus::PioDevice>::catch_up",
+            "worldswitch::devices::bus::PioBus::catch_up",
+            "worldswitch::vmm::dispatch::Machine::handle",
         ];
         assert_eq!(classify(&poll), Some(Category::HostEvents));
         assert_eq!(classify(&poll[4..]), Some(Category::HostEvents));
+        // The same look made early, inside a Lance access's hold of the lock.
+        let early = [
+            "worldswitch::devices::pcnet::port::Core::poll_rx",
+            "<worldswitch::devices::pcnet::port::PcnetPort as worldswitch::devices::bus::PioDevice>::timed_read",
+            "worldswitch::devices::bus::PioBus::read",
+        ];
+        assert_eq!(classify(&early), Some(Category::HostEvents));
+        assert_eq!(classify(&early[1..]), Some(Category::LanceCsr0));
         assert_eq!(classify(&peer[7..]), Some(Category::VmnetTx));
     }
 }

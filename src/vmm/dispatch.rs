@@ -60,7 +60,7 @@ impl Machine {
                 .as_ref()
                 .is_some_and(InKernel::polls_after_exits)
         {
-            self.bus.poll();
+            self.bus.catch_up();
         }
         flow
     }

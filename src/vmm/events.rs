@@ -17,7 +17,7 @@ pub enum Finish {
         rip: u64,
     },
     /// KVM could not emulate a guest instruction.
-    EmulationFailure(Fault),
+    EmulationFailure(EmulationFault),
     /// The vCPU is halted with interrupts disabled: it can never wake.
     DeadHalt {
         /// Where.
@@ -33,7 +33,7 @@ pub enum Finish {
 
 /// Where an emulation failure happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fault {
+pub struct EmulationFault {
     /// KVM's internal-error suberror (1 = emulation failure).
     pub suberror: u32,
     /// Guest RIP.

@@ -3,7 +3,7 @@
 //! `KVM_RUN` loop in its running state. Exits go to [`super::dispatch`].
 
 use super::dispatch::{Flow, Machine};
-use super::events::{EventSink, Fault, Finish, VcpuProfile, VcpuState, VmEvent};
+use super::events::{EmulationFault, EventSink, Finish, VcpuProfile, VcpuState, VmEvent};
 use super::exits::ExitStats;
 use super::floor;
 use super::kick;
@@ -152,7 +152,7 @@ impl Vcpu {
                 floor::run(&mut self.fd, &mut self.machine)
             } else {
                 if let Some(gpa) = markers::take_reentry_stamp() {
-                    crate::devices::path::stamp_reentry(&self.machine.memory, gpa);
+                    crate::devices::transmit_stamps::stamp_reentry(&self.machine.memory, gpa);
                 }
                 if let Some(log) = &self.stitch {
                     log.close(stitch::monotonic_ns());
@@ -175,7 +175,7 @@ impl Vcpu {
                 Flow::Finish(f) => return State::Finished(f),
                 Flow::Interrupted => {
                     self.fd.set_kvm_immediate_exit(0);
-                    self.machine.bus.poll();
+                    self.machine.bus.catch_up();
                     if let Some(next) = self.on_kick(false) {
                         return next;
                     }
@@ -190,7 +190,7 @@ impl Vcpu {
                     return State::Finished(Finish::TripleFault { rip });
                 }
                 Flow::InternalError => {
-                    return State::Finished(Finish::EmulationFailure(self.fault()))
+                    return State::Finished(Finish::EmulationFailure(self.emulation_fault()))
                 }
             }
         }
@@ -337,7 +337,7 @@ impl Vcpu {
             return State::Finished(Finish::DeadHalt { rip });
         }
         loop {
-            self.machine.bus.poll();
+            self.machine.bus.catch_up();
             if pic::lock(&pic).pending() {
                 return State::Running;
             }
@@ -374,7 +374,7 @@ impl Vcpu {
     }
 
     /// Where the guest was when emulation failed, with its instruction bytes.
-    fn fault(&mut self) -> Fault {
+    fn emulation_fault(&mut self) -> EmulationFault {
         // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so the
         // `internal` member of the union is the one the kernel filled.
         let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
@@ -400,7 +400,7 @@ impl Vcpu {
             })
             .count();
         bytes.truncate(n);
-        Fault {
+        EmulationFault {
             suberror,
             rip: regs.rip,
             cpl,

@@ -14,7 +14,6 @@ use crate::devices::irq::{EdgeIrq, IrqChip, IrqLine, Resampled};
 use crate::devices::mailbox::{
     BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
 };
-use crate::devices::path::{PathPort, SlotAddress, PATH_PORT};
 use crate::devices::pci::{Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN};
 use crate::devices::pcnet::port::{NicConfig, NicHandle, PcnetPort};
 use crate::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
@@ -22,6 +21,7 @@ use crate::devices::pic::{self, Pic, PicPorts, SharedPic};
 use crate::devices::pit::{self, Pit};
 use crate::devices::pvnet::{self, Drain, PvnetPort};
 use crate::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_IRQ};
+use crate::devices::transmit_stamps::{PathPort, SlotAddress, PATH_PORT};
 use crate::optimizations::Opt;
 use crate::profiler::emulation::PortMap;
 use crate::profiler::live::{self, Every};

@@ -1,13 +1,13 @@
 //! Fixture pictures for tests: a busy nettest run with every screen's data,
 //! and a run that has just started.
 
-use profiles::path::TransmitPath;
 use profiles::snapshot::{
     Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, ThreadCpu, Toggle,
 };
 use profiles::table::{Measured, Table};
 use profiles::taxonomy::{Category, Thread};
 use profiles::toggles::Opt;
+use profiles::transmit_path::TransmitPath;
 use std::collections::BTreeMap;
 
 fn m(category: Category, count: u64, us: f64, samples: Option<u64>, thread: Thread) -> Measured {

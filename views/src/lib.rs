@@ -10,9 +10,9 @@ mod flame;
 mod optimizations;
 mod overheads;
 mod overview;
-mod path;
 pub mod state;
 mod style;
+mod transmit_path;
 
 use profiles::snapshot::{RunState, Snapshot};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -37,7 +37,7 @@ pub fn draw(frame: &mut Frame, live: &Snapshot, ui: &mut UiState) {
     match ui.tab {
         Tab::Overview => overview::draw(frame, body, &snap),
         Tab::Overheads => overheads::draw(frame, body, &snap, ui),
-        Tab::Path => path::draw(frame, body, &snap),
+        Tab::Path => transmit_path::draw(frame, body, &snap),
         Tab::Flame => flame::draw(frame, body, &snap, ui),
         Tab::Console => console::draw(frame, body, &snap, ui),
         Tab::Optimizations => optimizations::draw(frame, body, &snap, ui),

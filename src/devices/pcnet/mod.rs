@@ -13,7 +13,7 @@ use rings::{Drops, Layout, RingState, RxOutcome, Style};
 
 /// Why the chip could not do what the driver asked, counted by reason.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Faults {
+pub struct DriverErrors {
     /// INIT with an init block outside guest RAM (MERR set).
     pub init_block_out_of_range: u64,
     /// Accesses of the wrong width for the I/O mode, ignored.
@@ -45,7 +45,7 @@ pub struct Pcnet {
     rx: RingState,
     tx_buf: Vec<u8>,
     link_up: bool,
-    faults: Faults,
+    driver_errors: DriverErrors,
     drops: Drops,
 }
 
@@ -69,7 +69,7 @@ impl Pcnet {
             rx: RingState::default(),
             tx_buf: Vec::with_capacity(rings::MAX_TX_FRAME),
             link_up: true,
-            faults: Faults::default(),
+            driver_errors: DriverErrors::default(),
             drops: Drops::default(),
         };
         for (n, v) in BCR_RESET {
@@ -115,8 +115,8 @@ impl Pcnet {
     }
 
     /// Register-level faults counted so far.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
+    pub fn driver_errors(&self) -> &DriverErrors {
+        &self.driver_errors
     }
 
     /// Frames refused or damaged so far, by reason.
@@ -356,7 +356,7 @@ impl Pcnet {
         let mut block = [0u8; 28];
         let len = if style32 { 28 } else { 24 };
         if ram.read(u64::from(iadr), &mut block[..len]).is_err() {
-            self.faults.init_block_out_of_range += 1;
+            self.driver_errors.init_block_out_of_range += 1;
             self.csr[0] = (self.csr[0] & !CSR0_STOP) | CSR0_MERR | CSR0_IDON;
             return;
         }
@@ -442,7 +442,7 @@ impl Pcnet {
             }
             (WIO_BDP, 2, false) | (DWIO_BDP, 4, true) => u32::from(self.bcr(usize::from(self.rap))),
             _ => {
-                self.faults.wrong_width += 1;
+                self.driver_errors.wrong_width += 1;
                 u32::MAX
             }
         };
@@ -477,7 +477,7 @@ impl Pcnet {
             }
             (WIO_RESET, 2, false) | (DWIO_RESET, 4, true) => {}
             (0..=15, _, _) => {}
-            _ => self.faults.wrong_width += 1,
+            _ => self.driver_errors.wrong_width += 1,
         }
     }
 }

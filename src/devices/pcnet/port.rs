@@ -10,12 +10,12 @@
 
 use super::registers::{DWIO_RAP, IO_SIZE, WIO_RAP};
 use super::rings::Drops;
-use super::Faults;
+use super::DriverErrors;
 use super::Pcnet;
 use crate::devices::bus::{BusAction, PioDevice};
 use crate::devices::host::WriteLog;
 use crate::devices::irq::IrqLine;
-use crate::devices::path::{self, SlotAddress};
+use crate::devices::transmit_stamps::{self, SlotAddress};
 use crate::profiler::markers;
 use crate::vmnet::{self, GuestRx, LinkCounters, SharedBackend, Switches};
 use profiles::taxonomy::Category;
@@ -36,7 +36,7 @@ pub struct NicConfig {
     /// The optimizations' switches.
     pub switches: Arc<Switches>,
     /// The chip's drop reasons, filled in when the VM ends.
-    pub final_drops: Arc<Mutex<Option<(Drops, Faults)>>>,
+    pub final_drops: Arc<Mutex<Option<(Drops, DriverErrors)>>>,
 }
 
 /// The NIC's state, behind the lock.
@@ -267,7 +267,7 @@ impl Core {
             let _m = markers::scope(Category::LanceTx);
             let slot = self.path.load(Ordering::Relaxed);
             if slot != 0 {
-                path::stamp_kick(&self.ram, slot);
+                transmit_stamps::stamp_kick(&self.ram, slot);
             }
             let mut tap = None;
             let mut backend = self.nic.backend.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,7 +282,7 @@ impl Core {
                 sent
             });
             if let (Some((start, end)), true) = (tap, slot != 0) {
-                path::stamp_tap(&self.ram, slot, start, end);
+                transmit_stamps::stamp_tap(&self.ram, slot, start, end);
             }
         }
         self.update_irq();
@@ -317,7 +317,7 @@ impl PioDevice for PcnetPort {
         BusAction::None
     }
 
-    fn poll(&mut self) {
+    fn catch_up(&mut self) {
         // Right after an access that looked already, the poll of its exit
         // has nothing new to find.
         if std::mem::take(&mut self.polled) {
@@ -346,6 +346,6 @@ impl Drop for Core {
             .final_drops
             .lock()
             .unwrap_or_else(|e| e.into_inner()) =
-            Some((self.chip.drops().clone(), self.chip.faults().clone()));
+            Some((self.chip.drops().clone(), self.chip.driver_errors().clone()));
     }
 }

@@ -268,7 +268,7 @@ fn init_block_outside_ram_is_a_memory_error_not_a_crash() {
     assert_ne!(csr0 & CSR0_MERR, 0);
     assert_ne!(csr0 & CSR0_ERR, 0);
     assert!(p.chip.irq_level());
-    assert_eq!(p.chip.faults().init_block_out_of_range, 1);
+    assert_eq!(p.chip.driver_errors().init_block_out_of_range, 1);
     assert_eq!(*ram.log.borrow(), vec![('r', 0xffff_fff0, 28)]);
 }
 
@@ -286,7 +286,7 @@ fn dword_mode_is_entered_by_a_dword_write_and_left_by_reset() {
     let mut w = [0u8; 2];
     chip.read_port(WIO_RAP, &mut w);
     assert_eq!(w, [0xff, 0xff]);
-    assert_eq!(chip.faults().wrong_width, 1);
+    assert_eq!(chip.driver_errors().wrong_width, 1);
     chip.read_port(DWIO_RESET, &mut d);
     assert!(!chip.dwio());
 }
