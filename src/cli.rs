@@ -1,6 +1,6 @@
 //! The command line: subcommands, their options and value parsers.
 
-use crate::optimizations::{parse_switch, Opt, Opts, Preset};
+use crate::machine::optimizations::{parse_switch, Opt, Opts, Preset};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -146,11 +146,11 @@ pub struct ResultsArgs {
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub write_sizes: Vec<u64>,
     /// Cap the wire at this many bits per second, as `run --link-rate`.
-    #[arg(long, value_parser = crate::vmnet::pace::parse_rate, value_name = "RATE")]
+    #[arg(long, value_parser = crate::machine::vmnet::pace::parse_rate, value_name = "RATE")]
     pub link_rate: Option<u64>,
     /// Where frames go (default: tap where possible, else sink).
     #[arg(long, value_enum)]
-    pub net: Option<crate::vmnet::NetKind>,
+    pub net: Option<crate::machine::vmnet::NetKind>,
     /// Instead of the table: run nettest this long with the optimizations
     /// flipped at random every second, and fail on unexplained frame loss,
     /// sequence errors, RSS growth over 1 MiB after a one-minute warm-up,
@@ -191,7 +191,7 @@ pub struct UiBenchArgs {
     pub height: u16,
     /// Where nettest's frames go.
     #[arg(long, value_enum, default_value = "sink")]
-    pub net: crate::vmnet::NetKind,
+    pub net: crate::machine::vmnet::NetKind,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -209,7 +209,7 @@ pub struct ProfilerBenchArgs {
     /// Where frames go (default: the sink, which needs no privileges and
     /// adds no host network noise).
     #[arg(long, value_enum, default_value = "sink")]
-    pub net: crate::vmnet::NetKind,
+    pub net: crate::machine::vmnet::NetKind,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -264,10 +264,10 @@ pub struct RunArgs {
     /// network namespace) or sink (in-process). Default: tap where
     /// possible, else sink with a notice.
     #[arg(long, value_enum)]
-    pub net: Option<crate::vmnet::NetKind>,
+    pub net: Option<crate::machine::vmnet::NetKind>,
     /// Cap the wire at this many bits per second (100M, 1G, 512k), like the
     /// paper's 100 Mb/s Ethernet; default: as fast as the host goes.
-    #[arg(long, value_parser = crate::vmnet::pace::parse_rate, value_name = "RATE")]
+    #[arg(long, value_parser = crate::machine::vmnet::pace::parse_rate, value_name = "RATE")]
     pub link_rate: Option<u64>,
     /// Samples per second of the vCPU thread's stacks (0: no sampling; the
     /// rows inside KVM_RUN then stay one undivided row).

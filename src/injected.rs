@@ -1,4 +1,4 @@
-//! DriverErrors injected on purpose, so tests can show what follows them: the
+//! Faults injected on purpose, so tests can show what follows them: the
 //! `WORLDSWITCH_FAULT` environment variable names one. `panic` makes the
 //! main thread panic once the guest runs (in the workbench after its first
 //! drawing, headless half a second in): the terminal must come back and no

@@ -1,46 +1,27 @@
 //! worldswitch: a terminal workbench that shows what virtualized I/O costs.
-//! This crate is how a profile is made: the hypervisor core on KVM, the
-//! device models, the host-side tools and the command line.
+//! This crate is how a profile is made; the folders follow the data: the
+//! command line and its commands, the front ends that show a run, the
+//! session in the middle, the machine (KVM, its devices, the NIC's host
+//! side) and the profiler that watches it.
 
-/// Benchmarks with printed figures.
-pub mod bench;
 /// Command-line options and their parsers.
 pub mod cli;
-/// Device models and the port I/O bus.
-pub mod devices;
-/// `worldswitch doctor`: what this host offers.
-pub mod doctor;
-/// The engine thread behind the terminal UI.
-pub mod engine;
-/// Guest images: built-in or from a file, with symbols.
-pub mod guest_image;
-/// `worldswitch guests`.
-pub mod guests;
-/// DriverErrors injected on purpose for tests.
+/// The subcommands besides `run`: bench, doctor, guests, record and report.
+pub mod commands;
+/// What shows a run: the terminal workbench, its engine thread, and the
+/// text, JSON and CSV printers.
+pub mod frontends;
+/// Faults injected on purpose for tests.
 pub mod injected;
-/// The network side of a run: backend choice and frame accounting.
-pub mod netrun;
-/// The optimization toggles and their mechanisms.
-pub mod optimizations;
-/// Results and profiles as text, JSON or CSV.
-pub mod printer;
-/// The profiler's collectors.
+/// The machine: the hypervisor core on KVM, the device models, the
+/// optimizations' mechanisms and where the NIC's frames go.
+pub mod machine;
+/// The profiler's collectors: markers, stack samples, emulation windows,
+/// tracepoint counters and thread CPU.
 pub mod profiler;
-/// Saving and reading profiles: record, report, flamegraph.
-pub mod record;
 /// A small PRNG for soak flips and fuzz mutations.
 pub mod rng;
 /// Headless runs and their results.
 pub mod run;
 /// A running guest (one VM and its collectors) and its timeline.
 pub mod session;
-/// The CPU use of worldswitch's threads.
-pub mod threads;
-/// Kernel tracepoint counters through perf events.
-pub mod tracepoints;
-/// The terminal workbench.
-pub mod tui;
-/// The hypervisor core on KVM.
-pub mod vmm;
-/// Where the NIC's frames go: TAP or an in-process sink.
-pub mod vmnet;

@@ -29,16 +29,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         None => run_command(&cli.run),
         Some(Command::Run(args)) => run_command(&args),
         Some(Command::Guests { export }) => {
-            worldswitch::guests::command(export.as_deref(), &mut std::io::stdout())?;
+            worldswitch::commands::guests::command(export.as_deref(), &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Doctor { json }) => {
-            worldswitch::doctor::command(json, &mut std::io::stdout())?;
+            worldswitch::commands::doctor::command(json, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Record(args)) => {
             let mut stderr = std::io::stderr();
-            let r = worldswitch::record::record(&args, &mut std::io::stdout(), &mut stderr)?;
+            let r =
+                worldswitch::commands::record::record(&args, &mut std::io::stdout(), &mut stderr)?;
             Ok(if r.outcome.failed {
                 ExitCode::FAILURE
             } else {
@@ -47,7 +48,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Report { file, format }) => {
             let profile = profiles::profile::Profile::load(&file)?;
-            worldswitch::printer::print_profile(&profile, format, &mut std::io::stdout())?;
+            worldswitch::frontends::printer::print_profile(
+                &profile,
+                format,
+                &mut std::io::stdout(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Flamegraph {
@@ -56,7 +61,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             inverted,
             title,
         }) => {
-            worldswitch::record::flamegraph(&file, &output, inverted, title.as_deref())?;
+            worldswitch::commands::record::flamegraph(&file, &output, inverted, title.as_deref())?;
             println!("{}", output.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -65,14 +70,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             results,
         })) => {
             match results.soak {
-                Some(d) => worldswitch::bench::soak::command(&results, d, &mut std::io::stdout())?,
-                None => worldswitch::bench::results::command(&results, &mut std::io::stdout())?,
+                Some(d) => worldswitch::commands::bench::soak::command(
+                    &results,
+                    d,
+                    &mut std::io::stdout(),
+                )?,
+                None => worldswitch::commands::bench::results::command(
+                    &results,
+                    &mut std::io::stdout(),
+                )?,
             }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::View { file, export_dir }) => {
             let profile = profiles::profile::Profile::load(&file)?;
-            if !worldswitch::tui::have_terminal() {
+            if !worldswitch::frontends::tui::have_terminal() {
                 anyhow::bail!(
                     "'view' needs a terminal; use 'worldswitch report {}' for text",
                     file.display()
@@ -80,7 +92,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let snap =
                 profiles::snapshot::Snapshot::from_profile(&profile, &file.display().to_string());
-            worldswitch::tui::view(snap, &export_dir)?;
+            worldswitch::frontends::tui::view(snap, &export_dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Diff {
@@ -88,28 +100,33 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             after,
             output,
         }) => {
-            worldswitch::record::diff(&before, &after, output.as_deref(), &mut std::io::stdout())?;
+            worldswitch::commands::record::diff(
+                &before,
+                &after,
+                output.as_deref(),
+                &mut std::io::stdout(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench(BenchArgs {
             command: Some(BenchCommand::Profiler(args)),
             ..
         })) => {
-            worldswitch::bench::profiler::command(&args, &mut std::io::stdout())?;
+            worldswitch::commands::bench::profiler::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench(BenchArgs {
             command: Some(BenchCommand::Ui(args)),
             ..
         })) => {
-            worldswitch::bench::ui::command(&args, &mut std::io::stdout())?;
+            worldswitch::commands::bench::ui::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench(BenchArgs {
             command: Some(BenchCommand::Exits(args)),
             ..
         })) => {
-            worldswitch::bench::exits::command(&args, &mut std::io::stdout())?;
+            worldswitch::commands::bench::exits::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -120,15 +137,15 @@ fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
     let (mut sink, mut sink2, mut stderr) = (std::io::sink(), std::io::sink(), std::io::stderr());
     let console: &mut dyn Write = if args.json { &mut sink } else { &mut stdout };
     let status: &mut dyn Write = if args.json { &mut sink2 } else { &mut stderr };
-    let interactive = !args.headless && !args.json && worldswitch::tui::have_terminal();
+    let interactive = !args.headless && !args.json && worldswitch::frontends::tui::have_terminal();
     let notice = (!args.headless && !args.json && !interactive)
         .then_some("notice: not a terminal, so running headless (--headless says so explicitly)");
     let result = if interactive {
-        worldswitch::tui::run(args)?
+        worldswitch::frontends::tui::run(args)?
     } else {
         run::run_noting(args, console, status, notice)?
     };
-    worldswitch::printer::print_run(&result, args.json, &mut stdout)?;
+    worldswitch::frontends::printer::print_run(&result, args.json, &mut stdout)?;
     if result.outcome.failed {
         if args.json {
             eprintln!("worldswitch: {}", result.outcome.message);

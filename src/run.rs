@@ -2,12 +2,12 @@
 //! signal, and report the result as text or JSON.
 
 use crate::cli::RunArgs;
-use crate::guest_image::GuestImage;
-use crate::netrun::NetReport;
+use crate::machine::guest_image::GuestImage;
+use crate::machine::netrun::NetReport;
+use crate::machine::vmm::events::Finish;
+use crate::machine::vmm::exits::ExitStats;
 use crate::profiler::emulation::EmulationSummary;
 use crate::session::Workbench;
-use crate::vmm::events::Finish;
-use crate::vmm::exits::ExitStats;
 use profiles::table::Table;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -9,15 +9,15 @@ use std::path::Path;
 use std::sync::mpsc;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
-use worldswitch::devices::bus::{BusAction, PioDevice};
-use worldswitch::devices::host::GuestSays;
-use worldswitch::devices::irq::EdgeIrq;
-use worldswitch::devices::mailbox::Mailbox;
-use worldswitch::devices::pci::PciConfigSpace;
-use worldswitch::devices::pcnet::Pcnet;
-use worldswitch::devices::pic::Pic;
-use worldswitch::devices::serial::{ConsoleSink, SerialDevice};
-use worldswitch::vmm::vm::nic_function;
+use worldswitch::machine::devices::bus::{BusAction, PioDevice};
+use worldswitch::machine::devices::host::GuestSays;
+use worldswitch::machine::devices::irq::EdgeIrq;
+use worldswitch::machine::devices::mailbox::Mailbox;
+use worldswitch::machine::devices::pci::PciConfigSpace;
+use worldswitch::machine::devices::pcnet::Pcnet;
+use worldswitch::machine::devices::pic::Pic;
+use worldswitch::machine::devices::serial::{ConsoleSink, SerialDevice};
+use worldswitch::machine::vmm::vm::nic_function;
 
 /// Guest memory for DMA: 64 KiB, so most 16-bit addresses land in it and
 /// the rest test the bounds.

@@ -8,7 +8,7 @@
 //! estimates and say so.
 
 use super::live::Published;
-use crate::tracepoints;
+use crate::profiler::tracepoints;
 use perf_event::data::Record;
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, SampleFlag};

@@ -1,6 +1,7 @@
 //! The profiler's collectors in the app: markers on the threads that do the
-//! work (exact counts and durations per category). Sampling and tracepoint
-//! collectors join them here.
+//! work (exact counts and durations per category), stack samples of every
+//! thread, the emulated-instruction windows, kernel tracepoint counters and
+//! each thread's CPU. What they measure becomes a table in `profiles`.
 
 pub mod emulation;
 pub mod kallsyms;
@@ -8,6 +9,10 @@ pub mod live;
 pub mod markers;
 pub mod sampler;
 pub mod stitch;
+/// The CPU use of worldswitch's threads.
+pub mod threads;
+/// Kernel tracepoint counters through perf events.
+pub mod tracepoints;
 pub mod user_symbols;
 
 /// The calling thread's CPU time, in seconds.

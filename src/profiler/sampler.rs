@@ -11,7 +11,7 @@ use super::kallsyms::Kallsyms;
 use super::live::{self, Every, Published};
 use super::stitch::{StitchLog, Walk};
 use super::user_symbols::{self, UserSymbols};
-use crate::guest_image::GuestImage;
+use crate::machine::guest_image::GuestImage;
 use perf_event::data::Record;
 use perf_event::events::Software;
 use perf_event::{Builder, Clock, SampleFlag, Sampler as Ring};

@@ -136,13 +136,13 @@ mod tests {
     fn the_leaf_most_claimed_frame_wins() {
         let tx = [
             "<tun_rs::SyncDevice>::send",
-            "worldswitch::devices::pcnet::rings::transmit",
-            "worldswitch::vmm::dispatch::Machine::handle",
+            "worldswitch::machine::devices::pcnet::rings::transmit",
+            "worldswitch::machine::vmm::dispatch::Machine::handle",
         ];
         assert_eq!(classify(&tx), Some(Category::VmnetTx));
         let csr = [
-            "worldswitch::devices::pcnet::Pcnet::write_csr",
-            "worldswitch::devices::bus::PioBus::write",
+            "worldswitch::machine::devices::pcnet::Pcnet::write_csr",
+            "worldswitch::machine::devices::bus::PioBus::write",
         ];
         assert_eq!(classify(&csr), Some(Category::LanceCsr0));
         assert_eq!(classify(&["main"]), None);
@@ -165,18 +165,18 @@ mod tests {
             "do_sys_poll",
             "__x64_sys_poll",
             "poll",
-            "<worldswitch::vmnet::tap::TapBackend as worldswitch::vmnet::Backend>::receive_ready",
-            "<worldswitch::devices::pcnet::port::PcnetPort as worldswitch::devices::bus::PioDevice>::catch_up",
-            "worldswitch::devices::bus::PioBus::catch_up",
-            "worldswitch::vmm::dispatch::Machine::handle",
+            "<worldswitch::machine::vmnet::tap::TapBackend as worldswitch::machine::vmnet::Backend>::receive_ready",
+            "<worldswitch::machine::devices::pcnet::port::PcnetPort as worldswitch::machine::devices::bus::PioDevice>::catch_up",
+            "worldswitch::machine::devices::bus::PioBus::catch_up",
+            "worldswitch::machine::vmm::dispatch::Machine::handle",
         ];
         assert_eq!(classify(&poll), Some(Category::HostEvents));
         assert_eq!(classify(&poll[4..]), Some(Category::HostEvents));
         // The same look made early, inside a Lance access's hold of the lock.
         let early = [
-            "worldswitch::devices::pcnet::port::Core::poll_rx",
-            "<worldswitch::devices::pcnet::port::PcnetPort as worldswitch::devices::bus::PioDevice>::timed_read",
-            "worldswitch::devices::bus::PioBus::read",
+            "worldswitch::machine::devices::pcnet::port::Core::poll_rx",
+            "<worldswitch::machine::devices::pcnet::port::PcnetPort as worldswitch::machine::devices::bus::PioDevice>::timed_read",
+            "worldswitch::machine::devices::bus::PioBus::read",
         ];
         assert_eq!(classify(&early), Some(Category::HostEvents));
         assert_eq!(classify(&early[1..]), Some(Category::LanceCsr0));

@@ -4,20 +4,20 @@
 //! [`super::Workbench`] around it keeps what outlives a restart.
 
 use crate::cli::RunArgs;
-use crate::devices::host::GuestSays;
-use crate::guest_image::GuestImage;
-use crate::netrun::NetRun;
-use crate::optimizations::Opts;
+use crate::machine::devices::host::GuestSays;
+use crate::machine::guest_image::GuestImage;
+use crate::machine::netrun::NetRun;
+use crate::machine::optimizations::Opts;
+use crate::machine::vmm::events::{Finish, VcpuProfile, VcpuState, VmEvent};
+use crate::machine::vmm::exits::ExitStats;
+use crate::machine::vmm::vcpu::Command;
+use crate::machine::vmm::vm::{self, VmConfig, VmHandle};
+use crate::machine::vmnet::tap::IoProfile;
 use crate::profiler::emulation::EmulationWindows;
 use crate::profiler::sampler::{self, SampleSummary, Sampler};
+use crate::profiler::threads::ThreadMeter;
+use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
 use crate::run::{self, Outcome, PhaseTime, RunResult};
-use crate::threads::ThreadMeter;
-use crate::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
-use crate::vmm::events::{Finish, VcpuProfile, VcpuState, VmEvent};
-use crate::vmm::exits::ExitStats;
-use crate::vmm::vcpu::Command;
-use crate::vmm::vm::{self, VmConfig, VmHandle};
-use crate::vmnet::tap::IoProfile;
 use profiles::attribution::{self, Inputs};
 use profiles::snapshot::{RunState, ThreadCpu};
 use profiles::table::Table;

@@ -5,11 +5,11 @@
 
 use super::guest::{Base, Guest, News};
 use crate::cli::RunArgs;
-use crate::optimizations::{Opt, Opts};
+use crate::machine::optimizations::{Opt, Opts};
+use crate::machine::vmm::exits::ExitStats;
+use crate::machine::vmm::vcpu::Command;
+use crate::profiler::threads::ThreadMeter;
 use crate::run::RunResult;
-use crate::threads::ThreadMeter;
-use crate::vmm::exits::ExitStats;
-use crate::vmm::vcpu::Command;
 use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, Snapshot, Toggle};
 use profiles::table::Table;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -407,7 +407,7 @@ impl Workbench {
             info: Info {
                 guest: g.name().to_string(),
                 backend: g.backend_name().into(),
-                host_kind: crate::doctor::virtualization_name(),
+                host_kind: crate::commands::doctor::virtualization_name(),
                 sampling: g.sampling(),
                 profiler_cost_pct: table.profiler_cost_seconds
                     / table.denominator_seconds.max(1e-9)

@@ -72,7 +72,7 @@ fn a_read_only_export_directory_gets_one_plain_message() {
         crate::skip("read-only export: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let e = worldswitch::tui::export(&snapshot(), &m.0).unwrap_err();
+    let e = worldswitch::frontends::tui::export(&snapshot(), &m.0).unwrap_err();
     let text = format!("{e:#}");
     assert!(
         text.contains("cannot write") && text.contains("--export-dir"),
@@ -87,7 +87,7 @@ fn a_full_disk_leaves_no_half_written_file() {
         crate::skip("full-disk export: cannot mount a tmpfs here (needs root)");
         return;
     };
-    let e = worldswitch::tui::export(&snapshot(), &m.0).unwrap_err();
+    let e = worldswitch::frontends::tui::export(&snapshot(), &m.0).unwrap_err();
     let text = format!("{e:#}");
     assert!(text.contains("free some space"), "{text}");
     // Whatever is left is whole: no SVG, and a JSON only if it parses.

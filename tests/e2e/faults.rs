@@ -6,11 +6,11 @@ use crate::{kvm_or_skip, tracefs_ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use worldswitch::devices::host::GuestSays;
-use worldswitch::devices::pcnet::port::NicConfig;
-use worldswitch::vmm::events::{Finish, VmEvent};
-use worldswitch::vmm::vm::{start, VmConfig};
-use worldswitch::vmnet::{Backend, LinkCounters, SendError};
+use worldswitch::machine::devices::host::GuestSays;
+use worldswitch::machine::devices::pcnet::port::NicConfig;
+use worldswitch::machine::vmm::events::{Finish, VmEvent};
+use worldswitch::machine::vmm::vm::{start, VmConfig};
+use worldswitch::machine::vmnet::{Backend, LinkCounters, SendError};
 
 /// Fails every third write, alternately with ENOBUFS and EIO.
 struct Flaky {

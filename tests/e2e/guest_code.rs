@@ -2,7 +2,7 @@
 //! emulates guest kernel code can run: no SSE, AVX, x87 or other extensions.
 
 use iced_x86::{CpuidFeature, Decoder, DecoderOptions, Instruction};
-use worldswitch::guest_image::GuestImage;
+use worldswitch::machine::guest_image::GuestImage;
 
 /// CPUID features CPL0 guest code may need.
 const ALLOWED: &[CpuidFeature] = &[

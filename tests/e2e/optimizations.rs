@@ -8,9 +8,9 @@
 use crate::{kvm_or_skip, tracefs_ready};
 use std::time::{Duration, Instant};
 use worldswitch::cli::RunArgs;
-use worldswitch::optimizations::{Opt, Preset};
+use worldswitch::machine::optimizations::{Opt, Preset};
+use worldswitch::profiler::tracepoints::ThreadCounters;
 use worldswitch::session::Workbench;
-use worldswitch::tracepoints::ThreadCounters;
 
 const EXITS: &str = "kvm/kvm_userspace_exit";
 const PIO: &str = "kvm/kvm_pio";

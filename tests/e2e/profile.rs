@@ -212,7 +212,7 @@ fn stitched_stacks_carry_real_guest_frames() {
     }
     // Every guest frame names a function of the guest's own ELF.
     use object::{Object, ObjectSymbol};
-    let image = worldswitch::guest_image::GuestImage::resolve("nettest").unwrap();
+    let image = worldswitch::machine::guest_image::GuestImage::resolve("nettest").unwrap();
     let elf = object::File::parse(&*image.elf).unwrap();
     let names: std::collections::BTreeSet<&str> =
         elf.symbols().filter_map(|s| s.name().ok()).collect();

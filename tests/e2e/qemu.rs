@@ -130,7 +130,7 @@ fn nettest_drives_qemus_pcnet_and_its_frames_come_out() {
     assert!(text.contains("nettest: done"), "{text}");
     let seqs: Vec<u64> = pcap_frames(&bytes)
         .into_iter()
-        .filter_map(worldswitch::vmnet::frames::parse)
+        .filter_map(worldswitch::machine::vmnet::frames::parse)
         .map(|d| d.seq)
         .collect();
     // 1 MiB in 4096-byte sends, three datagrams each, in order.

@@ -2,12 +2,12 @@
 
 use crate::kvm_or_skip;
 use std::time::Duration;
-use worldswitch::devices::host::GuestSays;
-use worldswitch::vmm::events::{Finish, VcpuState, VmEvent};
-use worldswitch::vmm::vcpu::Command;
-use worldswitch::vmm::vm::{start, VmConfig};
+use worldswitch::machine::devices::host::GuestSays;
+use worldswitch::machine::vmm::events::{Finish, VcpuState, VmEvent};
+use worldswitch::machine::vmm::vcpu::Command;
+use worldswitch::machine::vmm::vm::{start, VmConfig};
 
-fn next_state(vm: &worldswitch::vmm::vm::VmHandle) -> VcpuState {
+fn next_state(vm: &worldswitch::machine::vmm::vm::VmHandle) -> VcpuState {
     loop {
         match vm.events().recv_timeout(Duration::from_secs(20)).unwrap() {
             VmEvent::State(s) => return s,

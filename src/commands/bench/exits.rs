@@ -1,0 +1,158 @@
+//! `worldswitch bench exits`: the cost of one OUT that exits to user space
+//! through worldswitch's dispatch (bus, device, counters) against the floor
+//! loop that does nothing but re-enter, interleaved on one guest.
+
+use crate::cli::ExitsArgs;
+use crate::machine::devices::host::GuestSays;
+use crate::machine::devices::mailbox::BENCH_PORT;
+use crate::machine::guest_image::GuestImage;
+use crate::machine::vmm::events::{Finish, VmEvent};
+use crate::machine::vmm::floor::FloorSchedule;
+use crate::machine::vmm::vm::{self, VmConfig};
+use anyhow::{bail, Context};
+use profiles::stats::Summary;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::Write;
+
+/// The figures `bench exits` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExitsResult {
+    /// Privilege level of the OUT loop.
+    pub cpl: u8,
+    /// Interleaved pairs.
+    pub pairs: u64,
+    /// OUTs per phase.
+    pub iterations: u64,
+    /// Microseconds per OUT through worldswitch's dispatch, over phases.
+    pub dispatch_us: Summary,
+    /// Microseconds per OUT on the floor loop, over phases.
+    pub floor_us: Summary,
+    /// Per-pair ratio dispatch / floor.
+    pub ratio: Summary,
+    /// Exits to the benchmark port worldswitch counted; equals
+    /// 2 x pairs x iterations.
+    pub bench_port_exits: u64,
+}
+
+/// Runs the benchmark and returns its figures.
+pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
+    let image = GuestImage::resolve("exitbench")?;
+    let rounds = 2 * args.pairs;
+    let vm = vm::start(VmConfig {
+        opts: Default::default(),
+        stitch: false,
+        mem_mib: 64,
+        image: image.elf,
+        cmdline: format!(
+            "iterations={} rounds={rounds} cpl={}",
+            args.iterations, args.cpl
+        ),
+        halt_poll_ns: 0,
+        floor: Some(FloorSchedule),
+        start_paused: false,
+        nic: None,
+    })?;
+    let mut begun = HashMap::new();
+    let mut per_out = vec![None; rounds as usize];
+    let (finish, stats) = loop {
+        match vm
+            .events()
+            .recv()
+            .context("the vCPU thread ended without reporting why")?
+        {
+            VmEvent::Guest(GuestSays::Phase {
+                begin: true,
+                index,
+                at,
+                ..
+            }) => {
+                begun.insert(index, at);
+            }
+            VmEvent::Guest(GuestSays::Phase {
+                begin: false,
+                index,
+                at,
+                ..
+            }) => {
+                if let (Some(start), Some(slot)) =
+                    (begun.remove(&index), per_out.get_mut(index as usize))
+                {
+                    let us = at.duration_since(start).as_secs_f64() * 1e6;
+                    *slot = Some(us / args.iterations as f64);
+                }
+            }
+            VmEvent::Finished { finish, stats, .. } => break (finish, stats),
+            _ => {}
+        }
+    };
+    if finish != Finish::GuestExit(0) {
+        bail!("the exitbench guest did not finish cleanly: {finish:?}");
+    }
+    let schedule = FloorSchedule;
+    let (mut dispatch, mut floor) = (Vec::new(), Vec::new());
+    let mut ratios = Vec::new();
+    for pair in 0..args.pairs {
+        let (a, b) = (2 * pair, 2 * pair + 1);
+        let (Some(ta), Some(tb)) = (per_out[a as usize], per_out[b as usize]) else {
+            bail!("exitbench did not report phases {a} and {b}");
+        };
+        let (d, f) = if schedule.uses_floor(a) {
+            (tb, ta)
+        } else {
+            (ta, tb)
+        };
+        dispatch.push(d);
+        floor.push(f);
+        ratios.push(d / f);
+    }
+    let summary = |v: &[f64]| Summary::of(v).context("no phases were measured");
+    Ok(ExitsResult {
+        cpl: args.cpl,
+        pairs: args.pairs,
+        iterations: args.iterations,
+        dispatch_us: summary(&dispatch)?,
+        floor_us: summary(&floor)?,
+        ratio: summary(&ratios)?,
+        bench_port_exits: stats.port(BENCH_PORT).outs,
+    })
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn command(args: &ExitsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let r = measure(args)?;
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &r)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "OUT to port {BENCH_PORT:#x} from CPL{}: {} interleaved pairs (ABBA) of {} OUTs, every OUT an exit to user space",
+        r.cpl, r.pairs, r.iterations
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>12} {:>10} {:>10}",
+        "loop", "median us", "p25", "p75"
+    )?;
+    for (name, s) in [("dispatch", &r.dispatch_us), ("floor", &r.floor_us)] {
+        writeln!(
+            out,
+            "{name:<10} {:>12.3} {:>10.3} {:>10.3}",
+            s.median, s.p25, s.p75
+        )?;
+    }
+    writeln!(
+        out,
+        "dispatch/floor per pair: median {:.4} (p25 {:.4}, p75 {:.4}, min {:.4}, max {:.4}); dispatch costs {:+.2}% over the floor",
+        r.ratio.median,
+        r.ratio.p25,
+        r.ratio.p75,
+        r.ratio.min,
+        r.ratio.max,
+        (r.ratio.median - 1.0) * 100.0
+    )?;
+    writeln!(out, "benchmark-port exits counted: {}", r.bench_port_exits)?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The subcommands besides `run` (which is `crate::run` headless and the
+//! workbench otherwise): each owns what it prints.
+
+/// Benchmarks with printed figures.
+pub mod bench;
+/// `worldswitch doctor`: what this host offers.
+pub mod doctor;
+/// `worldswitch guests`.
+pub mod guests;
+/// Saving and reading profiles: record, report, flamegraph, diff.
+pub mod record;

@@ -1,0 +1,210 @@
+//! `record`, `report` and `flamegraph`: saving a run's profile with its
+//! provenance, and reading it back as tables, JSON, CSV or an SVG.
+
+use crate::cli::RecordArgs;
+use crate::run::{self, RunResult};
+use anyhow::Context;
+use profiles::profile::{Profile, Provenance};
+use profiles::taxonomy::Category;
+use std::io::Write;
+use std::path::Path;
+
+fn first_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().next().unwrap_or("").trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Where and how this run happened.
+pub fn provenance(r: &RunResult, halt_poll_ns: u64) -> Provenance {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Provenance {
+        kernel: first_line("/proc/sys/kernel/osrelease"),
+        kvm_flavour: crate::commands::doctor::virtualization_name(),
+        cpu,
+        clocksource: first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
+        halt_poll_ns,
+        toggles: r.optimizations.clone(),
+        guest: r.guest.clone(),
+        guest_build_id: r.guest_build_id.clone(),
+        worldswitch: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: std::env::args().collect(),
+    }
+}
+
+/// Runs the guest and saves its profile to `args.output`.
+pub fn record(
+    args: &RecordArgs,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> anyhow::Result<RunResult> {
+    // Fail before the run, not after it, when the file cannot be written.
+    std::fs::File::create(&args.output).with_context(|| {
+        format!(
+            "cannot write {}: choose a path you can write to",
+            args.output.display()
+        )
+    })?;
+    // Which kernel tracepoints fire on this host at all, so a count of 0 in
+    // the profile can be told from a tracepoint that cannot count.
+    let calibration: Vec<serde_json::Value> = crate::commands::doctor::calibrate_tracepoints()
+        .into_iter()
+        .map(|c| serde_json::json!({"tracepoint": c.name, "status": c.status, "detail": c.detail}))
+        .collect();
+    let mut console = std::io::sink();
+    let result = run::run(&args.run, &mut console, status)?;
+    let extra = serde_json::json!({
+        "outcome": result.outcome,
+        "exits": result.exits,
+        "tracepoints": result.tracepoints,
+        "guest_counters": result.guest_counters,
+        "net": result.net,
+        "host_tsc_mhz": result.host_tsc_mhz,
+        "optimization_changes": result.optimization_changes,
+        "frames_received_by_host": result.net.frames_received_by_host,
+        "frames_delivered": result.net.frames_delivered,
+        "exits_per_frame": result.net.exits_per_frame,
+        "backend": result.net.backend,
+        "transmit_path": result.transmit_path,
+        "tracepoint_calibration": calibration,
+    });
+    let profile = Profile::new(
+        provenance(&result, args.run.halt_poll_ns),
+        result.seconds,
+        result.profile.clone(),
+        result.folded.clone(),
+        extra,
+    );
+    if let Err(e) = profile.save(&args.output) {
+        let e = match e {
+            profiles::profile::ProfileError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        // The run cannot be repeated exactly: keep its profile somewhere.
+        if std::fs::metadata(&args.output).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&args.output);
+        }
+        let fallback = std::env::temp_dir().join(format!(
+            "worldswitch-record-{}-{}.json",
+            result.guest.replace('/', "_"),
+            std::process::id()
+        ));
+        match profile.save(&fallback) {
+            Ok(()) => anyhow::bail!(
+                "cannot write {} ({e}); the profile was kept in {} instead",
+                args.output.display(),
+                fallback.display()
+            ),
+            Err(_) => anyhow::bail!(
+                "cannot write {} ({e}) nor a copy in {}; free some space and record again",
+                args.output.display(),
+                std::env::temp_dir().display()
+            ),
+        }
+    }
+    writeln!(
+        out,
+        "{} Profile of {} ({:.1} s, {} sampled stacks) saved to {}.",
+        result.outcome.message,
+        result.guest,
+        result.seconds,
+        result.folded.values().sum::<u64>(),
+        args.output.display()
+    )?;
+    Ok(result)
+}
+
+/// Writes a saved profile's stacks as a flamegraph SVG.
+pub fn flamegraph(
+    file: &Path,
+    output: &Path,
+    inverted: bool,
+    title: Option<&str>,
+) -> anyhow::Result<()> {
+    let p = Profile::load(file)?;
+    let lines = p.folded_lines();
+    anyhow::ensure!(
+        !lines.is_empty(),
+        "{} holds no sampled stacks (was perf sampling available when it was recorded?)",
+        file.display()
+    );
+    let default_title = format!(
+        "{} on {} ({})",
+        p.provenance.guest, p.provenance.kvm_flavour, p.provenance.kernel
+    );
+    let svg = profiles::flame::svg(&lines, title.unwrap_or(&default_title), inverted)?;
+    std::fs::write(output, svg).with_context(|| {
+        format!(
+            "cannot write {}: choose a path you can write to",
+            output.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Prints the row deltas between two profiles, and optionally writes a
+/// differential flamegraph.
+pub fn diff(
+    before: &Path,
+    after: &Path,
+    svg: Option<&Path>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (a, b) = (Profile::load(before)?, Profile::load(after)?);
+    writeln!(
+        out,
+        "{:<55} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "row", "before", "after", "delta", "avg us", "avg us"
+    )?;
+    let mut keys: Vec<(Category, String)> = Vec::new();
+    for r in a.table.rows.iter().chain(&b.table.rows) {
+        if !keys.iter().any(|(k, _)| *k == r.category) {
+            keys.push((r.category, r.label.clone()));
+        }
+    }
+    for (key, label) in keys {
+        let (ra, rb) = (a.table.row(key), b.table.row(key));
+        let share = |r: Option<&profiles::table::Row>| r.map_or(0.0, |r| r.share_pct);
+        let avg = |r: Option<&profiles::table::Row>| {
+            r.filter(|r| r.count > 0)
+                .map_or("-".to_string(), |r| format!("{:.2}", r.avg_us))
+        };
+        let label: String = label.chars().take(55).collect();
+        writeln!(
+            out,
+            "{label:<55} {:>7.1}% {:>7.1}% {:>+7.1}pp {:>10} {:>10}",
+            share(ra),
+            share(rb),
+            share(rb) - share(ra),
+            avg(ra),
+            avg(rb)
+        )?;
+    }
+    if let Some(path) = svg {
+        if a.folded.is_empty() || b.folded.is_empty() {
+            writeln!(
+                out,
+                "no differential flamegraph: a profile holds no sampled stacks"
+            )?;
+            return Ok(());
+        }
+        let title = format!("{} -> {}", before.display(), after.display());
+        let bytes = profiles::flame::diff_svg(&a.folded_lines(), &b.folded_lines(), &title)?;
+        std::fs::write(path, bytes).with_context(|| {
+            format!(
+                "cannot write {}: choose a path you can write to",
+                path.display()
+            )
+        })?;
+        writeln!(out, "differential flamegraph: {}", path.display())?;
+    }
+    Ok(())
+}
