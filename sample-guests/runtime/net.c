@@ -80,32 +80,35 @@ static int pv_present, pv_on;
 static u32 pv_prod;
 static void pv_init(void);
 
-static void nic_out(u16 off, u16 v) {
+/* Counted accesses to the port at `off` in the NIC's I/O space, which
+ * starts at `base`: a port access clobbers memory, so the hot paths read
+ * io once and pass it rather than have it reloaded after every access. */
+static void nic_out(u16 base, u16 off, u16 v) {
     counters[off == LANCE_RAP ? C_RAP_OUT : off == LANCE_RDP ? C_RDP_OUT : C_BDP_OUT]++;
-    outw(io + off, v);
+    outw(base + off, v);
 }
 
-static u16 nic_in(u16 off) {
+static u16 nic_in(u16 base, u16 off) {
     counters[off == LANCE_RAP   ? C_RAP_IN
              : off == LANCE_RDP ? C_RDP_IN
              : off == LANCE_BDP ? C_BDP_IN
                                 : C_RESET_IN]++;
-    return inw(io + off);
+    return inw(base + off);
 }
 
 static u16 csr_read(u16 n) {
-    nic_out(LANCE_RAP, n);
-    return nic_in(LANCE_RDP);
+    nic_out(io, LANCE_RAP, n);
+    return nic_in(io, LANCE_RDP);
 }
 
 static void csr_write(u16 n, u16 v) {
-    nic_out(LANCE_RAP, n);
-    nic_out(LANCE_RDP, v);
+    nic_out(io, LANCE_RAP, n);
+    nic_out(io, LANCE_RDP, v);
 }
 
 static void bcr_write(u16 n, u16 v) {
-    nic_out(LANCE_RAP, n);
-    nic_out(LANCE_BDP, v);
+    nic_out(io, LANCE_RAP, n);
+    nic_out(io, LANCE_BDP, v);
 }
 
 static u16 bswap16(u16 v) { return (u16)((v >> 8) | (v << 8)); }
@@ -169,17 +172,18 @@ static void path_account(u64 before, u64 after) {
 
 /* Tells the chip to look at the transmit ring now. */
 static void tx_kick(void) {
+    u16 base = io;
     wmb(); /* descriptors and buffers are written before the chip is told */
-    nic_out(LANCE_RAP, CSR0);
+    nic_out(base, LANCE_RAP, CSR0);
     if (!path_on) {
-        nic_out(LANCE_RDP, CSR0_TDMD | CSR0_INEA);
+        nic_out(base, LANCE_RDP, CSR0_TDMD | CSR0_INEA);
         return;
     }
     /* Interrupts off around the timed OUT, so the transmit interrupt the
      * kick raises is taken after the measurement, not inside it. */
     u64 flags = irq_save();
     path_slot.guest_before = rdtsc();
-    nic_out(LANCE_RDP, CSR0_TDMD | CSR0_INEA);
+    nic_out(base, LANCE_RDP, CSR0_TDMD | CSR0_INEA);
     u64 after = rdtsc();
     path_account(path_slot.guest_before, after);
     irq_restore(flags);
@@ -284,23 +288,24 @@ static void rx_poll(void) {
 }
 
 static void pcnet_isr(void) {
+    u16 base = io;
     counters[C_IRQS]++;
-    u16 saved = nic_in(LANCE_RAP);
-    nic_out(LANCE_RAP, CSR0);
-    u16 csr0 = nic_in(LANCE_RDP);
+    u16 saved = nic_in(base, LANCE_RAP);
+    nic_out(base, LANCE_RAP, CSR0);
+    u16 csr0 = nic_in(base, LANCE_RDP);
     for (int loops = 0; (csr0 & (CSR0_ERR | CSR0_RINT | CSR0_TINT | CSR0_IDON)) && loops < 5; loops++) {
-        nic_out(LANCE_RAP, CSR0);
-        nic_out(LANCE_RDP, csr0 & ~CSR0_COMMANDS); /* ack what we saw; INEA off meanwhile */
+        nic_out(base, LANCE_RAP, CSR0);
+        nic_out(base, LANCE_RDP, csr0 & ~CSR0_COMMANDS); /* ack what we saw; INEA off meanwhile */
         if (csr0 & CSR0_RINT)
             rx_poll();
         if (csr0 & CSR0_TINT)
             tx_reclaim();
-        nic_out(LANCE_RAP, CSR0);
-        csr0 = nic_in(LANCE_RDP);
+        nic_out(base, LANCE_RAP, CSR0);
+        csr0 = nic_in(base, LANCE_RDP);
     }
-    nic_out(LANCE_RAP, CSR0);
-    nic_out(LANCE_RDP, CSR0_ERRORS | CSR0_IDON | CSR0_INEA); /* clear errors and IDON, INEA back on */
-    nic_out(LANCE_RAP, saved);
+    nic_out(base, LANCE_RAP, CSR0);
+    nic_out(base, LANCE_RDP, CSR0_ERRORS | CSR0_IDON | CSR0_INEA); /* clear errors and IDON, INEA back on */
+    nic_out(base, LANCE_RAP, saved);
 }
 
 static u64 net_syscall(u64 n, u64 a, u64 b, u64 c);
@@ -318,7 +323,7 @@ int net_init(void) {
     irq_line = (int)(pci_read(dev, PCI_INTERRUPT_LINE) & 0xff);
     pci_write(dev, PCI_COMMAND, pci_read(dev, PCI_COMMAND) | PCI_COMMAND_IO | PCI_COMMAND_MASTER);
 
-    nic_in(LANCE_RESET);
+    nic_in(io, LANCE_RESET);
     bcr_write(BCR_SWSTYLE, SWSTYLE_PCNET_PCI);
     for (int i = 0; i < 6; i++)
         mac[i] = inb(io + LANCE_APROM + i);
