@@ -13,12 +13,7 @@
  * up again. Reports CSR0 and what it did, then exits 0 (except 7, 9 and
  * 10). */
 #include "kernel.h"
-
-#define RAP 0x12
-#define RDP 0x10
-#define OWN 0x80000000u
-#define STP 0x02000000u
-#define ENP 0x01000000u
+#include "lance.h"
 
 struct desc {
     u32 addr, flags, misc, user;
@@ -38,42 +33,42 @@ static struct {
 static u16 io;
 
 static void csr_w(u16 n, u16 v) {
-    outw(io + RAP, n);
-    outw(io + RDP, v);
+    outw(io + LANCE_RAP, n);
+    outw(io + LANCE_RDP, v);
 }
 
 static u16 csr_r(u16 n) {
-    outw(io + RAP, n);
-    return inw(io + RDP);
+    outw(io + LANCE_RAP, n);
+    return inw(io + LANCE_RDP);
 }
 
 static void start(u32 iadr) {
-    inw(io + 0x14);
-    outw(io + RAP, 20);
-    outw(io + 0x16, 2);
-    ib.rlen = 4 << 4;
-    ib.tlen = 4 << 4;
+    inw(io + LANCE_RESET);
+    outw(io + LANCE_RAP, BCR_SWSTYLE);
+    outw(io + LANCE_BDP, SWSTYLE_PCNET_PCI);
+    ib.rlen = INIT_RING_LEN(4);
+    ib.tlen = INIT_RING_LEN(4);
     ib.rdra = (u32)(u64)rx;
     ib.tdra = (u32)(u64)tx;
-    csr_w(1, (u16)iadr);
-    csr_w(2, (u16)(iadr >> 16));
-    csr_w(0, 0x0001);
-    csr_w(0, 0x0002);
+    csr_w(CSR_IADR_LO, (u16)iadr);
+    csr_w(CSR_IADR_HI, (u16)(iadr >> 16));
+    csr_w(CSR0, CSR0_INIT);
+    csr_w(CSR0, CSR0_STRT);
 }
 
-static u32 bcnt(u32 len) { return 0xf000 | ((u32)(-(int)len) & 0xfff); }
+static u32 bcnt(u32 len) { return DESC_ONES | DESC_BCNT(len); }
 
-static void kick(void) { csr_w(0, 0x0008); }
+static void kick(void) { csr_w(CSR0, CSR0_TDMD); }
 
 void guest_main(void) {
     u64 mode = arg_u64("mode", 0);
     int dev;
-    for (dev = 0; dev < 32 && pci_read(dev, 0) != 0x20001022u; dev++)
+    for (dev = 0; dev < 32 && pci_read(dev, PCI_ID) != PCNET_PCI_ID; dev++)
         ;
     if (dev == 32)
         guest_exit(2);
-    io = (u16)(pci_read(dev, 0x10) & ~3u);
-    pci_write(dev, 4, pci_read(dev, 4) | 5);
+    io = (u16)(pci_read(dev, PCI_BAR0) & PCI_BAR_IO_MASK);
+    pci_write(dev, PCI_COMMAND, pci_read(dev, PCI_COMMAND) | PCI_COMMAND_IO | PCI_COMMAND_MASTER);
     u64 rounds = 0;
     switch (mode) {
     case 1:
@@ -85,36 +80,36 @@ void guest_main(void) {
             for (int i = 15; i >= 0; i--) {
                 tx[i].addr = (u32)(u64)buf;
                 tx[i].misc = 0;
-                tx[i].flags = OWN | (i == 0 ? STP : 0) | bcnt(64);
+                tx[i].flags = DESC_OWN | (i == 0 ? DESC_STP : 0) | bcnt(64);
             }
-            csr_w(0, 0x0002); /* the underflow stopped the transmitter */
+            csr_w(CSR0, CSR0_STRT); /* the underflow stopped the transmitter */
             kick();
         }
         break;
     case 3:
         start((u32)(u64)&ib);
-        tx[0] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | 0xf000, 0, 0};          /* BCNT 0 */
-        tx[1] = (struct desc){(u32)(u64)buf, OWN | STP | bcnt(4095), 0, 0};            /* huge */
-        tx[2] = (struct desc){(u32)(u64)buf, OWN | ENP | bcnt(4095), 0, 0};
-        tx[3] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | (0x0000 | 5), 0, 0};    /* no ONES */
+        tx[0] = (struct desc){(u32)(u64)buf, DESC_OWN | DESC_STP | DESC_ENP | DESC_ONES, 0, 0}; /* BCNT 0 */
+        tx[1] = (struct desc){(u32)(u64)buf, DESC_OWN | DESC_STP | bcnt(4095), 0, 0};           /* huge */
+        tx[2] = (struct desc){(u32)(u64)buf, DESC_OWN | DESC_ENP | bcnt(4095), 0, 0};
+        tx[3] = (struct desc){(u32)(u64)buf, DESC_OWN | DESC_STP | DESC_ENP | 5, 0, 0}; /* no ONES */
         kick();
         rounds = 4;
         break;
     case 4:
         start((u32)(u64)&ib);
         for (int i = 0; i < 8; i++)
-            tx[i] = (struct desc){0xfffff000u - (u32)i * 64, OWN | STP | ENP | bcnt(1500), 0, 0};
+            tx[i] = (struct desc){0xfffff000u - (u32)i * 64, DESC_OWN | DESC_STP | DESC_ENP | bcnt(1500), 0, 0};
         kick();
-        rx[0] = (struct desc){0xfffff000u, OWN | bcnt(1544), 0, 0};
+        rx[0] = (struct desc){0xfffff000u, DESC_OWN | bcnt(1544), 0, 0};
         rounds = 8;
         break;
     case 5:
         start((u32)(u64)&ib);
-        tx[0] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | bcnt(64), 0, 0};
+        tx[0] = (struct desc){(u32)(u64)buf, DESC_OWN | DESC_STP | DESC_ENP | bcnt(64), 0, 0};
         kick(); /* TINT now pending */
         for (rounds = 0; rounds < 20000; rounds++)
-            csr_w(0, rounds & 1 ? 0x0040 : 0x0000);
-        csr_w(0, 0x0200); /* ack TINT */
+            csr_w(CSR0, rounds & 1 ? CSR0_INEA : 0);
+        csr_w(CSR0, CSR0_TINT); /* ack TINT */
         break;
     case 6: {
         static const u16 skip[][2] = {{0x20, 0x21}, {0x40, 0x43}, {0x61, 0x61}, {0xa0, 0xa1}, {0xf4, 0xf4},
@@ -148,7 +143,7 @@ void guest_main(void) {
             si[i] = (u8)(0xa5 ^ i);
         start((u32)(u64)&ib);
         for (rounds = 0; rounds < 8; rounds++) {
-            tx[rounds] = (struct desc){(u32)(u64)buf, OWN | STP | ENP | bcnt(64), 0, 0};
+            tx[rounds] = (struct desc){(u32)(u64)buf, DESC_OWN | DESC_STP | DESC_ENP | bcnt(64), 0, 0};
             kick();
         }
         break;
@@ -172,46 +167,43 @@ void guest_main(void) {
          * absurdly long and empty, a producer far ahead of the ring, and a
          * chain that never ends. */
         static struct {
-            volatile u32 w[16]; /* version want prod cons notify want_irq size */
-            struct {
-                u64 addr;
-                u32 len, flags;
-            } e[64];
+            volatile struct ws_pv_header h;
+            struct ws_pv_entry e[64];
         } r __attribute__((aligned(4096)));
-        if (inl(0x3010) != 0x56505357u) {
+        if (inl(WS_PV_PORT) != WS_PV_MAGIC) {
             kprint("hostile: no pv-nic\n");
             guest_exit(4);
         }
-        outl(0x3014, 0xfffff000u);
-        outl(0x3014, (u32)(u64)&r + 8);
-        outw(0x3014, 1);
-        inb(0x3010);
-        r.w[6] = 64;
-        outl(0x3014, (u32)(u64)&r);
-        while (!r.w[4]) /* the host takes the ring: doorbells on */
+        outl(WS_PV_RING_PORT, 0xfffff000u);
+        outl(WS_PV_RING_PORT, (u32)(u64)&r + 8);
+        outw(WS_PV_RING_PORT, 1);
+        inb(WS_PV_PORT);
+        r.h.size = 64;
+        outl(WS_PV_RING_PORT, (u32)(u64)&r);
+        while (!r.h.notify) /* the host takes the ring: doorbells on */
             __asm__ volatile("pause");
         r.e[0].addr = 0xfffff000u, r.e[0].len = 60;
         r.e[1].addr = (u64)buf, r.e[1].len = 1u << 30;
         r.e[2].addr = (u64)buf, r.e[2].len = 0;
-        r.w[2] = 3;
-        outl(0x3018, 1);
+        r.h.prod = 3;
+        outl(WS_PV_DOORBELL_PORT, 1);
         u64 deadline = timer_ticks + 100;
-        while (r.w[3] != 3 && timer_ticks < deadline)
+        while (r.h.cons != 3 && timer_ticks < deadline)
             __asm__ volatile("pause");
-        r.w[2] = 3 + 100000;
-        outl(0x3018, 1);
+        r.h.prod = 3 + 100000;
+        outl(WS_PV_DOORBELL_PORT, 1);
         deadline = timer_ticks + 100;
-        while (r.w[3] != r.w[2] && timer_ticks < deadline)
+        while (r.h.cons != r.h.prod && timer_ticks < deadline)
             __asm__ volatile("pause");
         for (int i = 0; i < 64; i++)
-            r.e[i].addr = (u64)buf, r.e[i].len = 10, r.e[i].flags = 1;
-        r.w[2] += 64;
-        outl(0x3018, 1);
+            r.e[i].addr = (u64)buf, r.e[i].len = 10, r.e[i].flags = WS_PV_MORE;
+        r.h.prod += 64;
+        outl(WS_PV_DOORBELL_PORT, 1);
         deadline = timer_ticks + 20;
         while (timer_ticks < deadline)
             __asm__ volatile("pause");
-        rounds = r.w[2] - r.w[3]; /* 64: the endless chain is left alone */
-        outl(0x3014, 0);
+        rounds = r.h.prod - r.h.cons; /* 64: the endless chain is left alone */
+        outl(WS_PV_RING_PORT, 0);
         break;
     }
     case 12: {

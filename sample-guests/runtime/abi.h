@@ -1,5 +1,6 @@
 /* The worldswitch guest ABI: ports and message layout shared by every sample
- * guest and mirrored by the host in src/devices/mailbox.rs. Change both. */
+ * guest and mirrored by the host in src/devices/mailbox.rs (the path port in
+ * src/devices/path.rs, the pv-nic in src/devices/pvnet.rs). Change both. */
 #ifndef WS_ABI_H
 #define WS_ABI_H
 
@@ -45,6 +46,41 @@ struct ws_msg {
     unsigned short kind;
     unsigned short count;
     struct ws_record records[WS_MSG_MAX_RECORDS];
+};
+
+/* The paravirtual NIC (pv-nic), mirrored by the host in
+ * src/devices/pvnet.rs. Change both. 32-bit accesses only: IN dword of
+ * WS_PV_PORT reads WS_PV_MAGIC; OUT dword to WS_PV_RING_PORT registers the
+ * ring (its guest-physical address, page-aligned; 0 unregisters, and the
+ * host may serve the old ring for up to 10 ms more); any OUT to
+ * WS_PV_DOORBELL_PORT says entries were posted. The host raises WS_PV_IRQ
+ * (edge) when it consumes entries while want_irq is set. */
+#define WS_PV_PORT 0x3010
+#define WS_PV_MAGIC 0x56505357u /* "WSPV" */
+#define WS_PV_RING_PORT (WS_PV_PORT + 4)
+#define WS_PV_DOORBELL_PORT (WS_PV_PORT + 8)
+#define WS_PV_IRQ 10
+#define WS_PV_MAX_ENTRIES 256 /* the largest ring */
+#define WS_PV_MORE 1u         /* entry flag: the frame continues in the next entry */
+
+/* The ring header at the registered address; the entries follow it, from
+ * byte 64. */
+struct ws_pv_header {
+    unsigned int version;  /* guest: 1 */
+    unsigned int want;     /* host: 1 = transmit on this ring, 0 = on the Lance */
+    unsigned int prod;     /* guest: entries posted */
+    unsigned int cons;     /* host: entries consumed */
+    unsigned int notify;   /* host: 0 while it drains and needs no doorbell */
+    unsigned int want_irq; /* guest: 1 = interrupt me when cons moves */
+    unsigned int size;     /* guest: entries, a power of two up to WS_PV_MAX_ENTRIES */
+    unsigned int reserved[9];
+};
+_Static_assert(sizeof(struct ws_pv_header) == 64, "pv-nic entries start at byte 64");
+
+struct ws_pv_entry {
+    unsigned long addr; /* guest-physical address of the bytes */
+    unsigned int len;
+    unsigned int flags; /* WS_PV_MORE */
 };
 
 #endif

@@ -1,5 +1,6 @@
-/* The sample guests' CPL0 runtime: port I/O, console, mailbox, interrupts,
- * timer, CPL3 entry and the system calls CPL3 code may make. */
+/* The sample guests' CPL0 runtime: port I/O and barriers, console, mailbox,
+ * interrupts, timer, PCI, CPL3 entry and the system calls CPL3 code may
+ * make. */
 #ifndef WS_KERNEL_H
 #define WS_KERNEL_H
 
@@ -10,12 +11,23 @@ typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long u64;
 
-static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
-static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port)); }
-static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
-static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline u16 inw(u16 port) { u16 v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port)); return v; }
-static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+/* Port I/O. The "memory" clobbers keep the compiler from moving memory
+ * accesses across a port access: a device may read what was written before
+ * the OUT (a descriptor, a message) and write what is read after the IN. */
+static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port) : "memory"); }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" ::"a"(v), "Nd"(port) : "memory"); }
+static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port) : "memory"); }
+static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port) : "memory"); return v; }
+static inline u16 inw(u16 port) { u16 v; __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port) : "memory"); return v; }
+static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port) : "memory"); return v; }
+
+/* Write barrier: stores before it reach memory before stores after it, as
+ * a device that reads them (a descriptor handed over, then a kick) needs.
+ * x86 does not reorder stores with other stores, so only the compiler must
+ * be stopped: no instruction (sfence is SSE, which CPL0 code here must not
+ * use, and is only needed for non-temporal stores). */
+#define wmb() __asm__ volatile("" ::: "memory")
+
 static inline u64 rdtsc(void) {
     u32 lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
@@ -73,9 +85,17 @@ u64 run_user(void (*fn)(u64), u64 arg);
 /* PCI configuration space (bus 0, function 0). */
 u32 pci_read(int dev, int reg);
 void pci_write(int dev, int reg, u32 value);
+#define PCI_ID 0x00 /* device << 16 | vendor */
+#define PCI_COMMAND 0x04
+#define PCI_COMMAND_IO 0x1     /* respond to I/O space accesses */
+#define PCI_COMMAND_MASTER 0x4 /* bus master: the device may DMA */
+#define PCI_BAR0 0x10
+#define PCI_BAR_IO_MASK (~3u) /* an I/O BAR's address; bits 1-0 are flags */
+#define PCI_INTERRUPT_LINE 0x3c /* the low byte */
 
-/* System calls a runtime module (net.c) adds: numbers 16 and up. */
-u64 net_syscall(u64 n, u64 a, u64 b, u64 c);
+/* System calls numbered 16 and up go to this hook, which a runtime module
+ * sets (net.c, once its NIC is up); until then they return -1. */
+extern u64 (*syscall_hook)(u64 n, u64 a, u64 b, u64 c);
 
 /* What each guest provides. */
 void guest_main(void);

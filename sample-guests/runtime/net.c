@@ -6,26 +6,19 @@
  * saved and restored, about a dozen port accesses per packet with the
  * kick). Where worldswitch offers its paravirtual NIC (pv-nic), datagrams
  * go on its transmit ring instead whenever the host's ring header asks
- * for it (the ABI is in worldswitch's src/devices/pvnet.rs); receive stays
- * on the Lance. */
+ * for it (the ABI is in abi.h, mirrored by the host in
+ * src/devices/pvnet.rs); receive stays on the Lance. The chip's registers
+ * and bits are named in lance.h. */
 #include "net.h"
+#include "lance.h"
 #include "user.h"
 
-#define RAP 0x12
-#define RDP 0x10
-#define BDP 0x16
-#define RESET 0x14
 #define RX_LOG2 4
 #define TX_LOG2 5
 #define RX_N (1 << RX_LOG2)
 #define TX_N (1 << TX_LOG2)
 #define RX_BUF 1544
 #define HDR 50 /* Ethernet 14 + IP 20 + UDP 8 + sequence 8 */
-
-#define OWN 0x80000000u
-#define STP 0x02000000u
-#define ENP 0x01000000u
-#define ONES 0xf000u
 
 struct desc {
     u32 addr, flags, misc, user;
@@ -77,59 +70,61 @@ static u64 counters[C_N];
  * entries, its header buffer then the caller's bytes (no copy: copying at
  * CPL0 is emulated string moves on some hosts), and send() returns once
  * the host has sent them. */
-#define PV_PORT 0x3010
-#define PV_MAGIC 0x56505357u
-#define PV_IRQ 10
 #define PV_N 64
-#define PV_MORE 1u
 static struct {
-    volatile u32 version, want, prod, cons, notify, want_irq, size, pad[9];
-    struct {
-        u64 addr;
-        u32 len, flags;
-    } e[PV_N];
+    volatile struct ws_pv_header h;
+    struct ws_pv_entry e[PV_N];
 } pv __attribute__((aligned(4096)));
 static u8 pv_hdr[PV_N][64] __attribute__((aligned(64)));
 static int pv_present, pv_on;
 static u32 pv_prod;
 static void pv_init(void);
 
-static void nic_out(u16 off, u16 v) {
-    counters[off == RAP ? C_RAP_OUT : off == RDP ? C_RDP_OUT : C_BDP_OUT]++;
-    outw(io + off, v);
+/* Counted accesses to the port at `off` in the NIC's I/O space, which
+ * starts at `base`: a port access clobbers memory, so the hot paths read
+ * io once and pass it rather than have it reloaded after every access. */
+static void nic_out(u16 base, u16 off, u16 v) {
+    counters[off == LANCE_RAP ? C_RAP_OUT : off == LANCE_RDP ? C_RDP_OUT : C_BDP_OUT]++;
+    outw(base + off, v);
 }
 
-static u16 nic_in(u16 off) {
-    counters[off == RAP ? C_RAP_IN : off == RDP ? C_RDP_IN : off == BDP ? C_BDP_IN : C_RESET_IN]++;
-    return inw(io + off);
+static u16 nic_in(u16 base, u16 off) {
+    counters[off == LANCE_RAP   ? C_RAP_IN
+             : off == LANCE_RDP ? C_RDP_IN
+             : off == LANCE_BDP ? C_BDP_IN
+                                : C_RESET_IN]++;
+    return inw(base + off);
 }
 
 static u16 csr_read(u16 n) {
-    nic_out(RAP, n);
-    return nic_in(RDP);
+    nic_out(io, LANCE_RAP, n);
+    return nic_in(io, LANCE_RDP);
 }
 
 static void csr_write(u16 n, u16 v) {
-    nic_out(RAP, n);
-    nic_out(RDP, v);
+    nic_out(io, LANCE_RAP, n);
+    nic_out(io, LANCE_RDP, v);
 }
 
 static void bcr_write(u16 n, u16 v) {
-    nic_out(RAP, n);
-    nic_out(BDP, v);
+    nic_out(io, LANCE_RAP, n);
+    nic_out(io, LANCE_BDP, v);
 }
 
 static u16 bswap16(u16 v) { return (u16)((v >> 8) | (v << 8)); }
 
 static void rx_arm(int i) {
-    rx_ring[i].misc = 0;
     rx_ring[i].addr = (u32)(u64)rx_buf[i];
-    rx_ring[i].flags = OWN | ONES | ((u32)(-RX_BUF) & 0xfff);
+    /* The buffer's address is written before the chip owns the descriptor;
+     * RMD2 is the chip's to write, so clearing it may go with OWN. */
+    wmb();
+    rx_ring[i].misc = 0;
+    rx_ring[i].flags = DESC_OWN | DESC_ONES | DESC_BCNT(RX_BUF);
 }
 
 /* Gives back transmit descriptors the chip has finished with. */
 static void tx_reclaim(void) {
-    while (tx_done != tx_next && !(tx_ring[tx_done].flags & OWN))
+    while (tx_done != tx_next && !(tx_ring[tx_done].flags & DESC_OWN))
         tx_done = (tx_done + 1) % TX_N;
 }
 
@@ -175,17 +170,20 @@ static void path_account(u64 before, u64 after) {
     path_kicks++;
 }
 
+/* Tells the chip to look at the transmit ring now. */
 static void tx_kick(void) {
-    nic_out(RAP, 0);
+    u16 base = io;
+    wmb(); /* descriptors and buffers are written before the chip is told */
+    nic_out(base, LANCE_RAP, CSR0);
     if (!path_on) {
-        nic_out(RDP, 0x0048); /* TDMD | INEA */
+        nic_out(base, LANCE_RDP, CSR0_TDMD | CSR0_INEA);
         return;
     }
     /* Interrupts off around the timed OUT, so the transmit interrupt the
      * kick raises is taken after the measurement, not inside it. */
     u64 flags = irq_save();
     path_slot.guest_before = rdtsc();
-    nic_out(RDP, 0x0048);
+    nic_out(base, LANCE_RDP, CSR0_TDMD | CSR0_INEA);
     u64 after = rdtsc();
     path_account(path_slot.guest_before, after);
     irq_restore(flags);
@@ -195,19 +193,22 @@ static void tx_kick(void) {
 static void tx_frame(int slot_hdr_len, const u8 *body, u64 body_len) {
     int first = tx_next;
     int second = (first + 1) % TX_N;
+    u32 first_flags = DESC_OWN | DESC_STP | DESC_ONES | DESC_BCNT(slot_hdr_len);
     tx_ring[first].addr = (u32)(u64)tx_hdr[first];
     tx_ring[first].misc = 0;
     if (body_len) {
         tx_ring[second].addr = (u32)(u64)body;
         tx_ring[second].misc = 0;
-        tx_ring[second].flags = OWN | ENP | ONES | ((u32)(-(int)body_len) & 0xfff);
+        tx_ring[second].flags = DESC_OWN | DESC_ENP | DESC_ONES | DESC_BCNT(body_len);
         tx_next = (second + 1) % TX_N;
-        /* The chip may take the chain once STP is owned: set it last. */
-        tx_ring[first].flags = OWN | STP | ONES | ((u32)(-slot_hdr_len) & 0xfff);
     } else {
+        first_flags |= DESC_ENP;
         tx_next = second;
-        tx_ring[first].flags = OWN | STP | ENP | ONES | ((u32)(-slot_hdr_len) & 0xfff);
     }
+    /* The chip may take the chain once STP is owned: everything else,
+     * the header buffer included, is written before, and STP's OWN last. */
+    wmb();
+    tx_ring[first].flags = first_flags;
 }
 
 /* Waits, with interrupts on, until `need` descriptors are free. */
@@ -273,69 +274,75 @@ static void rx_frame(const u8 *f, u64 len) {
 }
 
 static void rx_poll(void) {
-    for (int n = 0; n < RX_N && !(rx_ring[rx_cur].flags & OWN); n++) {
-        struct desc *d = &rx_ring[rx_cur];
-        if ((d->flags & (STP | ENP)) == (STP | ENP) && !(d->flags & 0x40000000u)) {
-            u64 len = d->misc & 0xfff;
+    for (int n = 0; n < RX_N && !(rx_ring[rx_cur].flags & DESC_OWN); n++) {
+        int i = rx_cur;
+        struct desc *d = &rx_ring[i];
+        if ((d->flags & (DESC_STP | DESC_ENP)) == (DESC_STP | DESC_ENP) && !(d->flags & DESC_ERR)) {
+            u64 len = d->misc & RMD2_MCNT_MASK;
             if (len >= 64)
-                rx_frame(rx_buf[rx_cur], len - 4);
+                rx_frame(rx_buf[i], len - 4);
         }
-        rx_arm(rx_cur);
-        rx_cur = (rx_cur + 1) % RX_N;
+        rx_arm(i);
+        rx_cur = (i + 1) % RX_N;
     }
 }
 
 static void pcnet_isr(void) {
+    u16 base = io;
     counters[C_IRQS]++;
-    u16 saved = nic_in(RAP);
-    nic_out(RAP, 0);
-    u16 csr0 = nic_in(RDP);
-    for (int loops = 0; (csr0 & 0x8700) && loops < 5; loops++) {
-        nic_out(RAP, 0);
-        nic_out(RDP, csr0 & ~0x004f); /* ack what we saw; INEA off meanwhile */
-        if (csr0 & 0x0400)
+    u16 saved = nic_in(base, LANCE_RAP);
+    nic_out(base, LANCE_RAP, CSR0);
+    u16 csr0 = nic_in(base, LANCE_RDP);
+    for (int loops = 0; (csr0 & (CSR0_ERR | CSR0_RINT | CSR0_TINT | CSR0_IDON)) && loops < 5; loops++) {
+        nic_out(base, LANCE_RAP, CSR0);
+        nic_out(base, LANCE_RDP, csr0 & ~CSR0_COMMANDS); /* ack what we saw; INEA off meanwhile */
+        if (csr0 & CSR0_RINT)
             rx_poll();
-        if (csr0 & 0x0200)
+        if (csr0 & CSR0_TINT)
             tx_reclaim();
-        nic_out(RAP, 0);
-        csr0 = nic_in(RDP);
+        nic_out(base, LANCE_RAP, CSR0);
+        csr0 = nic_in(base, LANCE_RDP);
     }
-    nic_out(RAP, 0);
-    nic_out(RDP, 0x7940); /* clear errors and IDON, INEA back on */
-    nic_out(RAP, saved);
+    nic_out(base, LANCE_RAP, CSR0);
+    nic_out(base, LANCE_RDP, CSR0_ERRORS | CSR0_IDON | CSR0_INEA); /* clear errors and IDON, INEA back on */
+    nic_out(base, LANCE_RAP, saved);
 }
+
+static u64 net_syscall(u64 n, u64 a, u64 b, u64 c);
 
 int net_init(void) {
     int dev;
     for (dev = 0; dev < 32; dev++)
-        if (pci_read(dev, 0) == 0x20001022u)
+        if (pci_read(dev, PCI_ID) == PCNET_PCI_ID)
             break;
     if (dev == 32) {
         kprint("net: no PCnet on PCI bus 0\n");
         return -1;
     }
-    io = (u16)(pci_read(dev, 0x10) & ~3u);
-    irq_line = (int)(pci_read(dev, 0x3c) & 0xff);
-    pci_write(dev, 0x04, pci_read(dev, 0x04) | 0x5); /* I/O space, bus master */
+    io = (u16)(pci_read(dev, PCI_BAR0) & PCI_BAR_IO_MASK);
+    irq_line = (int)(pci_read(dev, PCI_INTERRUPT_LINE) & 0xff);
+    pci_write(dev, PCI_COMMAND, pci_read(dev, PCI_COMMAND) | PCI_COMMAND_IO | PCI_COMMAND_MASTER);
 
-    nic_in(RESET);
-    bcr_write(20, 2); /* software style 2: 32-bit descriptors */
+    nic_in(io, LANCE_RESET);
+    bcr_write(BCR_SWSTYLE, SWSTYLE_PCNET_PCI);
     for (int i = 0; i < 6; i++)
-        mac[i] = inb(io + i);
+        mac[i] = inb(io + LANCE_APROM + i);
     for (int i = 0; i < RX_N; i++)
         rx_arm(i);
     ib.mode = 0;
-    ib.rlen = RX_LOG2 << 4;
-    ib.tlen = TX_LOG2 << 4;
+    ib.rlen = INIT_RING_LEN(RX_LOG2);
+    ib.tlen = INIT_RING_LEN(TX_LOG2);
     memcpy(ib.padr, mac, 6);
     ib.rdra = (u32)(u64)rx_ring;
     ib.tdra = (u32)(u64)tx_ring;
-    csr_write(1, (u16)((u64)&ib & 0xffff));
-    csr_write(2, (u16)((u64)&ib >> 16));
-    csr_write(4, 0x0915);
-    csr_write(0, 0x0001); /* INIT */
+    csr_write(CSR_IADR_LO, (u16)((u64)&ib & 0xffff));
+    csr_write(CSR_IADR_HI, (u16)((u64)&ib >> 16));
+    /* The reset value (every counter and start interrupt masked), and short
+     * frames padded. */
+    csr_write(CSR_FEATURES, CSR4_APAD_XMT | CSR4_MFCOM | CSR4_RCVCCOM | CSR4_TXSTRTM | CSR4_JABM);
+    csr_write(CSR0, CSR0_INIT);
     int tries = 0;
-    while (!(csr_read(0) & 0x0100) && ++tries < 100)
+    while (!(csr_read(CSR0) & CSR0_IDON) && ++tries < 100)
         ;
     if (tries == 100) {
         kprint("net: the NIC did not initialise\n");
@@ -346,7 +353,7 @@ int net_init(void) {
     irq_unmask(irq_line);
     if (irq_line >= 8)
         irq_unmask(2);
-    csr_write(0, 0x0042); /* STRT | INEA: IDON raises the first interrupt */
+    csr_write(CSR0, CSR0_STRT | CSR0_INEA); /* IDON raises the first interrupt */
     if (arg_u64("path_timing", 0) && mailbox_present())
         path_init();
 
@@ -362,6 +369,7 @@ int net_init(void) {
         kprint("net: no ARP reply from 192.0.2.1; sending to broadcast\n");
     }
     pv_init();
+    syscall_hook = net_syscall;
     return 0;
 }
 
@@ -409,15 +417,15 @@ static void udp_header(u8 *h, u16 port, u64 payload) {
 static void pv_isr(void) { counters[C_PV_IRQS]++; }
 
 static void pv_init(void) {
-    if (inl(PV_PORT) != PV_MAGIC)
+    if (inl(WS_PV_PORT) != WS_PV_MAGIC)
         return;
-    pv.version = 1;
-    pv.size = PV_N;
-    pv.notify = 1;
-    irq_set_handler(PV_IRQ, pv_isr);
-    irq_unmask(PV_IRQ);
+    pv.h.version = 1;
+    pv.h.size = PV_N;
+    pv.h.notify = 1;
+    irq_set_handler(WS_PV_IRQ, pv_isr);
+    irq_unmask(WS_PV_IRQ);
     irq_unmask(2);
-    outl(PV_PORT + 4, (u32)(u64)&pv);
+    outl(WS_PV_RING_PORT, (u32)(u64)&pv);
     pv_present = 1;
 }
 
@@ -430,21 +438,21 @@ static inline void full_fence(void) { __asm__ volatile("lock; addl $0, (%%rsp)" 
 static void pv_wait(int (*busy)(void)) {
     while (busy()) {
         counters[C_PV_FULL]++;
-        pv.want_irq = 1;
+        pv.h.want_irq = 1;
         full_fence();
-        if (pv.notify) /* frames posted without a doorbell wait behind us */
-            outl(PV_PORT + 8, 1);
+        if (pv.h.notify) /* frames posted without a doorbell wait behind us */
+            outl(WS_PV_DOORBELL_PORT, 1);
         if (busy()) {
             u64 flags = irq_save();
             __asm__ volatile("sti; hlt; cli");
             irq_restore(flags);
         }
-        pv.want_irq = 0;
+        pv.h.want_irq = 0;
     }
 }
 
-static int pv_full(void) { return pv_prod - pv.cons > PV_N - 2; }
-static int pv_pending(void) { return pv.cons != pv_prod; }
+static int pv_full(void) { return pv_prod - pv.h.cons > PV_N - 2; }
+static int pv_pending(void) { return pv.h.cons != pv_prod; }
 static int lance_pending(void) {
     tx_reclaim();
     return tx_free() < TX_N - 1;
@@ -454,7 +462,7 @@ static int lance_pending(void) {
  * moves the transmit path: first everything queued on the other NIC
  * leaves, so datagrams stay in order. */
 static int pv_use(void) {
-    if (!pv_present || (pv.want != 0) == pv_on)
+    if (!pv_present || (pv.h.want != 0) == pv_on)
         return pv_on;
     if (pv_on) {
         pv_wait(pv_pending);
@@ -482,15 +490,16 @@ static void pv_send(const u8 *body, u64 chunk, int last) {
     seq++;
     pv.e[a].addr = (u64)h;
     pv.e[a].len = HDR;
-    pv.e[a].flags = PV_MORE;
+    pv.e[a].flags = WS_PV_MORE;
     pv.e[b].addr = (u64)body;
     pv.e[b].len = (u32)chunk;
     pv.e[b].flags = 0;
     pv_prod += 2;
-    pv.prod = pv_prod;
+    wmb(); /* the entries are filled before the host may consume them */
+    pv.h.prod = pv_prod;
     full_fence();
-    if (last && pv.notify) {
-        outl(PV_PORT + 8, 1);
+    if (last && pv.h.notify) {
+        outl(WS_PV_DOORBELL_PORT, 1);
         counters[C_PV_DOORBELLS]++;
     }
     counters[C_PV_FRAMES]++;
@@ -568,11 +577,10 @@ void net_report(void) {
     }
 }
 
-u64 net_syscall(u64 n, u64 a, u64 b, u64 c) {
+/* The network's system calls; net_init() hooks them in once the NIC is up. */
+static u64 net_syscall(u64 n, u64 a, u64 b, u64 c) {
     (void)c;
     if (n == SYS_SEND) {
-        if (!io)
-            return (u64)-1;
         /* System calls arrive with interrupts off; a kernel sends with them on. */
         __asm__ volatile("sti" ::: "memory");
         u64 r = net_send((const u8 *)a, b);
