@@ -5,7 +5,8 @@
 //! guest asks for one. The guest finds it by a magic number, registers its
 //! ring, and moves its transmit path between the Lance and this ring when
 //! the host's `want` word in the ring header says so; receive stays on the
-//! Lance.
+//! Lance. The guest's side of this ABI is `sample-guests/runtime/abi.h`:
+//! change both.
 //!
 //! Ports (32-bit accesses only): `PORT` reads [`MAGIC`]; `PORT + 4` takes
 //! the guest-physical address of the ring header (page-aligned, 0 to
