@@ -7,6 +7,7 @@ mod boot;
 mod cli_errors;
 mod exports;
 mod faults;
+mod golden;
 mod guest_code;
 mod hostile;
 mod net;

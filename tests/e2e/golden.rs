@@ -1,0 +1,176 @@
+//! Golden files for what `report` and `flamegraph` print from a fixed
+//! profile: the folded stacks, the text table and the SVG. A change to any
+//! of them shows as a diff of the file under `tests/golden`; after checking
+//! it, `WORLDSWITCH_BLESS=1 cargo test --test e2e golden` writes the new
+//! output as the expected one.
+
+use crate::worldswitch;
+use profiles::attribution::{self, Inputs};
+use profiles::inputs::{MarkedThread, MarkerRow, PvDrain, SampleSummary};
+use profiles::profile::{Profile, Provenance, FORMAT, VERSION};
+use profiles::taxonomy::Category;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A profile with nothing measured on this machine in it: two threads'
+/// markers, samples inside and outside KVM_RUN, and folded stacks.
+fn profile() -> Profile {
+    let tsc = 1000.0;
+    let marker = |category, count, ms: f64| MarkerRow {
+        category,
+        count,
+        cycles: (ms * tsc * 1e3) as u64,
+        p50_cycles: 900.0,
+        p99_cycles: 4000.0,
+    };
+    let vcpu = MarkedThread {
+        cpu_seconds: 2.0,
+        run_delay_seconds: Some(0.1),
+        markers: vec![
+            marker(Category::KvmRun, 20_000, 1800.0),
+            marker(Category::PioDispatch, 20_000, 40.0),
+            marker(Category::LanceCsr0, 8_000, 30.0),
+            marker(Category::LanceTx, 2_000, 20.0),
+            marker(Category::VmnetTx, 2_000, 100.0),
+        ],
+    };
+    let io = MarkedThread {
+        cpu_seconds: 0.2,
+        run_delay_seconds: Some(0.02),
+        markers: vec![marker(Category::HostEvents, 500, 50.0)],
+    };
+    let mut s = SampleSummary {
+        total: 500,
+        ..Default::default()
+    };
+    for (c, n) in [
+        (Category::GuestNative, 100),
+        (Category::EmulatedOrdinary, 250),
+        (Category::ExitToUser, 60),
+        (Category::WorldSwitch, 40),
+    ] {
+        s.by_category.insert(c, n);
+    }
+    s.vmapp_by_category.insert(Category::VmnetTx, 20);
+    s.vmapp_by_category.insert(Category::Peer, 10);
+    s.io_by_category.insert(Category::HostEvents, 12);
+    s.threads = [("vcpu", 500), ("io", 40), ("peer", 30)]
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect();
+    let table = attribution::table(&Inputs {
+        tsc_mhz: tsc,
+        wall_seconds: 2.5,
+        vcpu: &vcpu,
+        io: Some(&io),
+        pv: PvDrain::default(),
+        samples: Ok(&s),
+        emulation: None,
+        in_kernel_pio: 0.0,
+    });
+    let folded: BTreeMap<String, u64> = [
+        ("vcpu;guest;guest_native", 100),
+        ("vcpu;vmm;emulated_ordinary;vcpu_run;x86_emulate_insn", 250),
+        (
+            "vcpu;vmm;exit_to_user;vcpu_run;complete_emulator_pio_in",
+            60,
+        ),
+        ("vcpu;vmm;world_switch;vcpu_load;native_read_msr", 40),
+        (
+            "vcpu;vmapp;vmnet_tx;run;Pcnet::transmit;tun_chr_write_iter",
+            20,
+        ),
+        (
+            "vcpu;vmapp;peer;run;tun_chr_write_iter;netif_receive_skb",
+            10,
+        ),
+        ("io;vmapp;host_events;do_sys_poll", 12),
+        ("peer;host;receiver;recvfrom", 30),
+    ]
+    .into_iter()
+    .map(|(s, n)| (s.to_string(), n))
+    .collect();
+    Profile {
+        format: FORMAT.into(),
+        version: VERSION,
+        provenance: Provenance {
+            kernel: "6.18.0-golden".into(),
+            kvm_flavour: "PVM".into(),
+            cpu: "a constructed CPU".into(),
+            guest: "nettest".into(),
+            guest_build_id: Some("0123456789abcdef0123".into()),
+            worldswitch: "0.1.0".into(),
+            ..Default::default()
+        },
+        seconds: 2.5,
+        table,
+        folded,
+        extra: serde_json::json!({}),
+    }
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ws-golden-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Compares `got` with the golden file `name`, or rewrites it when
+/// `WORLDSWITCH_BLESS` is set.
+fn golden(name: &str, got: &[u8]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("WORLDSWITCH_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (WORLDSWITCH_BLESS=1 cargo test --test e2e golden writes it)",
+            path.display()
+        )
+    });
+    assert!(
+        want == got,
+        "{name} differs from {}; if the change is meant, bless it \
+         (WORLDSWITCH_BLESS=1 cargo test --test e2e golden). Got:\n{}",
+        path.display(),
+        String::from_utf8_lossy(got)
+    );
+}
+
+fn report(file: &Path, format: &str) -> Vec<u8> {
+    let out = worldswitch(&["report", file.to_str().unwrap(), "--format", format]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn golden_report_folded_table_and_svg() {
+    let dir = scratch("report");
+    let file = dir.join("p.json");
+    profile().save(&file).unwrap();
+    golden("report.folded", &report(&file, "folded"));
+    golden("report.txt", &report(&file, "table"));
+    let svg = dir.join("p.svg");
+    let out = worldswitch(&[
+        "flamegraph",
+        file.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+        "--title",
+        "golden",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    golden("flamegraph.svg", &std::fs::read(&svg).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
