@@ -2,7 +2,8 @@
 //! provenance, and reading it back as tables, JSON, CSV or an SVG.
 
 use crate::cli::RecordArgs;
-use crate::run::{self, RunResult};
+use crate::run;
+use crate::session::RunResult;
 use anyhow::Context;
 use profiles::profile::{Profile, Provenance};
 use profiles::taxonomy::Category;

@@ -5,7 +5,7 @@
 use crate::cli::RunArgs;
 use crate::machine::optimizations::Opt;
 use crate::profiler::live::{Every, Published};
-use crate::run::RunResult;
+use crate::session::RunResult;
 use crate::session::Workbench;
 use profiles::snapshot::Snapshot;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};

@@ -4,7 +4,7 @@
 
 use crate::cli::ReportFormat;
 use crate::profiler::tracepoints::USERSPACE_EXIT;
-use crate::run::RunResult;
+use crate::session::RunResult;
 use profiles::profile::Profile;
 use profiles::table::{Source, Table};
 use profiles::taxonomy::Thread;

@@ -4,7 +4,7 @@
 
 use crate::cli::RunArgs;
 use crate::frontends::engine::{Engine, Request};
-use crate::run::RunResult;
+use crate::session::RunResult;
 use crossterm::event::{
     self, DisableMouseCapture, EnableMouseCapture, Event, KeyCode, KeyEventKind, KeyModifiers,
     MouseButton, MouseEventKind,

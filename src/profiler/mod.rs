@@ -35,6 +35,18 @@ pub fn run_delay_seconds() -> Option<f64> {
     Some(ns as f64 * 1e-9)
 }
 
+/// Measures the host TSC rate against CLOCK_MONOTONIC over 20 ms.
+pub fn host_tsc_mhz() -> f64 {
+    let tsc = || {
+        // SAFETY: RDTSC has no preconditions on x86-64.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    };
+    let (t0, c0) = (std::time::Instant::now(), tsc());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (t1, c1) = (std::time::Instant::now(), tsc());
+    (c1 - c0) as f64 / t1.duration_since(t0).as_secs_f64() / 1e6
+}
+
 /// Lowers the calling thread's priority (nice 10), so a collector that
 /// falls behind waits for a free core rather than taking the measured
 /// threads' (its ring buffers hold the backlog).

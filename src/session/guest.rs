@@ -3,6 +3,7 @@
 //! [`Guest::finish`] in a [`RunResult`]. It lives as long as its VM; the
 //! [`super::Workbench`] around it keeps what outlives a restart.
 
+use super::result::{outcome, Outcome, PhaseTime, RunResult};
 use crate::cli::RunArgs;
 use crate::machine::devices::host::GuestSays;
 use crate::machine::guest_image::GuestImage;
@@ -17,7 +18,6 @@ use crate::profiler::emulation::EmulationWindows;
 use crate::profiler::sampler::{self, SampleSummary, Sampler};
 use crate::profiler::threads::ThreadMeter;
 use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
-use crate::run::{self, Outcome, PhaseTime, RunResult};
 use profiles::attribution::{self, Inputs};
 use profiles::snapshot::{RunState, ThreadCpu};
 use profiles::table::Table;
@@ -134,7 +134,7 @@ impl Guest {
                 Ok(c) => (Some(c), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-        let tsc_mhz = run::host_tsc_mhz();
+        let tsc_mhz = crate::profiler::host_tsc_mhz();
         let mut whole_run = ThreadMeter::default();
         whole_run.sample();
         vm.command(Command::Resume);
@@ -277,7 +277,7 @@ impl Guest {
 
     /// How a finish reads for people and scripts.
     fn describe(&self, finish: &Finish) -> Outcome {
-        run::outcome(finish, &self.image)
+        outcome(finish, &self.image)
     }
 
     /// Asks the vCPU to do something at its next KVM_RUN boundary; nothing
@@ -515,7 +515,7 @@ impl Guest {
             guest: self.image.name.clone(),
             guest_build_id: self.image.build_id.clone(),
             cmdline: self.cmdline,
-            outcome: run::outcome(&finish, &self.image),
+            outcome: outcome(&finish, &self.image),
             seconds,
             exits: stats,
             tracepoints,

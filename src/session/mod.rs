@@ -2,7 +2,9 @@
 //! the [`Workbench`] as long as the run, across restarts of the guest.
 
 mod guest;
+mod result;
 mod workbench;
 
 pub use guest::{Base, Guest, News};
+pub use result::{outcome, Outcome, PhaseTime, RunResult};
 pub use workbench::Workbench;

@@ -9,7 +9,7 @@ use crate::machine::optimizations::{Opt, Opts};
 use crate::machine::vmm::exits::ExitStats;
 use crate::machine::vmm::vcpu::Command;
 use crate::profiler::threads::ThreadMeter;
-use crate::run::RunResult;
+use crate::session::RunResult;
 use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, Snapshot, Toggle};
 use profiles::table::Table;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

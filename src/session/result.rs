@@ -1,0 +1,197 @@
+//! What a guest's run measured, as one model for people and scripts: how
+//! it ended, the exits, the network's accounting, the overhead table and
+//! the rest. A [`super::Guest`] ends in one; the printers print it.
+
+use crate::machine::guest_image::GuestImage;
+use crate::machine::netrun::NetReport;
+use crate::machine::vmm::events::Finish;
+use crate::machine::vmm::exits::ExitStats;
+use crate::profiler::emulation::EmulationSummary;
+use profiles::table::Table;
+use profiles::transmit_path::TransmitPath;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How a run ended, for people and scripts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// guest_exit, host_stop, triple_fault, emulation_failure, dead_halt,
+    /// unexpected_exit or kvm_error.
+    pub kind: &'static str,
+    /// The guest's exit status, for guest_exit.
+    pub status: Option<u32>,
+    /// The guest RIP, where one is known.
+    pub rip: Option<u64>,
+    /// The RIP as function+offset in the guest image.
+    pub symbol: Option<String>,
+    /// Instruction bytes at RIP, hex, for emulation failures.
+    pub bytes: Option<String>,
+    /// One plain sentence.
+    pub message: String,
+    /// Whether the run counts as a failure.
+    pub failed: bool,
+}
+
+/// A guest phase the host timed (from its begin to its end message).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    /// Phase name.
+    pub name: String,
+    /// Phase index.
+    pub index: u64,
+    /// Host wall time between the begin and end messages.
+    pub seconds: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The guest name or path.
+    pub guest: String,
+    /// Its GNU build ID.
+    pub guest_build_id: Option<String>,
+    /// Its command line.
+    pub cmdline: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time from resume to finish.
+    pub seconds: f64,
+    /// Exits to user space as worldswitch counted them.
+    pub exits: ExitStats,
+    /// Tracepoint counts on the vCPU thread, by tracepoint.
+    pub tracepoints: BTreeMap<String, u64>,
+    /// Why tracepoints could not be counted, if they could not.
+    pub tracepoints_unavailable: Option<String>,
+    /// Counters the guest reported through the mailbox (last value wins).
+    pub guest_counters: BTreeMap<String, u64>,
+    /// Phases the guest reported, timed by the host.
+    pub phases: Vec<PhaseTime>,
+    /// Malformed mailbox messages, ignored.
+    pub bad_messages: Vec<String>,
+    /// Guest console output (the last 64 KiB).
+    pub console: String,
+    /// The NIC's frame accounting, at the top level of the JSON.
+    #[serde(flatten)]
+    pub net: NetReport,
+    /// Where the vCPU thread's CPU time went, from its markers.
+    pub profile: Table,
+    /// The transmit path (Figure 5), when the guest measured it.
+    pub transmit_path: Option<TransmitPath>,
+    /// The emulated-instruction mix from `kvm:kvm_emulate_insn` windows.
+    pub emulation: Option<EmulationSummary>,
+    /// Sampled stacks, folded (saved by `record`, not printed by `run`).
+    #[serde(skip)]
+    pub folded: BTreeMap<String, u64>,
+    /// CPU seconds of the vCPU thread.
+    pub vcpu_cpu_seconds: f64,
+    /// CPU seconds of the I/O thread (TAP only).
+    pub io_cpu_seconds: Option<f64>,
+    /// Every worldswitch thread's CPU over the run, percent of one core
+    /// (threads that ended before the run did are missing).
+    pub thread_cpu: Vec<profiles::snapshot::ThreadCpu>,
+    /// The optimization toggles at the end of the run.
+    pub optimizations: BTreeMap<String, bool>,
+    /// When the toggles changed (seconds since the start) and to what; the
+    /// first entry is the start.
+    pub optimization_changes: Vec<profiles::snapshot::Mark>,
+    /// The host TSC rate, measured at the end of the run, for turning the
+    /// guest's TSC cycle counts into time (the guest's TSC ticks at the
+    /// host's rate on PVM and on VT-x/AMD-V without TSC scaling).
+    pub host_tsc_mhz: f64,
+}
+
+/// Describes how a run finished.
+pub fn outcome(finish: &Finish, image: &GuestImage) -> Outcome {
+    let sym = |rip: u64| image.symbolize(rip);
+    let at = |rip: u64| match sym(rip) {
+        Some(s) => format!("{rip:#x} ({s})"),
+        None => format!("{rip:#x}"),
+    };
+    let base = |kind, message: String, failed| Outcome {
+        kind,
+        status: None,
+        rip: None,
+        symbol: None,
+        bytes: None,
+        message,
+        failed,
+    };
+    match finish {
+        Finish::GuestExit(status) => Outcome {
+            status: Some(*status),
+            ..base(
+                "guest_exit",
+                format!("The guest exited with status {status}."),
+                *status != 0,
+            )
+        },
+        Finish::HostStop => base("host_stop", "Stopped by the host.".into(), false),
+        Finish::TripleFault { rip } => Outcome {
+            rip: Some(*rip),
+            symbol: sym(*rip),
+            ..base(
+                "triple_fault",
+                format!("The guest triple-faulted near {}; it cannot continue.", at(*rip)),
+                true,
+            )
+        },
+        Finish::EmulationFailure(f) => {
+            let bytes: Vec<String> = f.bytes.iter().map(|b| format!("{b:02x}")).collect();
+            Outcome {
+                rip: Some(f.rip),
+                symbol: sym(f.rip),
+                bytes: Some(bytes.join(" ")),
+                ..base(
+                    "emulation_failure",
+                    format!(
+                        "KVM could not emulate the guest instruction at {} (CPL{}, bytes {}); on hosts that emulate guest kernel code, CPL0 code must not use SSE or AVX.",
+                        at(f.rip),
+                        f.cpl,
+                        bytes.join(" ")
+                    ),
+                    true,
+                )
+            }
+        }
+        Finish::DeadHalt { rip } => Outcome {
+            rip: Some(*rip),
+            symbol: sym(*rip),
+            ..base(
+                "dead_halt",
+                format!(
+                    "The guest halted with interrupts disabled at {} and can never wake; it was stopped.",
+                    at(*rip)
+                ),
+                true,
+            )
+        },
+        Finish::UnexpectedExit(what) => base(
+            "unexpected_exit",
+            format!("The guest caused an exit worldswitch does not handle ({what})."),
+            true,
+        ),
+        Finish::KvmError(what) => base("kvm_error", format!("KVM failed: {what}."), true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_plain_sentences_with_symbols() {
+        let image = GuestImage::resolve("hello").unwrap();
+        let o = outcome(&Finish::TripleFault { rip: 0x100000 }, &image);
+        assert!(o.failed);
+        assert_eq!(o.symbol.as_deref(), Some("_start32+0x0"));
+        assert!(
+            o.message.contains("0x100000 (_start32+0x0)"),
+            "{}",
+            o.message
+        );
+        let o = outcome(&Finish::GuestExit(0), &image);
+        assert!(!o.failed && o.message.ends_with('.'));
+        assert!(outcome(&Finish::GuestExit(2), &image).failed);
+        assert!(!outcome(&Finish::HostStop, &image).failed);
+    }
+}
