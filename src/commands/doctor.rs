@@ -3,6 +3,7 @@
 
 use crate::machine::guest_image::GuestImage;
 use crate::machine::vmm::events::VmEvent;
+use crate::machine::vmm::flavour::Flavour;
 use crate::machine::vmm::vm::{self, VmConfig};
 use crate::profiler::tracepoints;
 use kvm_ioctls::{Cap, Kvm};
@@ -148,42 +149,22 @@ pub fn checks() -> Vec<Check> {
     out
 }
 
-/// The kind of hardware virtualization KVM uses here: VT-x, AMD-V, PVM.
-pub fn virtualization_name() -> String {
-    virtualization_kind()
-        .detail
-        .split(' ')
-        .next()
-        .unwrap_or("unknown")
-        .to_string()
-}
-
 fn virtualization_kind() -> Check {
-    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let has = |f: &str| {
-        flags
-            .lines()
-            .any(|l| l.starts_with("flags") && l.split_whitespace().any(|w| w == f))
-    };
-    let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
-    if has("vmx") {
-        check("virtualization", Status::Ok, "Intel VT-x", None)
-    } else if has("svm") {
-        check("virtualization", Status::Ok, "AMD-V", None)
-    } else if pvm {
-        check(
+    match Flavour::detect() {
+        Flavour::VtX => check("virtualization", Status::Ok, "Intel VT-x", None),
+        Flavour::AmdV => check("virtualization", Status::Ok, "AMD-V", None),
+        Flavour::Pvm => check(
             "virtualization",
             Status::Ok,
             "PVM (paravirtual nested KVM): guest CPL0 code is emulated, CPL3 runs natively",
             None,
-        )
-    } else {
-        check(
+        ),
+        Flavour::Unknown => check(
             "virtualization",
             Status::Warn,
             "no vmx/svm flag and no kvm_pvm module",
             Some("enable VT-x/AMD-V in firmware or load a KVM module for this host"),
-        )
+        ),
     }
 }
 

@@ -29,7 +29,9 @@ pub fn provenance(r: &RunResult, halt_poll_ns: u64) -> Provenance {
         .unwrap_or_default();
     Provenance {
         kernel: first_line("/proc/sys/kernel/osrelease"),
-        kvm_flavour: crate::commands::doctor::virtualization_name(),
+        kvm_flavour: crate::machine::vmm::flavour::Flavour::detect()
+            .name()
+            .to_string(),
         cpu,
         clocksource: first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
         halt_poll_ns,

@@ -407,7 +407,9 @@ impl Workbench {
             info: Info {
                 guest: g.name().to_string(),
                 backend: g.backend_name().into(),
-                host_kind: crate::commands::doctor::virtualization_name(),
+                host_kind: crate::machine::vmm::flavour::Flavour::detect()
+                    .name()
+                    .to_string(),
                 sampling: g.sampling(),
                 profiler_cost_pct: table.profiler_cost_seconds
                     / table.denominator_seconds.max(1e-9)

@@ -5,7 +5,6 @@
 
 use super::events::Finish;
 use super::exits::ExitCounters;
-use super::floor::FloorSchedule;
 use crate::machine::devices::bus::{BusAction, PioBus};
 use crate::machine::devices::pcnet::port::NicHandle;
 use crate::machine::devices::pic::SharedPic;
@@ -15,6 +14,19 @@ use crate::profiler::markers;
 use kvm_ioctls::VcpuExit;
 use profiles::taxonomy::Category;
 use vm_memory::GuestMemoryMmap;
+
+/// Which phases of `exitbench rounds=N` run on the floor loop: phases come
+/// in pairs, and the order inside a pair alternates (ABBA) so drift cancels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloorSchedule;
+
+impl FloorSchedule {
+    /// Whether phase `index` runs on the floor loop.
+    pub fn uses_floor(self, index: u64) -> bool {
+        let (pair, first) = (index / 2, index.is_multiple_of(2));
+        first == pair.is_multiple_of(2)
+    }
+}
 
 /// What the run loop does after an exit.
 #[derive(Debug)]
@@ -177,5 +189,17 @@ impl Machine {
             }
         }
         applied.or(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abba_order_with_one_floor_phase_per_pair() {
+        let s = FloorSchedule;
+        let order: Vec<bool> = (0..8).map(|i| s.uses_floor(i)).collect();
+        assert_eq!(order, [true, false, false, true, true, false, false, true]);
     }
 }

@@ -5,6 +5,7 @@ pub mod boot;
 pub mod dispatch;
 pub mod events;
 pub mod exits;
+pub mod flavour;
 pub mod floor;
 pub mod kick;
 pub mod vcpu;

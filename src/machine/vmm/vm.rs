@@ -3,10 +3,10 @@
 //! kicks it, and the handle its owner drives it with.
 
 use super::boot::{self, BootError};
+use super::dispatch::FloorSchedule;
 use super::dispatch::Machine;
 use super::events::{self, EventStream};
 use super::exits::ExitCounters;
-use super::floor::FloorSchedule;
 use super::kick::{self, Kicker};
 use super::vcpu::{Command, Vcpu};
 use crate::machine::devices::bus::{BusError, PioBus};
