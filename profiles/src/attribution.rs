@@ -7,7 +7,7 @@
 //! and the time that is not CPU time (halted, preempted, blocked) is
 //! reported beside the table.
 
-use crate::inputs::{EmulationSummary, MarkedThread, PvDrain, SampleSummary};
+use crate::inputs::{EmulationSummary, MarkedThread, MarkerClock, PvDrain, SampleSummary};
 use crate::table::{CrossCheck, Measured, OffCpu, Source, Table, Unavailable};
 use crate::taxonomy::{Category, Thread, World};
 use std::collections::BTreeMap;
@@ -210,14 +210,21 @@ struct OnCpu {
 }
 
 /// Takes a thread's time off the CPU out of its marker rows (but
-/// `kvm_run`, which the caller splits). Markers time by the clock, so a
-/// scope that was preempted is charged the wait: the run delay is shared
-/// out over the time the thread was runnable (its CPU time and the delay),
-/// so the rows keep the CPU part of their clock time. What still exceeds
-/// the thread's CPU time slept inside a scope, and is blocked time.
+/// `kvm_run`, which the caller splits). Markers that time by the TSC
+/// charge a preempted scope the wait: the run delay is shared out over the
+/// time the thread was runnable (its CPU time and the delay), so the rows
+/// keep the CPU part of their clock time (the vCPU thread sleeps only
+/// inside `KVM_RUN`, so its delay falls where it runs). Markers that time
+/// by the thread's CPU clock need no such share. What still exceeds the
+/// thread's CPU time slept inside a scope, and is blocked time.
 fn on_cpu(t: &MarkedThread, thread: Thread, run_delay: Option<f64>, tsc: f64) -> OnCpu {
+    // Marker units to TSC cycles.
+    let (unit, run_delay) = match t.clock {
+        MarkerClock::Tsc => (1.0, run_delay),
+        MarkerClock::ThreadCpuNs => (tsc / 1e3, None),
+    };
     let marked = t.markers.iter().filter(|m| m.category != Category::KvmRun);
-    let clock = marked.clone().map(|m| m.cycles).sum::<u64>() as f64 / (tsc * 1e6);
+    let clock = marked.clone().map(|m| m.cycles).sum::<u64>() as f64 * unit / (tsc * 1e6);
     let (cpu, delay) = (t.cpu_seconds.max(0.0), run_delay.unwrap_or(0.0).max(0.0));
     let running = if cpu + delay > 0.0 {
         cpu / (cpu + delay)
@@ -236,9 +243,9 @@ fn on_cpu(t: &MarkedThread, thread: Thread, run_delay: Option<f64>, tsc: f64) ->
             .map(|m| Measured {
                 category: m.category,
                 count: m.count,
-                cycles: (m.cycles as f64 * factor) as u64,
-                p50_cycles: m.p50_cycles,
-                p99_cycles: m.p99_cycles,
+                cycles: (m.cycles as f64 * unit * factor) as u64,
+                p50_cycles: m.p50_cycles * unit,
+                p99_cycles: m.p99_cycles * unit,
                 samples: None,
                 thread: Some(thread),
             })

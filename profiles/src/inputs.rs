@@ -43,6 +43,19 @@ impl MarkerRow {
     }
 }
 
+/// What a thread's markers time by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MarkerClock {
+    /// The TSC: cheap, for threads that never sleep inside a scope (the
+    /// vCPU); its time off the CPU must be taken out of its rows.
+    #[default]
+    Tsc,
+    /// The thread's CPU clock, in nanoseconds: a system call per scope
+    /// edge, for threads with few scopes that sleep between them (the I/O
+    /// thread), whose rows are then CPU time exactly.
+    ThreadCpuNs,
+}
+
 /// A thread whose work markers time: its CPU time, the time it waited
 /// runnable, and its marker rows.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,6 +67,9 @@ pub struct MarkedThread {
     pub run_delay_seconds: Option<f64>,
     /// Its markers.
     pub markers: Vec<MarkerRow>,
+    /// What they time by (their `cycles` are nanoseconds of CPU with
+    /// [`MarkerClock::ThreadCpuNs`]).
+    pub clock: MarkerClock,
 }
 
 impl MarkedThread {
@@ -65,6 +81,7 @@ impl MarkedThread {
                 .run_delay_seconds
                 .map(|d| (d - base.run_delay_seconds.unwrap_or(0.0)).max(0.0)),
             markers: MarkerRow::since(&self.markers, &base.markers),
+            clock: self.clock,
         }
     }
 }
@@ -237,11 +254,13 @@ mod tests {
             cpu_seconds: 2.0,
             run_delay_seconds: Some(0.5),
             markers: now.to_vec(),
+            clock: MarkerClock::Tsc,
         };
         let since = t.since(&MarkedThread {
             cpu_seconds: 1.5,
             run_delay_seconds: Some(0.25),
             markers: base.to_vec(),
+            clock: MarkerClock::Tsc,
         });
         assert_eq!(since.cpu_seconds, 0.5);
         assert_eq!(since.run_delay_seconds, Some(0.25));

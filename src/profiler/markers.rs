@@ -1,12 +1,13 @@
 //! Markers: exact counts and durations per category on the thread that does
 //! the work, for the VMApp rows and the time inside `KVM_RUN`. Each thread
 //! keeps its own accumulators in a thread-local: no allocation, no lock and
-//! no system call per marker, only two TSC reads. Scopes nest, and a
+//! no system call per marker, only two TSC reads (a thread that sleeps
+//! between few scopes may time its CPU clock instead). Scopes nest, and a
 //! category is charged only its exclusive time (a transmit's TAP write is
 //! "transmitting via VMNet", not "Lance transmit path").
 
-use profiles::inputs::MarkedThread;
 pub use profiles::inputs::MarkerRow;
+use profiles::inputs::{MarkedThread, MarkerClock};
 use profiles::taxonomy::Category;
 use std::cell::RefCell;
 
@@ -74,6 +75,8 @@ struct Markers {
     kvm_run: Accumulator,
     stack: [Frame; MAX_DEPTH],
     depth: usize,
+    /// Scopes time the thread's CPU clock (ns), not the TSC.
+    cpu_clock: bool,
 }
 
 thread_local! {
@@ -94,6 +97,7 @@ thread_local! {
                 }
             }; MAX_DEPTH],
             depth: 0,
+            cpu_clock: false,
         })
     };
 }
@@ -103,6 +107,26 @@ thread_local! {
 pub fn now() -> u64 {
     // SAFETY: RDTSC has no preconditions on x86-64.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The calling thread's CPU clock, in nanoseconds.
+fn cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// From now on this thread's scopes time its CPU, not the TSC: for a
+/// thread with few scopes a second that sleeps between them (the I/O
+/// thread), whose run delay is then mostly waiting to wake, outside any
+/// scope, where the table could not tell it from a preempted scope. Two
+/// system calls a scope; the vCPU thread's scopes keep the TSC.
+pub fn time_cpu_on_this_thread() {
+    MARKERS.with(|m| m.borrow_mut().cpu_clock = true);
 }
 
 /// The row of `c`: `Category::ALL` lists the variants in declaration
@@ -127,9 +151,9 @@ pub fn scope_uncounted(category: Category) -> Scope {
 
 #[inline]
 fn open(category: Category, counted: bool) -> Scope {
-    let start = now();
     MARKERS.with(|m| {
         let mut m = m.borrow_mut();
+        let start = if m.cpu_clock { cpu_ns() } else { now() };
         let d = m.depth;
         if d < MAX_DEPTH {
             m.stack[d] = Frame {
@@ -150,9 +174,9 @@ pub struct Scope(());
 impl Drop for Scope {
     #[inline]
     fn drop(&mut self) {
-        let end = now();
         MARKERS.with(|m| {
             let mut m = m.borrow_mut();
+            let end = if m.cpu_clock { cpu_ns() } else { now() };
             let Some(d) = m.depth.checked_sub(1) else {
                 return;
             };
@@ -230,6 +254,10 @@ pub fn this_thread() -> MarkedThread {
         cpu_seconds: super::thread_cpu_seconds(),
         run_delay_seconds: super::run_delay_seconds(),
         markers: snapshot(),
+        clock: MARKERS.with(|m| match m.borrow().cpu_clock {
+            true => MarkerClock::ThreadCpuNs,
+            false => MarkerClock::Tsc,
+        }),
     }
 }
 

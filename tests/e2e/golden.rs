@@ -33,11 +33,13 @@ fn profile() -> Profile {
             marker(Category::LanceTx, 2_000, 20.0),
             marker(Category::VmnetTx, 2_000, 100.0),
         ],
+        clock: Default::default(),
     };
     let io = MarkedThread {
         cpu_seconds: 0.2,
         run_delay_seconds: Some(0.02),
         markers: vec![marker(Category::HostEvents, 500, 50.0)],
+        clock: Default::default(),
     };
     let mut s = SampleSummary {
         total: 500,

@@ -2,7 +2,7 @@
 //! run can have, and the off-CPU cases that once pushed shares past 100%.
 
 use super::*;
-use crate::inputs::MarkerRow;
+use crate::inputs::{MarkerClock, MarkerRow};
 
 /// A 1000 MHz TSC: a microsecond is 1000 cycles.
 const TSC: f64 = 1000.0;
@@ -22,6 +22,7 @@ fn thread(cpu: f64, delay: Option<f64>, markers: Vec<MarkerRow>) -> MarkedThread
         cpu_seconds: cpu,
         run_delay_seconds: delay,
         markers,
+        clock: MarkerClock::Tsc,
     }
 }
 
@@ -283,10 +284,9 @@ fn the_peers_part_of_the_tap_write_is_split_out_by_samples() {
 }
 
 #[test]
-fn a_preempted_io_thread_keeps_its_rows_to_its_cpu_time() {
-    // The measured case: host_events read 30.8% by its markers against
-    // 18.4% by samples, the difference being time the thread waited
-    // preempted inside its scopes.
+fn a_preempted_tsc_timed_thread_keeps_its_rows_to_its_cpu_time() {
+    // A thread whose markers time by the TSC, preempted inside its scopes:
+    // its host_events would read 32% of its CPU by the clock.
     let vcpu = thread(1.0, Some(0.0), vec![marker(Category::KvmRun, 10, 1.0)]);
     let io = thread(
         1.0,
@@ -345,4 +345,36 @@ fn a_vmm_we_did_not_start_has_no_markers_only_samples() {
     let t = table(&inputs(&vcpu, Err("perf events are not allowed")));
     assert_sane(&t);
     assert!((share(&t, Category::Unattributed) - 100.0).abs() < 1e-6);
+}
+
+#[test]
+fn markers_that_time_cpu_keep_their_rows_whatever_the_run_delay() {
+    // The I/O thread sleeps in poll between its scopes, so its run delay
+    // is mostly waiting to wake, outside them: its markers time its CPU.
+    let vcpu = thread(1.0, Some(0.0), vec![marker(Category::KvmRun, 10, 1.0)]);
+    let ns = |ms: f64| (ms * 1e6) as u64;
+    let io = MarkedThread {
+        cpu_seconds: 0.5,
+        run_delay_seconds: Some(0.4),
+        markers: vec![MarkerRow {
+            category: Category::HostEvents,
+            count: 100,
+            cycles: ns(200.0),
+            p50_cycles: 1000.0,
+            p99_cycles: 2000.0,
+        }],
+        clock: MarkerClock::ThreadCpuNs,
+    };
+    let mut i = inputs(&vcpu, Err("sampling is off"));
+    i.io = Some(&io);
+    let t = table(&i);
+    assert_sane(&t);
+    let host = t.row_of(Category::HostEvents, Thread::Io).unwrap();
+    assert!((host.total_us - 200_000.0).abs() < 1.0, "{}", host.total_us);
+    assert!(
+        (host.p50_us - 1.0).abs() < 1e-9,
+        "ns, not cycles: {}",
+        host.p50_us
+    );
+    assert_eq!(t.off_cpu[&Thread::Io].preempted_seconds, 0.0);
 }

@@ -398,6 +398,8 @@ impl TapLink {
         let handle = std::thread::Builder::new()
             .name("vmnet-io".into())
             .spawn(move || {
+                // Few scopes, long sleeps between them: time its CPU.
+                markers::time_cpu_on_this_thread();
                 let mut buf = vec![0u8; 65536];
                 let mut batch: Vec<Vec<u8>> = Vec::new();
                 let fd = dev.as_raw_fd();

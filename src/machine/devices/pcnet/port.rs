@@ -73,6 +73,9 @@ impl Shared {
         if ring.is_empty() {
             return;
         }
+        // Register writes: Lance emulation, whichever thread replays them
+        // (the samples' rules put these frames in the same row).
+        let _m = markers::scope(Category::LanceCsr0);
         let n = ring.drain_into(&mut |port, bytes| {
             if let Some(offset) = port.checked_sub(*base) {
                 core.chip.write_port(offset, bytes, &core.ram);
