@@ -63,62 +63,76 @@ impl UserSymbols {
 /// The VMApp row of a sample outside KVM_RUN, from its frames (user and
 /// kernel, leaf first): the first frame a rule claims wins.
 pub fn classify(leaf_first: &[&str]) -> Option<Category> {
-    const RULES: &[(&str, Category)] = &[
+    use Category::*;
+    // None: a frame of the I/O thread's own loop, which its markers leave
+    // unattributed too.
+    const RULES: &[(&str, Option<Category>)] = &[
         // Inside the TAP write, the host stack delivering the frame to the
         // peer's socket (and waking the peer) runs in the writer's context.
-        ("netif_receive_skb", Category::Peer),
-        ("net_rx_action", Category::Peer),
-        ("process_backlog", Category::Peer),
-        ("ip_rcv", Category::Peer),
-        ("ip_local_deliver", Category::Peer),
-        ("udp_", Category::Peer),
-        ("__udp", Category::Peer),
+        ("netif_receive_skb", Some(Peer)),
+        ("net_rx_action", Some(Peer)),
+        ("process_backlog", Some(Peer)),
+        ("ip_rcv", Some(Peer)),
+        ("ip_local_deliver", Some(Peer)),
+        ("udp_", Some(Peer)),
+        ("__udp", Some(Peer)),
         // irq-notify off: the poll of the TAP after every exit, and the
         // reads it finds work for.
-        ("tun_chr_read_iter", Category::VmnetRx),
-        ("SyncDevice>::recv", Category::VmnetRx),
-        ("do_sys_poll", Category::HostEvents),
-        ("PioDevice>::catch_up", Category::HostEvents),
+        ("tun_chr_read_iter", Some(VmnetRx)),
+        ("SyncDevice>::recv", Some(VmnetRx)),
+        ("do_sys_poll", Some(HostEvents)),
+        ("PioDevice>::catch_up", Some(HostEvents)),
         // The trait's empty default, sampled before its prologue has
         // pushed a frame (the caller, PioBus::catch_up, is then skipped).
-        ("bus::PioDevice::catch_up", Category::HostEvents),
-        ("bus::PioBus::catch_up", Category::HostEvents),
+        ("bus::PioDevice::catch_up", Some(HostEvents)),
+        ("bus::PioBus::catch_up", Some(HostEvents)),
         // The same look at the TAP, made early inside a Lance access.
-        ("port::Core::poll_rx", Category::HostEvents),
+        ("port::Core::poll_rx", Some(HostEvents)),
         // The I/O thread bringing the vCPU back to user space.
-        ("vmm::kick::", Category::HostEvents),
-        ("__x64_sys_tgkill", Category::HostEvents),
-        ("tun_chr_write_iter", Category::VmnetTx),
-        ("tun_rs::", Category::VmnetTx),
-        ("vmnet::", Category::VmnetTx),
-        ("kvm_vm_ioctl_irq_line", Category::UserIrq),
-        ("irq::IrqLine", Category::UserIrq),
-        ("irq::IrqChip", Category::UserIrq),
+        ("vmm::kick::", Some(HostEvents)),
+        // The I/O thread with irq-notify on: the resample's eventfd is a
+        // host event (re-raising the line is IRQ delivery, in IrqLine::set);
+        // delivering a batch is the Lance's receive path; the loop itself
+        // has no row. Before the `vmnet::` rule, which their names match.
+        ("IrqLine::resampled", Some(HostEvents)),
+        ("GuestRx>::resampled", Some(HostEvents)),
+        ("GuestRx>::deliver", Some(LanceRx)),
+        ("TapLink::start_receiver", None),
+        ("__x64_sys_tgkill", Some(HostEvents)),
+        ("tun_chr_write_iter", Some(VmnetTx)),
+        ("tun_rs::", Some(VmnetTx)),
+        ("vmnet::", Some(VmnetTx)),
+        ("kvm_vm_ioctl_irq_line", Some(UserIrq)),
+        ("irq::IrqLine", Some(UserIrq)),
+        ("irq::IrqChip", Some(UserIrq)),
         // kernel-irqchip off: our 8259, and KVM_INTERRUPT from the vCPU.
-        ("kvm_vcpu_ioctl_interrupt", Category::UserIrq),
-        ("vcpu::interrupt", Category::UserIrq),
-        ("Vcpu::inject", Category::UserIrq),
-        ("devices::pic", Category::UserPic),
-        ("devices::pit", Category::OtherDevices),
-        ("pcnet::rings::transmit", Category::LanceTx),
-        ("Pcnet>::transmit", Category::LanceTx),
-        ("Pcnet::transmit", Category::LanceTx),
-        ("pcnet::rings::receive", Category::LanceRx),
-        ("Pcnet::receive", Category::LanceRx),
-        ("pcnet::", Category::LanceCsr0),
-        ("devices::serial", Category::OtherDevices),
-        ("devices::pci", Category::OtherDevices),
-        ("devices::mailbox", Category::OtherDevices),
-        ("devices::transmit_stamps", Category::OtherDevices),
-        ("bus::PioBus", Category::PioDispatch),
-        ("dispatch::Machine", Category::PioDispatch),
+        ("kvm_vcpu_ioctl_interrupt", Some(UserIrq)),
+        ("vcpu::interrupt", Some(UserIrq)),
+        ("Vcpu::inject", Some(UserIrq)),
+        ("devices::pic", Some(UserPic)),
+        ("devices::pit", Some(OtherDevices)),
+        ("pcnet::rings::transmit", Some(LanceTx)),
+        ("Pcnet>::transmit", Some(LanceTx)),
+        ("Pcnet::transmit", Some(LanceTx)),
+        ("pcnet::rings::receive", Some(LanceRx)),
+        ("Pcnet::receive", Some(LanceRx)),
+        ("pcnet::", Some(LanceCsr0)),
+        ("devices::serial", Some(OtherDevices)),
+        ("devices::pci", Some(OtherDevices)),
+        ("devices::mailbox", Some(OtherDevices)),
+        ("devices::transmit_stamps", Some(OtherDevices)),
+        ("bus::PioBus", Some(PioDispatch)),
+        ("dispatch::Machine", Some(PioDispatch)),
     ];
-    leaf_first.iter().find_map(|frame| {
-        RULES
-            .iter()
-            .find(|(pattern, _)| frame.contains(pattern))
-            .map(|(_, c)| *c)
-    })
+    leaf_first
+        .iter()
+        .find_map(|frame| {
+            RULES
+                .iter()
+                .find(|(pattern, _)| frame.contains(pattern))
+                .map(|(_, c)| *c)
+        })
+        .flatten()
 }
 
 #[cfg(test)]
@@ -180,6 +194,28 @@ mod tests {
         ];
         assert_eq!(classify(&early), Some(Category::HostEvents));
         assert_eq!(classify(&early[1..]), Some(Category::LanceCsr0));
+        // The I/O thread with irq-notify on: the resample, a delivery, and
+        // its own loop, whose names all hold `vmnet::`.
+        let resample = [
+            "<vmm_sys_util::eventfd::EventFd>::read",
+            "worldswitch::machine::devices::irq::IrqLine::resampled",
+            "<worldswitch::machine::devices::pcnet::port::NicHandle as worldswitch::machine::vmnet::GuestRx>::resampled",
+            "worldswitch::machine::vmnet::tap::TapLink::start_receiver::{{closure}}",
+        ];
+        assert_eq!(classify(&resample), Some(Category::HostEvents));
+        assert_eq!(classify(&resample[2..]), Some(Category::HostEvents));
+        assert_eq!(classify(&resample[3..]), None, "the loop has no row");
+        let raise = [
+            "<vmm_sys_util::eventfd::EventFd>::write",
+            "worldswitch::machine::devices::irq::IrqLine::set",
+            "worldswitch::machine::devices::irq::IrqLine::resampled",
+        ];
+        assert_eq!(classify(&raise), Some(Category::UserIrq));
+        let deliver = [
+            "<worldswitch::machine::devices::pcnet::port::NicHandle as worldswitch::machine::vmnet::GuestRx>::deliver",
+            "worldswitch::machine::vmnet::tap::TapLink::start_receiver::{{closure}}",
+        ];
+        assert_eq!(classify(&deliver), Some(Category::LanceRx));
         assert_eq!(classify(&peer[7..]), Some(Category::VmnetTx));
     }
 }
