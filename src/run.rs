@@ -5,8 +5,35 @@ use crate::cli::RunArgs;
 use crate::session::{RunResult, Workbench};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+/// Whether SIGINT or SIGTERM has arrived since the first run began: a run
+/// then stops its guest, and a command that makes several runs (`bench`)
+/// makes no more. The handlers are installed once for the process.
+pub fn interrupted() -> bool {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Without the handler the signal keeps its default: the
+            // process ends, as it would have anyway.
+            let _ = signal_hook::flag::register(sig, flag.clone());
+        }
+        flag
+    })
+    .load(Ordering::Relaxed)
+}
+
+/// Fails once SIGINT or SIGTERM has arrived, for commands that make
+/// several runs: `what` says what was left undone.
+pub fn ensure_not_interrupted(what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !interrupted(),
+        "interrupted (SIGINT or SIGTERM): {what} was not finished"
+    );
+    Ok(())
+}
 
 /// Boots the guest `args` names and follows it to the end; console lines
 /// go to `console` as they arrive, and a status line about the link goes to
@@ -28,10 +55,8 @@ pub fn run_noting(
     status: &mut dyn Write,
     notice: Option<&str>,
 ) -> anyhow::Result<RunResult> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, interrupted.clone())?;
-    }
+    // Installs the handlers before the guest boots.
+    interrupted();
     let mut session = Workbench::start(args)?;
     for notice in notice.into_iter().chain(session.notices()) {
         eprintln!("worldswitch: {notice}");
@@ -62,7 +87,7 @@ pub fn run_noting(
         let timed_out = args
             .duration
             .is_some_and(|d| session.elapsed() >= d.as_secs_f64());
-        if timed_out || interrupted.load(Ordering::Relaxed) {
+        if timed_out || interrupted() {
             session.stop();
         }
     }

@@ -330,3 +330,43 @@ fn perf_refused_mid_run_is_said_once_and_the_run_goes_on() {
     assert_eq!(r["frames_in_flight"], 0);
     assert!(r["frames_delivered"].as_u64().unwrap() > 100);
 }
+
+#[test]
+fn sigterm_ends_a_bench_not_only_its_current_run() {
+    if !kvm_or_skip("bench sigterm") {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_worldswitch"))
+        .args([
+            "bench",
+            "--presets",
+            "baseline",
+            "--repeat",
+            "3",
+            "--duration",
+            "2s",
+            "--net",
+            "sink",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an interrupted bench reports no table"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // Some 25 runs of 2 s were asked for; it stops after the current one.
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the bench went on for {:?} after SIGTERM",
+        start.elapsed()
+    );
+}

@@ -39,6 +39,7 @@ pub fn measure(
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); configs.len()];
     for round in 0..args.repeat {
         for (i, &(name, hz, windows)) in configs.iter().enumerate() {
+            run::ensure_not_interrupted("the profiler's cost")?;
             let run_args = RunArgs {
                 duration: Some(args.duration),
                 headless: true,

@@ -215,6 +215,7 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
             for k in 0..configs.len() {
                 // Rotate the order every round so drift spreads evenly.
                 let i = (k + round) % configs.len();
+                run::ensure_not_interrupted("the results table")?;
                 let run = match &configs[i] {
                     Config::Guest(_, o) => guest(args, *o, size)?,
                     Config::Native => native(args, size)?,
