@@ -100,6 +100,10 @@ pub struct Row {
     /// For a marker row: what sampling says of it.
     #[serde(default)]
     pub cross_check: Option<CrossCheck>,
+    /// Microseconds of CPU per frame, where frames flowed (see
+    /// [`Table::per_frame`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub us_per_frame: Option<f64>,
 }
 
 /// A marker row's share beside what stack samples of the same thread say.
@@ -128,6 +132,36 @@ impl Row {
             ..self.clone()
         }
     }
+}
+
+/// Which way the frames a ledger divides by went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Datagrams the guest sent that the peer received.
+    Transmit,
+    /// Datagrams from the host that reached the guest's ring.
+    Receive,
+}
+
+/// What one frame costs in events, beside the rows' microseconds per
+/// frame: the per-frame ledger's counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerFrame {
+    /// The frames divided by.
+    pub frames: u64,
+    /// Which way they went.
+    pub direction: Direction,
+    /// Exits to user space.
+    pub exits_to_user: Option<f64>,
+    /// Port accesses KVM completed itself.
+    pub port_accesses_in_kernel: Option<f64>,
+    /// NIC interrupts raised.
+    pub interrupts: Option<f64>,
+    /// Guest instructions KVM emulated (estimated from the windows).
+    pub emulated_instructions: Option<f64>,
+    /// Frames written to the backend (the TAP, or the sink).
+    pub tap_writes: Option<f64>,
 }
 
 /// A row that could not be measured, and why.
@@ -189,6 +223,9 @@ pub struct Table {
     /// Threads the sampler could not watch, and why.
     #[serde(default)]
     pub unsampled_threads: BTreeMap<String, String>,
+    /// The per-frame ledger's counts, where frames flowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_frame: Option<PerFrame>,
 }
 
 impl Table {
@@ -237,6 +274,7 @@ impl Table {
                     },
                     samples: m.samples,
                     cross_check: None,
+                    us_per_frame: None,
                 }
             })
             .collect();
@@ -260,6 +298,7 @@ impl Table {
             source: Source::Markers,
             samples: None,
             cross_check: None,
+            us_per_frame: None,
         });
         let mut table = Table {
             denominator: denominator.into(),
@@ -279,9 +318,24 @@ impl Table {
             vcpu_marker_seconds: 0.0,
             samples_by_thread: BTreeMap::new(),
             unsampled_threads: BTreeMap::new(),
+            per_frame: None,
         };
         table.sort_rows();
         table
+    }
+
+    /// Adds the per-frame ledger: each row's microseconds of CPU per frame
+    /// (they add up to the denominator over the frames) and the events per
+    /// frame. No frames, no ledger.
+    pub fn per_frame(&mut self, counts: PerFrame) {
+        if counts.frames == 0 {
+            return;
+        }
+        let frames = counts.frames as f64;
+        for r in &mut self.rows {
+            r.us_per_frame = Some(r.total_us / frames);
+        }
+        self.per_frame = Some(counts);
     }
 
     /// Puts the rows back in table order after a row was split: largest
@@ -362,5 +416,37 @@ mod tests {
         assert!((rest.share_pct - 30.0).abs() < 1e-9);
         assert_eq!(t.unavailable[0].category, Category::Iret);
         assert_eq!(t.rows[0].category, Category::KvmRun, "largest first");
+    }
+
+    #[test]
+    fn the_ledger_adds_up_to_the_denominator_over_the_frames() {
+        let mut t = Table::from_measured(
+            &[
+                m(Category::KvmRun, 1000, 600_000_000),
+                m(Category::LanceTx, 500, 100_000_000),
+            ],
+            1000.0,
+            (1.0, "test"),
+            2.0,
+            &[],
+        );
+        let counts = |frames| PerFrame {
+            frames,
+            direction: Direction::Transmit,
+            exits_to_user: Some(6.0),
+            port_accesses_in_kernel: None,
+            interrupts: Some(1.0),
+            emulated_instructions: None,
+            tap_writes: Some(1.0),
+        };
+        t.per_frame(counts(0));
+        assert!(t.per_frame.is_none() && t.rows[0].us_per_frame.is_none());
+        t.per_frame(counts(4000));
+        let sum: f64 = t.rows.iter().filter_map(|r| r.us_per_frame).sum();
+        assert!((sum - 1e6 / 4000.0).abs() < 1e-6, "{sum}");
+        assert_eq!(t.row(Category::LanceTx).unwrap().us_per_frame, Some(25.0));
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["per_frame"]["direction"], "transmit");
+        assert_eq!(json["rows"][0]["us_per_frame"], 150.0);
     }
 }

@@ -6,7 +6,7 @@ use crate::run;
 use crate::session::RunResult;
 use anyhow::Context;
 use profiles::profile::{Profile, Provenance};
-use profiles::taxonomy::Category;
+use profiles::taxonomy::{Category, Thread};
 use std::io::Write;
 use std::path::Path;
 
@@ -162,34 +162,91 @@ pub fn diff(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let (a, b) = (Profile::load(before)?, Profile::load(after)?);
-    writeln!(
-        out,
-        "{:<55} {:>8} {:>8} {:>8} {:>10} {:>10}",
-        "row", "before", "after", "delta", "avg us", "avg us"
-    )?;
-    let mut keys: Vec<(Category, String)> = Vec::new();
+    // Rows by category and thread: a category on two threads is two rows.
+    let mut keys: Vec<(Category, Thread, String)> = Vec::new();
     for r in a.table.rows.iter().chain(&b.table.rows) {
-        if !keys.iter().any(|(k, _)| *k == r.category) {
-            keys.push((r.category, r.label.clone()));
+        if !keys
+            .iter()
+            .any(|(c, t, _)| (*c, *t) == (r.category, r.thread))
+        {
+            keys.push((r.category, r.thread, r.label.clone()));
         }
     }
-    for (key, label) in keys {
-        let (ra, rb) = (a.table.row(key), b.table.row(key));
-        let share = |r: Option<&profiles::table::Row>| r.map_or(0.0, |r| r.share_pct);
-        let avg = |r: Option<&profiles::table::Row>| {
-            r.filter(|r| r.count > 0)
-                .map_or("-".to_string(), |r| format!("{:.2}", r.avg_us))
-        };
-        let label: String = label.chars().take(55).collect();
+    let row = |p: &Profile, c, t| p.table.row_of(c, t).cloned();
+    let label = |t: Thread, l: &str| -> String {
+        format!("{}{l}", crate::frontends::printer::thread_tag(t))
+            .chars()
+            .take(55)
+            .collect()
+    };
+    if let (Some(pa), Some(pb)) = (&a.table.per_frame, &b.table.per_frame) {
+        // Both have a ledger: what each frame costs, most saved first.
+        // Shares move together when throughput moves; microseconds of CPU
+        // per frame say what a change saved.
         writeln!(
             out,
-            "{label:<55} {:>7.1}% {:>7.1}% {:>+7.1}pp {:>10} {:>10}",
-            share(ra),
-            share(rb),
-            share(rb) - share(ra),
-            avg(ra),
-            avg(rb)
+            "microseconds of CPU per frame ({} then {} frames):",
+            pa.frames, pb.frames
         )?;
+        writeln!(
+            out,
+            "{:<55} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "row", "before", "after", "delta", "share", "share"
+        )?;
+        let us = |r: &Option<profiles::table::Row>| {
+            r.as_ref().and_then(|r| r.us_per_frame).unwrap_or(0.0)
+        };
+        let share = |r: &Option<profiles::table::Row>| r.as_ref().map_or(0.0, |r| r.share_pct);
+        let mut lines: Vec<_> = keys
+            .iter()
+            .map(|(c, t, l)| (row(&a, *c, *t), row(&b, *c, *t), label(*t, l)))
+            .collect();
+        lines.sort_by(|x, y| (us(&x.1) - us(&x.0)).total_cmp(&(us(&y.1) - us(&y.0))));
+        for (ra, rb, l) in &lines {
+            writeln!(
+                out,
+                "{l:<55} {:>10.2} {:>10.2} {:>+10.2} {:>7.1}% {:>7.1}%",
+                us(ra),
+                us(rb),
+                us(rb) - us(ra),
+                share(ra),
+                share(rb)
+            )?;
+        }
+        let total = |p: &Profile, f: u64| p.table.denominator_seconds * 1e6 / f.max(1) as f64;
+        writeln!(
+            out,
+            "{:<55} {:>10.2} {:>10.2} {:>+10.2}",
+            "all rows",
+            total(&a, pa.frames),
+            total(&b, pb.frames),
+            total(&b, pb.frames) - total(&a, pa.frames)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{:<55} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            "row", "before", "after", "delta", "avg us", "avg us"
+        )?;
+        for (c, t, l) in &keys {
+            let (ra, rb) = (row(&a, *c, *t), row(&b, *c, *t));
+            let share = |r: &Option<profiles::table::Row>| r.as_ref().map_or(0.0, |r| r.share_pct);
+            let avg = |r: &Option<profiles::table::Row>| {
+                r.as_ref()
+                    .filter(|r| r.count > 0)
+                    .map_or("-".to_string(), |r| format!("{:.2}", r.avg_us))
+            };
+            writeln!(
+                out,
+                "{:<55} {:>7.1}% {:>7.1}% {:>+7.1}pp {:>10} {:>10}",
+                label(*t, l),
+                share(&ra),
+                share(&rb),
+                share(&rb) - share(&ra),
+                avg(&ra),
+                avg(&rb)
+            )?;
+        }
     }
     if let Some(path) = svg {
         if a.folded.is_empty() || b.folded.is_empty() {

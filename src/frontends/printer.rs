@@ -32,6 +32,7 @@ pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> 
                     "denominator": p.table.denominator,
                     "denominator_seconds": p.table.denominator_seconds,
                     "rows": p.table.rows,
+                    "per_frame": p.table.per_frame,
                     "unavailable": p.table.unavailable,
                     "profiler_cost_seconds": p.table.profiler_cost_seconds,
                     "samples_by_thread": p.table.samples_by_thread,
@@ -84,7 +85,7 @@ pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> 
 
 /// Prints the table's rows as CSV.
 fn print_csv(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "world,category,thread,source,share_pct,count,rate_per_sec,total_us,avg_us,p50_us,p99_us,samples,paper_share_pct")?;
+    writeln!(out, "world,category,thread,source,share_pct,count,rate_per_sec,total_us,avg_us,p50_us,p99_us,samples,paper_share_pct,us_per_frame")?;
     for r in &t.rows {
         let world = r
             .world
@@ -93,7 +94,7 @@ fn print_csv(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             .unwrap_or_default();
         writeln!(
             out,
-            "{world},{},{},{},{:.4},{},{:.2},{:.2},{:.4},{:.4},{:.4},{},{}",
+            "{world},{},{},{},{:.4},{},{:.2},{:.2},{:.4},{:.4},{:.4},{},{},{}",
             r.category,
             r.thread.sampled_name(),
             r.source,
@@ -105,7 +106,8 @@ fn print_csv(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             r.p50_us,
             r.p99_us,
             r.samples.map_or(String::new(), |s| s.to_string()),
-            r.paper_share_pct.map_or(String::new(), |p| p.to_string())
+            r.paper_share_pct.map_or(String::new(), |p| p.to_string()),
+            r.us_per_frame.map_or(String::new(), |u| format!("{u:.4}"))
         )?;
     }
     Ok(())
@@ -119,10 +121,28 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         "\nwhere the time went (100% = {:.3} s: {}):",
         t.denominator_seconds, t.denominator
     )?;
+    // The ledger's column, where frames flowed.
+    let ledger = t.per_frame.is_some();
+    let frame_cell = |v: Option<f64>| match (ledger, v) {
+        (false, _) => String::new(),
+        (true, Some(us)) => format!(" {us:>9.2}"),
+        (true, None) => format!(" {:>9}", "-"),
+    };
     writeln!(
         out,
-        "{:<55} {:>7} {:>10} {:>11} {:>9} {:>9} {:>7}",
-        "row", "share", "count", "per second", "avg us", "p99 us", "paper"
+        "{:<55} {:>7}{} {:>10} {:>11} {:>9} {:>9} {:>7}",
+        "row",
+        "share",
+        if ledger {
+            format!(" {:>9}", "us/frame")
+        } else {
+            String::new()
+        },
+        "count",
+        "per second",
+        "avg us",
+        "p99 us",
+        "paper"
     )?;
     for row in &t.rows {
         let paper = match (row.paper_table, row.paper_share_pct) {
@@ -132,30 +152,62 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
         // Rows of other threads say so; the rest are the vCPU thread's.
         let label = format!("{}{}", thread_tag(row.thread), row.label);
         let label: String = label.chars().take(55).collect();
-        let split = row.source == Source::SplitBySamples;
-        if split {
-            writeln!(
-                out,
-                "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9} {paper:>7}",
-                row.share_pct, row.count, row.rate_per_sec, row.avg_us, "-"
-            )?;
-            continue;
-        }
-        if row.source != Source::Markers {
-            let samples = row
-                .samples
-                .map_or("est.".to_string(), |n| format!("~{n} smp"));
-            writeln!(
-                out,
-                "{label:<55} {:>6.1}% {samples:>10} {:>11} {:>9} {:>9} {paper:>7}",
-                row.share_pct, "-", "-", "-"
-            )?;
-            continue;
-        }
+        let dash = || "-".to_string();
+        // Sampled rows have no counts; split rows no percentiles.
+        let (count, rate, avg, p99) = match row.source {
+            Source::Markers => (
+                row.count.to_string(),
+                format!("{:.0}", row.rate_per_sec),
+                format!("{:.2}", row.avg_us),
+                format!("{:.2}", row.p99_us),
+            ),
+            Source::SplitBySamples => (
+                row.count.to_string(),
+                format!("{:.0}", row.rate_per_sec),
+                format!("{:.2}", row.avg_us),
+                dash(),
+            ),
+            Source::Sampling | Source::EmulationWindows => (
+                row.samples
+                    .map_or("est.".to_string(), |n| format!("~{n} smp")),
+                dash(),
+                dash(),
+                dash(),
+            ),
+        };
         writeln!(
             out,
-            "{label:<55} {:>6.1}% {:>10} {:>11.0} {:>9.2} {:>9.2} {:>7}",
-            row.share_pct, row.count, row.rate_per_sec, row.avg_us, row.p99_us, paper
+            "{label:<55} {:>6.1}%{} {count:>10} {rate:>11} {avg:>9} {p99:>9} {paper:>7}",
+            row.share_pct,
+            frame_cell(row.us_per_frame),
+        )?;
+    }
+    if let Some(p) = &t.per_frame {
+        let opt =
+            |name: &str, v: Option<f64>, digits: usize| v.map(|v| format!("{name} {v:.digits$}"));
+        let counts: Vec<String> = [
+            opt("exits to user space", p.exits_to_user, 2),
+            opt(
+                "port accesses completed in KVM",
+                p.port_accesses_in_kernel,
+                2,
+            ),
+            opt("interrupts", p.interrupts, 2),
+            opt("emulated guest instructions", p.emulated_instructions, 0),
+            opt("TAP writes", p.tap_writes, 2),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let what = match p.direction {
+            profiles::table::Direction::Transmit => "datagrams delivered",
+            profiles::table::Direction::Receive => "datagrams received",
+        };
+        writeln!(
+            out,
+            "per frame ({} {what}; us/frame is CPU time per frame): {}",
+            p.frames,
+            counts.join(", ")
         )?;
     }
     if t.rows.iter().any(|r| r.source != Source::Markers) {
@@ -401,7 +453,7 @@ fn print_text(r: &RunResult, out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 /// How the text report marks a row of a thread other than the vCPU's.
-fn thread_tag(thread: Thread) -> &'static str {
+pub fn thread_tag(thread: Thread) -> &'static str {
     match thread {
         Thread::Io => "[io] ",
         Thread::Pvnet => "[pv] ",

@@ -3,7 +3,7 @@
 //! [`Guest::finish`] in a [`RunResult`]. It lives as long as its VM; the
 //! [`super::Workbench`] around it keeps what outlives a restart.
 
-use super::result::{outcome, Outcome, PhaseTime, RunResult};
+use super::result::{ledger, outcome, Outcome, PhaseTime, RunResult};
 use crate::cli::RunArgs;
 use crate::machine::devices::host::GuestSays;
 use crate::machine::guest_image::GuestImage;
@@ -511,7 +511,7 @@ impl Guest {
         });
         let transmit_path = TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz);
         let finish = self.finished.expect("pumped to the end");
-        Ok(RunResult {
+        let mut result = RunResult {
             guest: self.image.name.clone(),
             guest_build_id: self.image.build_id.clone(),
             cmdline: self.cmdline,
@@ -537,7 +537,11 @@ impl Guest {
             io_cpu_seconds: io.map(|io| io.cpu_seconds),
             optimizations: self.opts.states(),
             optimization_changes: Vec::new(),
-        })
+        };
+        if let Some(counts) = ledger(&result) {
+            result.profile.per_frame(counts);
+        }
+        Ok(result)
     }
 }
 

@@ -6,5 +6,5 @@ mod result;
 mod workbench;
 
 pub use guest::{Base, Guest, News};
-pub use result::{outcome, Outcome, PhaseTime, RunResult};
+pub use result::{ledger, outcome, Outcome, PhaseTime, RunResult};
 pub use workbench::Workbench;

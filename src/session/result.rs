@@ -7,7 +7,8 @@ use crate::machine::netrun::NetReport;
 use crate::machine::vmm::events::Finish;
 use crate::machine::vmm::exits::ExitStats;
 use crate::profiler::emulation::EmulationSummary;
-use profiles::table::Table;
+use crate::profiler::tracepoints::{PIO, USERSPACE_EXIT};
+use profiles::table::{Direction, PerFrame, Table};
 use profiles::transmit_path::TransmitPath;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -98,6 +99,39 @@ pub struct RunResult {
     /// guest's TSC cycle counts into time (the guest's TSC ticks at the
     /// host's rate on PVM and on VT-x/AMD-V without TSC scaling).
     pub host_tsc_mhz: f64,
+}
+
+/// The per-frame ledger's counts of a run: per datagram delivered when the
+/// guest transmitted, else per datagram it received; None when no frame
+/// flowed.
+pub fn ledger(r: &RunResult) -> Option<PerFrame> {
+    let n = &r.net;
+    let (frames, direction) = match (n.frames_delivered, n.rx_delivered) {
+        (0, 0) => return None,
+        (0, rx) => (rx, Direction::Receive),
+        (tx, _) => (tx, Direction::Transmit),
+    };
+    let per = |count: u64| count as f64 / frames as f64;
+    let user_pio = r.exits.io_in + r.exits.io_out;
+    let seconds_traced = r.emulation.as_ref().filter(|e| e.traced_seconds > 0.0);
+    Some(PerFrame {
+        frames,
+        direction,
+        exits_to_user: Some(per(r
+            .tracepoints
+            .get(USERSPACE_EXIT)
+            .copied()
+            .unwrap_or(r.exits.kvm_run_returns))),
+        port_accesses_in_kernel: r
+            .tracepoints
+            .get(PIO)
+            .map(|&p| per(p.saturating_sub(user_pio))),
+        // The line goes up and down once per interrupt.
+        interrupts: Some(per(n.irq_edges) / 2.0),
+        emulated_instructions: seconds_traced
+            .map(|e| e.estimated_per_second * r.seconds / frames as f64),
+        tap_writes: Some(per(n.frames_received_by_host)),
+    })
 }
 
 /// Describes how a run finished.

@@ -1,5 +1,6 @@
 //! Golden files for what `report` and `flamegraph` print from a fixed
-//! profile: the folded stacks, the text table and the SVG. A change to any
+//! profile: the folded stacks, the text table (with its per-frame ledger)
+//! and the SVG. A change to any
 //! of them shows as a diff of the file under `tests/golden`; after checking
 //! it, `WORLDSWITCH_BLESS=1 cargo test --test e2e golden` writes the new
 //! output as the expected one.
@@ -8,6 +9,7 @@ use crate::worldswitch;
 use profiles::attribution::{self, Inputs};
 use profiles::inputs::{MarkedThread, MarkerRow, PvDrain, SampleSummary};
 use profiles::profile::{Profile, Provenance, FORMAT, VERSION};
+use profiles::table::{Direction, PerFrame};
 use profiles::taxonomy::Category;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +62,7 @@ fn profile() -> Profile {
         .into_iter()
         .map(|(t, n)| (t.to_string(), n))
         .collect();
-    let table = attribution::table(&Inputs {
+    let mut table = attribution::table(&Inputs {
         tsc_mhz: tsc,
         wall_seconds: 2.5,
         vcpu: &vcpu,
@@ -69,6 +71,15 @@ fn profile() -> Profile {
         samples: Ok(&s),
         emulation: None,
         in_kernel_pio: 0.0,
+    });
+    table.per_frame(PerFrame {
+        frames: 5000,
+        direction: Direction::Transmit,
+        exits_to_user: Some(6.01),
+        port_accesses_in_kernel: Some(7.91),
+        interrupts: Some(0.98),
+        emulated_instructions: Some(231.0),
+        tap_writes: Some(1.0),
     });
     let folded: BTreeMap<String, u64> = [
         ("vcpu;guest;guest_native", 100),

@@ -308,3 +308,44 @@ fn every_worldswitch_thread_is_sampled() {
     let check = io_events.cross_check.as_ref().expect("a cross-check");
     assert!(check.samples > 0, "{check:?}");
 }
+
+#[test]
+fn the_per_frame_ledger_adds_up_to_the_cpu_time_over_the_frames() {
+    if !kvm_or_skip("per-frame ledger") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ws-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.json");
+    crate::record_ok(&file, &["--duration", "3s"]);
+    let out = worldswitch(&["report", file.to_str().unwrap(), "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = profiles::profile::Profile::load(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ledger = p.table.per_frame.as_ref().expect("frames flowed");
+    assert!(ledger.frames > 1000, "{ledger:?}");
+    let rows = r["rows"].as_array().unwrap();
+    let sum: f64 = rows
+        .iter()
+        .map(|row| {
+            row["us_per_frame"]
+                .as_f64()
+                .expect("every row has us_per_frame")
+        })
+        .sum();
+    let want = p.table.denominator_seconds * 1e6 / ledger.frames as f64;
+    assert!(
+        (sum - want).abs() <= want * 0.01,
+        "rows add up to {sum:.2} us per frame, the denominator over the frames is {want:.2}"
+    );
+    // The counts beside it: nettest at baseline exits about six times a
+    // frame and takes one interrupt a frame.
+    let exits = ledger.exits_to_user.unwrap();
+    assert!((3.0..12.0).contains(&exits), "{ledger:?}");
+    assert!(ledger.tap_writes.unwrap() >= 0.99, "{ledger:?}");
+}

@@ -8,10 +8,10 @@ use crate::cli::{ResultsArgs, RunArgs};
 use crate::machine::netrun::NetRun;
 use crate::machine::optimizations::{Opt, Opts, Preset};
 use crate::machine::vmnet::frames;
-use crate::profiler::tracepoints::PIO;
 use crate::run;
 use crate::session::RunResult;
 use profiles::stats::Summary;
+use profiles::table::PerFrame;
 use serde::Serialize;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -108,22 +108,15 @@ struct Run {
 
 fn from_result(r: &RunResult) -> Run {
     let n = &r.net;
-    let frames = n.frames_delivered.max(1) as f64;
-    let user_pio = r.exits.io_in + r.exits.io_out;
+    // The run's per-frame ledger has the counts.
+    let per = |f: fn(&PerFrame) -> Option<f64>| r.profile.per_frame.as_ref().and_then(f);
     Run {
         mbps: n.throughput_mbps,
         fps: n.frames_per_sec,
         user: n.exits_per_frame,
-        kernel: r
-            .tracepoints
-            .get(PIO)
-            .map(|&p| p.saturating_sub(user_pio) as f64 / frames),
-        irqs: Some(n.irq_edges as f64 / 2.0 / frames),
-        insns: r
-            .emulation
-            .as_ref()
-            .filter(|e| e.traced_seconds > 0.0 && n.frames_per_sec > 0.0)
-            .map(|e| e.estimated_per_second / n.frames_per_sec),
+        kernel: per(|p| p.port_accesses_in_kernel),
+        irqs: per(|p| p.interrupts),
+        insns: per(|p| p.emulated_instructions),
         vcpu: Some(r.vcpu_cpu_seconds / r.seconds * 100.0),
         io: r.io_cpu_seconds.map(|s| s / r.seconds * 100.0),
         flusher: thread_pct(r, "flusher"),
