@@ -11,7 +11,7 @@ use crate::machine::vmm::vcpu::Command;
 use crate::profiler::threads::ThreadMeter;
 use crate::session::RunResult;
 use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, Snapshot, Toggle};
-use profiles::table::Table;
+use profiles::table::{Direction, PerFrame, Table};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -374,8 +374,30 @@ impl Workbench {
     /// Keeps the current table as the baseline of the delta column.
     pub fn mark_baseline(&mut self) {
         let base = self.view_base();
-        self.baseline = Some(self.guest.table(&base));
+        self.baseline = Some(self.live_table(&base));
         self.mark("baseline marked");
+    }
+
+    /// The overhead table since `base`, with the frames delivered since
+    /// then as its ledger (live, only the exits per frame are counted).
+    fn live_table(&mut self, base: &Base) -> Table {
+        let mut table = self.guest.table(base);
+        let frames = self.guest.delivered().0.saturating_sub(base.delivered.0);
+        let exits = self
+            .guest
+            .stats()
+            .kvm_run_returns
+            .saturating_sub(base.exits());
+        table.per_frame(PerFrame {
+            frames,
+            direction: Direction::Transmit,
+            exits_to_user: Some(exits as f64 / frames.max(1) as f64),
+            port_accesses_in_kernel: None,
+            interrupts: None,
+            emulated_instructions: None,
+            tap_writes: None,
+        });
+        table
     }
 
     fn mark(&mut self, label: &str) {
@@ -394,7 +416,7 @@ impl Workbench {
     /// The picture of the run now.
     pub fn snapshot(&mut self) -> Snapshot {
         let base = self.view_base();
-        let table = self.guest.table(&base);
+        let table = self.live_table(&base);
         let g = &self.guest;
         let window = base.at.unwrap_or(g.booted()).elapsed().as_secs_f64();
         let accounting = g.accounting();

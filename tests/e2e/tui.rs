@@ -158,6 +158,11 @@ fn the_workbench_in_a_real_terminal() {
     }
     t.keys("Tab");
     t.wait_for("Total time (the paper's Table 1", 5);
+    // The ledger: u switches the table to microseconds of CPU per frame.
+    t.keys("u");
+    t.wait_for("microseconds of CPU per frame over", 5);
+    t.keys("u");
+    t.wait_for("(u: per frame)", 5);
 
     // Export: the SVG exists and is an SVG.
     t.keys("e");

@@ -4,7 +4,7 @@
 use profiles::snapshot::{
     Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, ThreadCpu, Toggle,
 };
-use profiles::table::{Measured, Table};
+use profiles::table::{Direction, Measured, PerFrame, Table};
 use profiles::taxonomy::{Category, Thread};
 use profiles::toggles::Opt;
 use profiles::transmit_path::TransmitPath;
@@ -59,6 +59,16 @@ fn table(scale: f64) -> Table {
             (Category::GuestIdle, "no samples fell in this row".into()),
         ],
     );
+    // 10,000 frames, as the transmit rows count.
+    t.per_frame(PerFrame {
+        frames: 10_000,
+        direction: Direction::Transmit,
+        exits_to_user: Some(12.0 * scale),
+        port_accesses_in_kernel: None,
+        interrupts: None,
+        emulated_instructions: None,
+        tap_writes: None,
+    });
     t.profiler_cost_seconds = 0.02;
     t.halted_seconds = 0.01;
     t.preempted_seconds = Some(0.002);

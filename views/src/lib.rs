@@ -108,6 +108,7 @@ const HELP: &[(&str, &str)] = &[
     ("Tab S-Tab 1-6", "switch screens (or click a tab)"),
     ("arrows hjkl", "move; PgUp/PgDn scroll"),
     ("s", "Overheads: sort by the next column"),
+    ("u", "Overheads: shares, or microseconds per frame"),
     ("b", "mark a baseline for the delta column"),
     ("r", "reset counters: figures start from now"),
     ("w", "last 10 s (rolling) or the whole run"),
@@ -159,6 +160,7 @@ fn note(text: impl Into<String>) -> Paragraph<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Action, Key};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 
@@ -212,6 +214,30 @@ mod tests {
     #[test]
     fn every_screen_of_a_run_just_started() {
         screens("starting", &fixtures::starting());
+    }
+
+    #[test]
+    fn the_ledger_view_shows_microseconds_per_frame() {
+        let s = fixtures::busy();
+        let mut ui = UiState {
+            tab: Tab::Overheads,
+            ..UiState::default()
+        };
+        assert_eq!(ui.on_key(Key::Char('u'), &s), Action::None);
+        assert!(ui.per_frame);
+        let text = render(&s, &mut ui, 160, 48);
+        assert!(
+            text.contains("microseconds of CPU per frame over 10000 frames"),
+            "{text}"
+        );
+        insta::assert_snapshot!("busy_Overheads_per_frame_160x48", text);
+        // Without frames there is nothing to divide by: the shares stay.
+        let mut ui = UiState {
+            tab: Tab::Overheads,
+            ..UiState::default()
+        };
+        ui.on_key(Key::Char('u'), &fixtures::starting());
+        assert!(!ui.per_frame && ui.message.is_some());
     }
 
     #[test]

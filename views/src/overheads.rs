@@ -33,26 +33,50 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
         ),
     ])
     .areas(area);
+    // The ledger view needs frames; without them the shares stay.
+    let per_frame = t.per_frame.as_ref().filter(|_| ui.per_frame);
+    let unit = match per_frame {
+        Some(p) => format!(
+            "microseconds of CPU per frame over {} frames ({:.1} in all; u shows shares)",
+            p.frames,
+            t.denominator_seconds * 1e6 / p.frames.max(1) as f64
+        ),
+        None => format!(
+            "100% = {:.3} s: {}{}",
+            t.denominator_seconds,
+            t.denominator,
+            if t.per_frame.is_some() {
+                " (u: per frame)"
+            } else {
+                ""
+            }
+        ),
+    };
     frame.render_widget(
         Line::from(Span::styled(
             format!(
-                "100% = {:.3} s: {} · sorted by {} (s) · {}",
-                t.denominator_seconds,
-                t.denominator,
+                "{unit} · sorted by {} (s) · {}",
                 ui.sort.title(),
-                if s.baseline.is_some() {
-                    "delta: share points since the baseline (b)"
-                } else {
-                    "b marks a baseline for the delta column"
+                match (s.baseline.is_some(), per_frame.is_some()) {
+                    (true, false) => "delta: share points since the baseline (b)",
+                    (true, true) => "delta: us per frame since the baseline (b)",
+                    (false, _) => "b marks a baseline for the delta column",
                 }
             ),
             style::DIM,
         )),
         head,
     );
-    let rows = sorted(t, s.baseline.as_ref(), ui.sort);
+    let rows = sorted(t, s.baseline.as_ref(), ui.sort, per_frame.is_some());
     ui.row = ui.row.min(rows.len().saturating_sub(1));
-    draw_main(frame, main, &rows, s.baseline.as_ref(), ui);
+    draw_main(
+        frame,
+        main,
+        &rows,
+        s.baseline.as_ref(),
+        ui,
+        per_frame.is_some(),
+    );
     if let Some(r) = rows.get(ui.row) {
         frame.render_widget(Line::from(Span::styled(detail_line(r), style::DIM)), detail);
     }
@@ -95,13 +119,15 @@ pub fn draw(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &mut UiState) {
     );
 }
 
-fn delta(r: &Row, baseline: Option<&Table>) -> Option<f64> {
-    baseline
-        .and_then(|b| b.row_of(r.category, r.thread))
-        .map(|b| r.share_pct - b.share_pct)
+fn delta(r: &Row, baseline: Option<&Table>, per_frame: bool) -> Option<f64> {
+    let b = baseline.and_then(|b| b.row_of(r.category, r.thread))?;
+    match per_frame {
+        true => Some(r.us_per_frame? - b.us_per_frame?),
+        false => Some(r.share_pct - b.share_pct),
+    }
 }
 
-fn sorted<'a>(t: &'a Table, baseline: Option<&Table>, by: SortBy) -> Vec<&'a Row> {
+fn sorted<'a>(t: &'a Table, baseline: Option<&Table>, by: SortBy, per_frame: bool) -> Vec<&'a Row> {
     let mut rows: Vec<&Row> = t.rows.iter().collect();
     let key = |r: &Row| -> f64 {
         match by {
@@ -109,7 +135,7 @@ fn sorted<'a>(t: &'a Table, baseline: Option<&Table>, by: SortBy) -> Vec<&'a Row
             SortBy::Count => r.count as f64,
             SortBy::Avg => r.avg_us,
             SortBy::P99 => r.p99_us,
-            SortBy::Delta => delta(r, baseline).map_or(0.0, f64::abs),
+            SortBy::Delta => delta(r, baseline, per_frame).map_or(0.0, f64::abs),
         }
     };
     rows.sort_by(|a, b| match by {
@@ -142,10 +168,19 @@ fn draw_main(
     rows: &[&Row],
     baseline: Option<&Table>,
     ui: &mut UiState,
+    per_frame: bool,
 ) {
     let wide = area.width >= 100;
     let head = [
-        "row", "thr", "count", "/s", "share", "avg us", "p99 us", "delta", "paper",
+        "row",
+        "thr",
+        "count",
+        "/s",
+        if per_frame { "us/fr" } else { "share" },
+        "avg us",
+        "p99 us",
+        "delta",
+        "paper",
     ];
     let visible = area.height.saturating_sub(3) as usize;
     let first = ui.row.saturating_sub(visible.saturating_sub(1));
@@ -188,7 +223,11 @@ fn draw_main(
                 } else {
                     format!("{:.0}", r.rate_per_sec)
                 }),
-                Cell::from(format!("{:.1}%", r.share_pct)),
+                Cell::from(match (per_frame, r.us_per_frame) {
+                    (true, Some(us)) => format!("{us:.2}"),
+                    (true, None) => dash(),
+                    (false, _) => format!("{:.1}%", r.share_pct),
+                }),
                 Cell::from(if sampled {
                     dash()
                 } else {
@@ -199,7 +238,13 @@ fn draw_main(
                 } else {
                     format!("{:.2}", r.p99_us)
                 }),
-                Cell::from(delta(r, baseline).map_or(String::new(), |d| format!("{d:+.1}"))),
+                Cell::from(delta(r, baseline, per_frame).map_or(String::new(), |d| {
+                    if per_frame {
+                        format!("{d:+.2}")
+                    } else {
+                        format!("{d:+.1}")
+                    }
+                })),
                 Cell::from(match (r.paper_table, r.paper_share_pct) {
                     (Some(PaperTable::Total), Some(p)) => format!("{p:.1}%"),
                     _ => String::new(),

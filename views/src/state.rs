@@ -181,6 +181,8 @@ pub struct UiState {
     pub help: bool,
     /// The overhead table's sort column.
     pub sort: SortBy,
+    /// The overhead table shows microseconds of CPU per frame, not shares.
+    pub per_frame: bool,
     /// The selected row of the overhead table.
     pub row: usize,
     /// The flame graph's view.
@@ -206,6 +208,7 @@ impl Default for UiState {
             tab: Tab::Overview,
             help: false,
             sort: SortBy::Share,
+            per_frame: false,
             row: 0,
             flame: FlameView::default(),
             frozen: None,
@@ -282,6 +285,14 @@ impl UiState {
                 );
             }
             Key::Char('s') if self.tab == Tab::Overheads => self.sort = self.sort.next(),
+            Key::Char('u') if self.tab == Tab::Overheads => {
+                if live.table.per_frame.is_some() {
+                    self.per_frame = !self.per_frame;
+                } else {
+                    self.message =
+                        Some("no frames have flowed yet: no cost per frame to show".into());
+                }
+            }
             Key::Char(c) if live.toggles.iter().any(|t| t.key == c) => {
                 // Toggles flip from every screen, so their effect can be
                 // watched on any of them.
