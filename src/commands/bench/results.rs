@@ -13,6 +13,7 @@ use crate::session::RunResult;
 use profiles::stats::Summary;
 use profiles::table::PerFrame;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,13 @@ pub struct ResultRow {
     pub pv_cpu_pct: Option<f64>,
     /// Median throughput over the baseline preset's.
     pub ratio_to_baseline: Option<f64>,
+    /// Microseconds of CPU per frame of the largest rows (medians), by
+    /// `thread/category` (the per-frame ledger).
+    pub us_per_frame: BTreeMap<String, f64>,
 }
+
+/// Rows of the ledger a result keeps.
+const LEDGER_ROWS: usize = 5;
 
 /// What runs: a name and the toggles, or the native writer.
 #[derive(Debug, Clone)]
@@ -104,6 +111,8 @@ struct Run {
     io: Option<f64>,
     flusher: Option<f64>,
     pv: Option<f64>,
+    /// Microseconds of CPU per frame, by `thread/category`.
+    ledger: BTreeMap<String, f64>,
 }
 
 fn from_result(r: &RunResult) -> Run {
@@ -121,6 +130,15 @@ fn from_result(r: &RunResult) -> Run {
         io: r.io_cpu_seconds.map(|s| s / r.seconds * 100.0),
         flusher: thread_pct(r, "flusher"),
         pv: thread_pct(r, "pvnet"),
+        ledger: r
+            .profile
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let key = format!("{}/{}", row.thread.sampled_name(), row.category);
+                Some((key, row.us_per_frame?))
+            })
+            .collect(),
     }
 }
 
@@ -244,6 +262,7 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
                     flusher_cpu_pct: median(rs.iter().map(|r| r.flusher)),
                     pv_cpu_pct: median(rs.iter().map(|r| r.pv)),
                     ratio_to_baseline: None,
+                    us_per_frame: largest_rows(rs),
                 })
             })
             .collect();
@@ -257,6 +276,28 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
         rows.extend(table);
     }
     Ok(rows)
+}
+
+/// The ledger rows of the largest median microseconds per frame (at least
+/// 0.05, the precision printed).
+fn largest_rows(rs: &[Run]) -> BTreeMap<String, f64> {
+    let keys: std::collections::BTreeSet<&String> =
+        rs.iter().flat_map(|r| r.ledger.keys()).collect();
+    let mut rows: Vec<(String, f64)> = keys
+        .into_iter()
+        .filter_map(|k| {
+            Some((
+                k.clone(),
+                median(rs.iter().map(|r| r.ledger.get(k).copied()))?,
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // Rows that round to nothing say nothing.
+    rows.into_iter()
+        .filter(|(_, us)| *us >= 0.05)
+        .take(LEDGER_ROWS)
+        .collect()
 }
 
 fn name(c: &Config) -> String {
@@ -323,6 +364,19 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
+        "\nmicroseconds of CPU per frame, the largest rows of each configuration's ledger (medians):"
+    )?;
+    for r in rows.iter().filter(|r| !r.us_per_frame.is_empty()) {
+        let mut largest: Vec<(&String, &f64)> = r.us_per_frame.iter().collect();
+        largest.sort_by(|a, b| b.1.total_cmp(a.1));
+        let cells: Vec<String> = largest
+            .iter()
+            .map(|(k, us)| format!("{} {us:.1}", k.trim_start_matches("vcpu/")))
+            .collect();
+        writeln!(out, "{:<40} {}", r.config, cells.join(" · "))?;
+    }
+    writeln!(
+        out,
         "user/f: exits to user space per frame; KVM/f: port accesses KVM completed itself; emul/f: guest instructions KVM emulated (estimated); flush%: the flusher thread polling the coalesced ring; pv%: the pv-nic drain thread.\n\
          The paper (733 MHz PIII, VMware Workstation 2.0, 100 Mb/s link): 64 Mb/s CPU-bound at baseline; with its three optimizations the link's speed at lower CPU."
     )?;
@@ -332,6 +386,33 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ledger_keeps_the_largest_median_rows() {
+        let run = |pairs: &[(&str, f64)]| Run {
+            ledger: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Run::default()
+        };
+        let rows = largest_rows(&[
+            run(&[
+                ("vcpu/kvm_run", 300.0),
+                ("vcpu/lance_tx", 1.0),
+                ("io/host_events", 0.01),
+            ]),
+            run(&[
+                ("vcpu/kvm_run", 340.0),
+                ("vcpu/lance_tx", 3.0),
+                ("vcpu/user_irq", 0.5),
+            ]),
+        ]);
+        assert_eq!(rows.len(), 3, "a row that rounds to nothing goes: {rows:?}");
+        assert_eq!(rows["vcpu/kvm_run"], 320.0);
+        assert_eq!(rows["vcpu/lance_tx"], 2.0);
+        assert_eq!(
+            rows["vcpu/user_irq"], 0.5,
+            "a row one round lacks keeps the other's"
+        );
+    }
 
     #[test]
     fn configs_add_singles_without_duplicates_and_a_native_row() {
