@@ -273,10 +273,14 @@ pub struct RunArgs {
     /// rows inside KVM_RUN then stay one undivided row).
     #[arg(long, default_value_t = crate::profiler::sampler::DEFAULT_HZ, value_name = "HZ")]
     pub sample_hz: u64,
-    /// Trace kvm:kvm_emulate_insn in 50 ms windows each second to split
-    /// instruction emulation by kind (costs guest kernel speed while on).
+    /// Trace kvm:kvm_emulate_insn in short windows to split instruction
+    /// emulation by kind (costs guest kernel speed while on).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub emulation_windows: bool,
+    /// Percent of the time the emulation windows trace: PCT x 10 ms each
+    /// second (up to 50 ms windows; 100 traces all the time).
+    #[arg(long, default_value_t = crate::profiler::emulation::DEFAULT_DUTY_PCT, value_parser = clap::value_parser!(u8).range(1..=100), value_name = "PCT")]
+    pub emulation_duty: u8,
     /// Walk the guest's frame pointers at every exit to user space and put
     /// that guest stack in front of the host stacks sampled while the exit
     /// was handled (marked `guest:`); costs about a microsecond an exit.

@@ -125,7 +125,7 @@ impl Guest {
             ),
         };
         let windows = if args.emulation_windows {
-            EmulationWindows::start(vm.vcpu_tid(), vm.port_map())
+            EmulationWindows::start(vm.vcpu_tid(), vm.port_map(), args.emulation_duty)
         } else {
             Err("emulation windows are off".to_string())
         };

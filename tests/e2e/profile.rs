@@ -184,8 +184,19 @@ fn bench_profiler_compares_the_sources() {
         .iter()
         .map(|c| c["config"].as_str().unwrap())
         .collect();
-    assert_eq!(configs, ["off", "sampling", "sampling+windows"]);
+    assert_eq!(
+        configs,
+        ["off", "sampling", "sampling+windows", "windows always"]
+    );
     assert_eq!(r["results"][0]["ratio_to_off"], 1.0);
+    // The default's emulation split against one traced all the time.
+    assert_eq!(r["results"][2]["emulation_duty_pct"], 2);
+    assert_eq!(r["results"][3]["emulation_duty_pct"], 100);
+    if crate::tracefs_ready() {
+        let pct = |i: usize| r["results"][i]["emulation_split"]["ordinary_pct"].as_f64();
+        let (default, always) = (pct(2).expect("a split"), pct(3).expect("a split"));
+        assert!((0.0..=100.0).contains(&default) && (0.0..=100.0).contains(&always));
+    }
     assert!(
         r["results"][1]["throughput_mbps"]["median"]
             .as_f64()
