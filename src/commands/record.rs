@@ -172,7 +172,7 @@ pub fn diff(
             keys.push((r.category, r.thread, r.label.clone()));
         }
     }
-    let row = |p: &Profile, c, t| p.table.row_of(c, t).cloned();
+    let share = |r: Option<&profiles::table::Row>| r.map_or(0.0, |r| r.share_pct);
     let label = |t: Thread, l: &str| -> String {
         format!("{}{l}", crate::frontends::printer::thread_tag(t))
             .chars()
@@ -193,16 +193,13 @@ pub fn diff(
             "{:<55} {:>10} {:>10} {:>10} {:>8} {:>8}",
             "row", "before", "after", "delta", "share", "share"
         )?;
-        let us = |r: &Option<profiles::table::Row>| {
-            r.as_ref().and_then(|r| r.us_per_frame).unwrap_or(0.0)
-        };
-        let share = |r: &Option<profiles::table::Row>| r.as_ref().map_or(0.0, |r| r.share_pct);
+        let us = |r: Option<&profiles::table::Row>| r.and_then(|r| r.us_per_frame).unwrap_or(0.0);
         let mut lines: Vec<_> = keys
             .iter()
-            .map(|(c, t, l)| (row(&a, *c, *t), row(&b, *c, *t), label(*t, l)))
+            .map(|(c, t, l)| (a.table.row_of(*c, *t), b.table.row_of(*c, *t), label(*t, l)))
             .collect();
-        lines.sort_by(|x, y| (us(&x.1) - us(&x.0)).total_cmp(&(us(&y.1) - us(&y.0))));
-        for (ra, rb, l) in &lines {
+        lines.sort_by(|x, y| (us(x.1) - us(x.0)).total_cmp(&(us(y.1) - us(y.0))));
+        for &(ra, rb, ref l) in &lines {
             writeln!(
                 out,
                 "{l:<55} {:>10.2} {:>10.2} {:>+10.2} {:>7.1}% {:>7.1}%",
@@ -229,22 +226,20 @@ pub fn diff(
             "row", "before", "after", "delta", "avg us", "avg us"
         )?;
         for (c, t, l) in &keys {
-            let (ra, rb) = (row(&a, *c, *t), row(&b, *c, *t));
-            let share = |r: &Option<profiles::table::Row>| r.as_ref().map_or(0.0, |r| r.share_pct);
-            let avg = |r: &Option<profiles::table::Row>| {
-                r.as_ref()
-                    .filter(|r| r.count > 0)
+            let (ra, rb) = (a.table.row_of(*c, *t), b.table.row_of(*c, *t));
+            let avg = |r: Option<&profiles::table::Row>| {
+                r.filter(|r| r.count > 0)
                     .map_or("-".to_string(), |r| format!("{:.2}", r.avg_us))
             };
             writeln!(
                 out,
                 "{:<55} {:>7.1}% {:>7.1}% {:>+7.1}pp {:>10} {:>10}",
                 label(*t, l),
-                share(&ra),
-                share(&rb),
-                share(&rb) - share(&ra),
-                avg(&ra),
-                avg(&rb)
+                share(ra),
+                share(rb),
+                share(rb) - share(ra),
+                avg(ra),
+                avg(rb)
             )?;
         }
     }

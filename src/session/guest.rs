@@ -321,7 +321,7 @@ impl Guest {
             stats: self.latest.0.clone(),
             vcpu: self.latest.1.clone(),
             io: self.net.io_profile(),
-            samples: self.sampler.as_ref().ok().and_then(Sampler::latest),
+            samples: self.samples(),
             delivered: self.net.delivered(),
         }
     }
@@ -364,7 +364,7 @@ impl Guest {
 
     /// The sampled stacks since `base`, folded.
     pub fn folded_since(&self, base: &Base) -> BTreeMap<String, u64> {
-        let Some(s) = self.sampler.as_ref().ok().and_then(Sampler::latest) else {
+        let Some(s) = self.samples() else {
             return BTreeMap::new();
         };
         match &base.samples {
@@ -482,6 +482,7 @@ impl Guest {
         let mut news = Vec::new();
         while !self.pump(Duration::from_millis(100), console, &mut news)? {}
         let seconds = self.booted.elapsed().as_secs_f64();
+        let transmit_path = self.transmit_path();
         let tracepoints = self.tracepoint_counts();
         self.net.quiesce();
         let samples = self.sampler.map(Sampler::finish);
@@ -509,7 +510,6 @@ impl Guest {
             emulation: emulation.as_ref().ok(),
             in_kernel_pio: in_kernel_share(&tracepoints, &stats).unwrap_or(0.0),
         });
-        let transmit_path = TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz);
         let finish = self.finished.expect("pumped to the end");
         let mut result = RunResult {
             guest: self.image.name.clone(),

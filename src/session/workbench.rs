@@ -49,6 +49,8 @@ pub struct Workbench {
     history: VecDeque<Base>,
     window: Option<Duration>,
     threads: ThreadMeter,
+    /// The host's virtualization (read once: it does not change).
+    host_kind: &'static str,
     /// The optimizations the vCPU last reported: None before its first
     /// report, which is noted rather than marked.
     reported: Option<Opts>,
@@ -77,6 +79,7 @@ impl Workbench {
             history: VecDeque::new(),
             window: None,
             threads: ThreadMeter::default(),
+            host_kind: crate::machine::vmm::flavour::Flavour::detect().name(),
             reported: None,
             opt_changes: Vec::new(),
             warned: BTreeSet::new(),
@@ -421,17 +424,13 @@ impl Workbench {
         let window = base.at.unwrap_or(g.booted()).elapsed().as_secs_f64();
         let accounting = g.accounting();
         let delivered = g.delivered().0;
-        let exits = g.stats().kvm_run_returns.saturating_sub(base.exits());
-        let frames = delivered.saturating_sub(base.delivered.0);
         let opts = g.optimizations();
         Snapshot {
             state: g.state(),
             info: Info {
                 guest: g.name().to_string(),
                 backend: g.backend_name().into(),
-                host_kind: crate::machine::vmm::flavour::Flavour::detect()
-                    .name()
-                    .to_string(),
+                host_kind: self.host_kind.into(),
                 sampling: g.sampling(),
                 profiler_cost_pct: table.profiler_cost_seconds
                     / table.denominator_seconds.max(1e-9)
@@ -450,7 +449,8 @@ impl Workbench {
                 frames_from_guest: accounting.0,
                 delivered,
                 dropped: accounting.1,
-                exits_per_frame: (frames > 0).then(|| exits as f64 / frames as f64),
+                // The live ledger has it, where frames flowed.
+                exits_per_frame: table.per_frame.as_ref().and_then(|p| p.exits_to_user),
             },
             table,
             baseline: self.baseline.clone(),

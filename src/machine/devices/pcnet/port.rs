@@ -84,11 +84,6 @@ impl Shared {
         });
         self.replayed.fetch_add(n as u64, Ordering::Relaxed);
     }
-
-    /// Whether coalesced writes wait in the ring.
-    fn pending(&self) -> bool {
-        self.ring.get().is_some_and(|(ring, _)| !ring.is_empty())
-    }
 }
 
 /// The PCnet as a bus device.
@@ -139,13 +134,13 @@ impl PcnetPort {
     /// One access, under one hold of the lock: the writes KVM logged before
     /// it, then the access itself timed under its row, then (irq-notify
     /// off) the look at the TAP the poll after this exit would make.
-    fn access<R>(&mut self, offset: u16, write: bool, f: impl FnOnce(&mut Core) -> R) -> R {
+    fn access<R>(&mut self, offset: u16, f: impl FnOnce(&mut Core) -> R) -> R {
         let shared = &*self.shared;
         let mut core = shared.lock();
         let core = &mut *core;
         shared.replay(core);
         let r = {
-            let _m = markers::scope(core.row(offset, write));
+            let _m = markers::scope(core.row(offset));
             let r = f(core);
             core.service();
             r
@@ -174,11 +169,11 @@ impl NicHandle {
     /// without touching it when none do. An exit to the NIC's own ports
     /// replays under the lock its access takes.
     pub fn replay_before(&self, port: Option<u16>) {
-        let Some((_, base)) = self.0.ring.get() else {
+        let Some((ring, base)) = self.0.ring.get() else {
             return;
         };
         let ours = port.is_some_and(|p| p.wrapping_sub(*base) < IO_SIZE);
-        if !ours && self.0.pending() {
+        if !ours && !ring.is_empty() {
             let mut core = self.0.lock();
             self.0.replay(&mut core);
         }
@@ -234,7 +229,7 @@ impl GuestRx for NicHandle {
 
 impl Core {
     /// The profile row of an access at `offset`.
-    fn row(&self, offset: u16, _write: bool) -> Category {
+    fn row(&self, offset: u16) -> Category {
         let rap = if self.chip.dwio() { DWIO_RAP } else { WIO_RAP };
         match offset {
             o if o == rap => Category::LanceRap,
@@ -312,13 +307,11 @@ impl PioDevice for PcnetPort {
     }
 
     fn timed_read(&mut self, offset: u16, data: &mut [u8]) {
-        self.access(offset, false, |core| core.chip.read_port(offset, data))
+        self.access(offset, |core| core.chip.read_port(offset, data))
     }
 
     fn timed_write(&mut self, offset: u16, data: &[u8]) -> BusAction {
-        self.access(offset, true, |core| {
-            core.chip.write_port(offset, data, &core.ram)
-        });
+        self.access(offset, |core| core.chip.write_port(offset, data, &core.ram));
         BusAction::None
     }
 
@@ -339,8 +332,8 @@ impl PioDevice for PcnetPort {
         }
     }
 
-    fn category(&self, offset: u16, write: bool) -> Category {
-        self.shared.lock().row(offset, write)
+    fn category(&self, offset: u16, _write: bool) -> Category {
+        self.shared.lock().row(offset)
     }
 }
 
