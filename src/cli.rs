@@ -157,6 +157,15 @@ pub struct ResultsArgs {
     /// or fd growth.
     #[arg(long, value_parser = parse_duration, value_name = "D")]
     pub soak: Option<Duration>,
+    /// First predict every preset with the cost model (a calibration, a
+    /// profiled baseline run and a 2 s probe of each single toggle), print
+    /// the predictions and every input, then run the table and put each
+    /// preset's prediction error beside it.
+    #[arg(long, conflicts_with = "soak")]
+    pub predict: bool,
+    /// Predict as --predict does and stop before any preset runs.
+    #[arg(long, conflicts_with_all = ["soak", "predict"])]
+    pub predict_only: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod flame;
 pub mod flametree;
 pub mod inputs;
+pub mod model;
 pub mod profile;
 pub mod rules;
 pub mod snapshot;

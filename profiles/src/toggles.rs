@@ -198,6 +198,13 @@ pub struct Opts {
     on: [bool; 7],
 }
 
+/// Written as its description (`paper`, `baseline + pv-nic`).
+impl Serialize for Opts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.describe())
+    }
+}
+
 impl Default for Opts {
     /// `naive`: nothing completes in KVM.
     fn default() -> Self {

@@ -2,13 +2,19 @@
 //! it ended, the exits, the network's accounting, the overhead table and
 //! the rest. A [`super::Guest`] ends in one; the printers print it.
 
+use crate::machine::devices::pcnet::registers::{
+    DWIO_BDP, DWIO_RAP, IO_SIZE as PCNET_IO_SIZE, WIO_BDP, WIO_RAP, WIO_RDP,
+};
 use crate::machine::guest_image::GuestImage;
 use crate::machine::netrun::NetReport;
 use crate::machine::vmm::events::Finish;
 use crate::machine::vmm::exits::ExitStats;
+use crate::machine::vmm::vm::NIC_IO_BASE;
 use crate::profiler::emulation::EmulationSummary;
 use crate::profiler::tracepoints::{PIO, USERSPACE_EXIT};
+use profiles::model::{Counts, LanceAccesses};
 use profiles::table::{Direction, PerFrame, Table};
+use profiles::taxonomy::{Category, Thread};
 use profiles::transmit_path::TransmitPath;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -131,6 +137,44 @@ pub fn ledger(r: &RunResult) -> Option<PerFrame> {
         emulated_instructions: seconds_traced
             .map(|e| e.estimated_per_second * r.seconds / frames as f64),
         tap_writes: Some(per(n.frames_received_by_host)),
+    })
+}
+
+/// The cost model's counts per frame of a run with a ledger: the ledger's,
+/// the pv-nic's doorbells, the vCPU thread's own TAP writes and polls (its
+/// rows' counts), and the Lance's accesses by what happened to them.
+pub fn counts(r: &RunResult) -> Option<Counts> {
+    let p = r.profile.per_frame.as_ref()?;
+    let per = |n: u64| n as f64 / p.frames as f64;
+    let vcpu_row = |c: Category| {
+        r.profile
+            .row_of(c, Thread::Vcpu)
+            .map_or(0.0, |row| per(row.count))
+    };
+    let nic = |offset: u16| r.exits.port(NIC_IO_BASE + offset);
+    let lance_exits: u64 = r
+        .exits
+        .ports
+        .iter()
+        .filter(|c| c.port.wrapping_sub(NIC_IO_BASE) < PCNET_IO_SIZE)
+        .map(|c| c.outs + c.ins)
+        .sum();
+    let address = nic(WIO_RAP).outs + nic(DWIO_RAP).outs;
+    let data = nic(WIO_RDP).outs + nic(WIO_BDP).outs + nic(DWIO_BDP).outs;
+    Some(Counts {
+        exits_to_user: p.exits_to_user?,
+        port_accesses_in_kernel: p.port_accesses_in_kernel.unwrap_or(0.0),
+        doorbells: per(r.net.pv_nic.doorbells),
+        interrupts: p.interrupts.unwrap_or(0.0),
+        emulated_instructions: p.emulated_instructions.unwrap_or(0.0),
+        vcpu_tap_writes: vcpu_row(Category::VmnetTx),
+        tap_polls: vcpu_row(Category::HostEvents),
+        lance: LanceAccesses {
+            address_writes_exiting: per(address),
+            data_writes_exiting: per(data),
+            other_exiting: per(lance_exits.saturating_sub(address + data)),
+            writes_in_kernel: per(r.exits.coalesced_writes),
+        },
     })
 }
 

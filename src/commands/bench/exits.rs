@@ -3,16 +3,14 @@
 //! loop that does nothing but re-enter, interleaved on one guest.
 
 use crate::cli::ExitsArgs;
-use crate::machine::devices::host::GuestSays;
 use crate::machine::devices::mailbox::BENCH_PORT;
 use crate::machine::guest_image::GuestImage;
 use crate::machine::vmm::dispatch::FloorSchedule;
-use crate::machine::vmm::events::{Finish, VmEvent};
+use crate::machine::vmm::phases;
 use crate::machine::vmm::vm::{self, VmConfig};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use profiles::stats::Summary;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::io::Write;
 
 /// The figures `bench exits` prints.
@@ -53,50 +51,21 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
         start_paused: false,
         nic: None,
     })?;
-    let mut begun = HashMap::new();
-    let mut per_out = vec![None; rounds as usize];
-    let (finish, stats) = loop {
-        match vm
-            .events()
-            .recv()
-            .context("the vCPU thread ended without reporting why")?
-        {
-            VmEvent::Guest(GuestSays::Phase {
-                begin: true,
-                index,
-                at,
-                ..
-            }) => {
-                begun.insert(index, at);
-            }
-            VmEvent::Guest(GuestSays::Phase {
-                begin: false,
-                index,
-                at,
-                ..
-            }) => {
-                if let (Some(start), Some(slot)) =
-                    (begun.remove(&index), per_out.get_mut(index as usize))
-                {
-                    let us = at.duration_since(start).as_secs_f64() * 1e6;
-                    *slot = Some(us / args.iterations as f64);
-                }
-            }
-            VmEvent::Finished { finish, stats, .. } => break (finish, stats),
-            _ => {}
-        }
-    };
-    if finish != Finish::GuestExit(0) {
-        bail!("the exitbench guest did not finish cleanly: {finish:?}");
-    }
+    let phases = phases::collect(&vm)?;
     let schedule = FloorSchedule;
     let (mut dispatch, mut floor) = (Vec::new(), Vec::new());
     let mut ratios = Vec::new();
+    let name = if args.cpl == 3 {
+        "cpl3_out"
+    } else {
+        "cpl0_out"
+    };
+    let per_out = |index| -> anyhow::Result<f64> {
+        Ok(phases.get(name, index)?.as_secs_f64() * 1e6 / args.iterations as f64)
+    };
     for pair in 0..args.pairs {
         let (a, b) = (2 * pair, 2 * pair + 1);
-        let (Some(ta), Some(tb)) = (per_out[a as usize], per_out[b as usize]) else {
-            bail!("exitbench did not report phases {a} and {b}");
-        };
+        let (ta, tb) = (per_out(a)?, per_out(b)?);
         let (d, f) = if schedule.uses_floor(a) {
             (tb, ta)
         } else {
@@ -114,7 +83,7 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
         dispatch_us: summary(&dispatch)?,
         floor_us: summary(&floor)?,
         ratio: summary(&ratios)?,
-        bench_port_exits: stats.port(BENCH_PORT).outs,
+        bench_port_exits: phases.stats.port(BENCH_PORT).outs,
     })
 }
 

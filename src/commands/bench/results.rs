@@ -10,6 +10,7 @@ use crate::machine::optimizations::{Opt, Opts, Preset};
 use crate::machine::vmnet::frames;
 use crate::run;
 use crate::session::RunResult;
+use profiles::model::Counts;
 use profiles::stats::Summary;
 use profiles::table::PerFrame;
 use serde::Serialize;
@@ -56,6 +57,18 @@ pub struct ResultRow {
     /// Microseconds of CPU per frame of the largest rows (medians), by
     /// `thread/category` (the per-frame ledger).
     pub us_per_frame: BTreeMap<String, f64>,
+    /// What `bench --predict` predicted (presets only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted_throughput_mbps: Option<f64>,
+    /// Predicted less measured, percent of measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_error_pct: Option<f64>,
+    /// Which term of the prediction was off most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_miss: Option<String>,
+    /// The run of median throughput, for comparing with a prediction.
+    #[serde(skip)]
+    pub(super) median_run: Option<Run>,
 }
 
 /// Rows of the ledger a result keeps.
@@ -100,7 +113,7 @@ fn configs(presets: &[Preset]) -> Vec<Config> {
 
 /// Per-run figures.
 #[derive(Debug, Default, Clone)]
-struct Run {
+pub(super) struct Run {
     mbps: f64,
     fps: f64,
     user: Option<f64>,
@@ -113,6 +126,10 @@ struct Run {
     pv: Option<f64>,
     /// Microseconds of CPU per frame, by `thread/category`.
     ledger: BTreeMap<String, f64>,
+    /// The cost model's counts per frame.
+    pub(super) counts: Option<Counts>,
+    /// The vCPU thread's CPU per frame, microseconds.
+    pub(super) vcpu_us_per_frame: Option<f64>,
 }
 
 fn from_result(r: &RunResult) -> Run {
@@ -139,6 +156,9 @@ fn from_result(r: &RunResult) -> Run {
                 Some((key, row.us_per_frame?))
             })
             .collect(),
+        counts: crate::session::counts(r),
+        vcpu_us_per_frame: (n.frames_delivered > 0)
+            .then(|| r.vcpu_cpu_seconds * 1e6 / n.frames_delivered as f64),
     }
 }
 
@@ -185,14 +205,36 @@ fn native(args: &ResultsArgs, write_size: u64) -> anyhow::Result<Run> {
     })
 }
 
-fn guest(args: &ResultsArgs, opts: Opts, write_size: u64) -> anyhow::Result<Run> {
+/// How a nettest run is profiled.
+pub(super) struct Profiling {
+    /// Stack samples per second (0: none).
+    pub sample_hz: u64,
+    /// Percent of the time the emulation windows trace.
+    pub emulation_duty: u8,
+}
+
+/// The results table's runs: counts only, the default windows.
+const COUNTS_ONLY: Profiling = Profiling {
+    sample_hz: 0,
+    emulation_duty: crate::profiler::emulation::DEFAULT_DUTY_PCT,
+};
+
+/// One nettest run under `opts` for `duration`.
+pub(super) fn nettest(
+    args: &ResultsArgs,
+    opts: Opts,
+    write_size: u64,
+    duration: Duration,
+    profiling: Profiling,
+) -> anyhow::Result<RunResult> {
     let mut run_args = RunArgs {
-        duration: Some(args.duration),
+        duration: Some(duration),
         headless: true,
         json: true,
         net: args.net,
         link_rate: args.link_rate,
-        sample_hz: 0,
+        sample_hz: profiling.sample_hz,
+        emulation_duty: profiling.emulation_duty,
         ..RunArgs::for_guest("nettest")
     };
     run_args.set_optimizations(opts);
@@ -203,6 +245,11 @@ fn guest(args: &ResultsArgs, opts: Opts, write_size: u64) -> anyhow::Result<Run>
     if r.outcome.failed {
         anyhow::bail!("nettest failed: {}", r.outcome.message);
     }
+    Ok(r)
+}
+
+fn guest(args: &ResultsArgs, opts: Opts, write_size: u64) -> anyhow::Result<Run> {
+    let r = nettest(args, opts, write_size, args.duration, COUNTS_ONLY)?;
     Ok(from_result(&r))
 }
 
@@ -263,6 +310,17 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
                     pv_cpu_pct: median(rs.iter().map(|r| r.pv)),
                     ratio_to_baseline: None,
                     us_per_frame: largest_rows(rs),
+                    predicted_throughput_mbps: None,
+                    prediction_error_pct: None,
+                    prediction_miss: None,
+                    median_run: rs
+                        .iter()
+                        .min_by(|a, b| {
+                            (a.mbps - spread.median)
+                                .abs()
+                                .total_cmp(&(b.mbps - spread.median).abs())
+                        })
+                        .cloned(),
                 })
             })
             .collect();
@@ -309,9 +367,35 @@ fn name(c: &Config) -> String {
 
 /// `worldswitch bench`.
 pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let rows = measure(args, &mut std::io::stderr())?;
+    let forecast = if args.predict || args.predict_only {
+        let f = super::predict::forecast(args, &mut std::io::stderr())?;
+        if !args.json {
+            super::predict::print(&f, out)?;
+            out.flush()?;
+        }
+        Some(f)
+    } else {
+        None
+    };
+    if args.predict_only {
+        if args.json {
+            serde_json::to_writer_pretty(&mut *out, &forecast)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let mut rows = measure(args, &mut std::io::stderr())?;
+    if let Some(f) = &forecast {
+        super::predict::compare(f, &mut rows);
+    }
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "results": rows }))?;
+        let mut doc = serde_json::json!({ "results": rows });
+        if let Some(f) = &forecast {
+            doc["calibration"] = serde_json::to_value(&f.calibration)?;
+            doc["model"] = serde_json::to_value(&f.model)?;
+            doc["probes"] = serde_json::to_value(&f.probes)?;
+        }
+        serde_json::to_writer_pretty(&mut *out, &doc)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -374,6 +458,23 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .map(|(k, us)| format!("{} {us:.1}", k.trim_start_matches("vcpu/")))
             .collect();
         writeln!(out, "{:<40} {}", r.config, cells.join(" · "))?;
+    }
+    if forecast.is_some() {
+        writeln!(out, "\npredicted (before any preset ran) against measured:")?;
+        for r in rows
+            .iter()
+            .filter(|r| r.predicted_throughput_mbps.is_some())
+        {
+            writeln!(
+                out,
+                "{:<12} predicted {:>7.2} Mb/s, measured {:>7.2} ({:+.1}%); most off: {}",
+                r.config,
+                r.predicted_throughput_mbps.unwrap_or_default(),
+                r.throughput_mbps,
+                r.prediction_error_pct.unwrap_or_default(),
+                r.prediction_miss.as_deref().unwrap_or("-")
+            )?;
+        }
     }
     writeln!(
         out,

@@ -8,5 +8,6 @@ pub mod exits;
 pub mod flavour;
 pub mod floor;
 pub mod kick;
+pub mod phases;
 pub mod vcpu;
 pub mod vm;

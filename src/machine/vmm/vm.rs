@@ -12,7 +12,8 @@ use super::vcpu::{Command, Vcpu};
 use crate::machine::devices::bus::{BusError, PioBus};
 use crate::machine::devices::irq::{EdgeIrq, IrqChip, IrqLine, Resampled};
 use crate::machine::devices::mailbox::{
-    BenchPort, Mailbox, ShutdownPort, BENCH_PORT, MAILBOX_PORT, QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
+    BenchPort, Mailbox, ShutdownPort, BENCH_DOORBELL, BENCH_PORT, MAILBOX_PORT,
+    QEMU_DEBUG_EXIT_PORT, SHUTDOWN_PORT,
 };
 use crate::machine::devices::pci::{
     Bar, BarKind, FunctionSpec, PciConfigSpace, CONFIG_BASE, CONFIG_LEN,
@@ -163,6 +164,8 @@ pub struct VmHandle {
     pv_drain: Option<Drain>,
     nic: Option<NicHandle>,
     ports: PortMap,
+    /// Signalled by the calibration's doorbell; nobody reads it.
+    _bench_doorbell: EventFd,
 }
 
 impl VmHandle {
@@ -345,6 +348,14 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         &[(SHUTDOWN_PORT, 4), (QEMU_DEBUG_EXIT_PORT, 1)],
     )?;
     bus.insert(Box::<BenchPort>::default(), &[(BENCH_PORT, 4)])?;
+    // The benchmark port's last byte is a doorbell KVM completes, for the
+    // cost model's calibration; without ioeventfd it exits like the rest.
+    let bench_doorbell = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?;
+    let _ = vm.register_ioevent(
+        &bench_doorbell,
+        &IoEventAddress::Pio(u64::from(BENCH_DOORBELL)),
+        NoDatamatch,
+    );
 
     kick::install().map_err(VmError::Thread)?;
     let stitch = config.stitch.then(|| Arc::new(StitchLog::default()));
@@ -416,6 +427,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         pv_drain,
         nic: nic_handle,
         ports,
+        _bench_doorbell: bench_doorbell,
     })
 }
 
