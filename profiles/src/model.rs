@@ -578,6 +578,12 @@ pub fn counts_for(
             }
         }
     }
+    if bases.is_empty() {
+        return Ok((
+            counts,
+            "no change: the pv-nic's path replaces the Lance's".into(),
+        ));
+    }
     Ok((counts, bases.join(", ")))
 }
 

@@ -170,6 +170,54 @@ pub struct Snapshot {
     pub log: Vec<LogLine>,
     /// Optimization toggles that exist.
     pub toggles: Vec<Toggle>,
+    /// What the cost model predicts each toggle will do, and how its last
+    /// prediction fared (a live run only).
+    #[serde(default)]
+    pub forecast: Option<LiveForecast>,
+}
+
+/// The cost model, live: a prediction for each toggle before it is
+/// flipped, and the last flip's prediction against what it measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LiveForecast {
+    /// What the model stands on, or what it waits for.
+    pub status: String,
+    /// Each toggle's prediction, flipped from the configuration running.
+    pub toggles: Vec<TogglePrediction>,
+    /// The last flip's prediction against the measurement since.
+    pub check: Option<Check>,
+}
+
+/// What flipping one toggle will do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TogglePrediction {
+    /// The toggle.
+    pub opt: Opt,
+    /// Predicted throughput, Mb/s.
+    pub mbps: Option<f64>,
+    /// Predicted vCPU microseconds per frame.
+    pub us_per_frame: Option<f64>,
+    /// Where the counts come from, or why there is no prediction.
+    pub basis: String,
+}
+
+/// A flip's prediction against its measurement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    /// The configuration flipped to.
+    pub config: String,
+    /// Predicted throughput, Mb/s.
+    pub predicted_mbps: f64,
+    /// Predicted vCPU microseconds per frame.
+    pub predicted_us_per_frame: f64,
+    /// Measured since the flip (None: not enough frames yet).
+    pub measured_mbps: Option<f64>,
+    /// Measured vCPU microseconds per frame.
+    pub measured_us_per_frame: Option<f64>,
+    /// Predicted less measured throughput, percent of measured.
+    pub error_pct: Option<f64>,
+    /// The term that was off most.
+    pub miss: Option<String>,
 }
 
 impl Snapshot {
@@ -240,6 +288,7 @@ impl Snapshot {
                     })
                 })
                 .collect(),
+            forecast: None,
         }
     }
 

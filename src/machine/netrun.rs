@@ -222,6 +222,16 @@ impl NetRun {
         (c.nettest_written.load(Ordering::Relaxed), dropped)
     }
 
+    /// NIC interrupt line edges and pv-nic doorbells so far (cheap: two
+    /// atomics).
+    pub fn event_counts(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.irq_edges.load(Ordering::Relaxed),
+            c.pv.doorbells.load(Ordering::Relaxed),
+        )
+    }
+
     /// The accounting, after [`NetRun::quiesce`].
     pub fn report(
         &self,

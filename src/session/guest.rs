@@ -62,6 +62,11 @@ impl Base {
     pub fn exits(&self) -> u64 {
         self.stats.kvm_run_returns
     }
+
+    /// The exit counters then.
+    pub fn stats(&self) -> &ExitStats {
+        &self.stats
+    }
 }
 
 /// A running guest and everything measured about it.
@@ -371,6 +376,25 @@ impl Guest {
             Some(b) => sampler::owned(&s.since(b).folded),
             None => sampler::owned(&s.folded),
         }
+    }
+
+    /// The kernel tracepoints' counts so far (empty where they are
+    /// unavailable).
+    pub fn tracepoints(&mut self) -> BTreeMap<String, u64> {
+        self.tracepoint_counts()
+    }
+
+    /// NIC interrupt line edges and pv-nic doorbells so far.
+    pub fn net_events(&self) -> (u64, u64) {
+        self.net.event_counts()
+    }
+
+    /// The emulation windows' mix so far.
+    pub fn emulation(&self) -> Option<profiles::inputs::EmulationSummary> {
+        self.windows
+            .as_ref()
+            .ok()
+            .and_then(EmulationWindows::latest)
     }
 
     fn tracepoint_counts(&mut self) -> BTreeMap<String, u64> {

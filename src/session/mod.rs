@@ -2,6 +2,7 @@
 //! the [`Workbench`] as long as the run, across restarts of the guest.
 
 pub mod calibration;
+mod forecast;
 mod guest;
 mod result;
 mod workbench;

@@ -144,16 +144,21 @@ pub fn ledger(r: &RunResult) -> Option<PerFrame> {
 /// the pv-nic's doorbells, the vCPU thread's own TAP writes and polls (its
 /// rows' counts), and the Lance's accesses by what happened to them.
 pub fn counts(r: &RunResult) -> Option<Counts> {
-    let p = r.profile.per_frame.as_ref()?;
+    counts_of(&r.profile, &r.exits, r.net.pv_nic.doorbells)
+}
+
+/// The counts per frame of `table`'s ledger, with the exits `exits` and
+/// `doorbells` of the same time.
+pub fn counts_of(table: &Table, exits: &ExitStats, doorbells: u64) -> Option<Counts> {
+    let p = table.per_frame.as_ref()?;
     let per = |n: u64| n as f64 / p.frames as f64;
     let vcpu_row = |c: Category| {
-        r.profile
+        table
             .row_of(c, Thread::Vcpu)
             .map_or(0.0, |row| per(row.count))
     };
-    let nic = |offset: u16| r.exits.port(NIC_IO_BASE + offset);
-    let lance_exits: u64 = r
-        .exits
+    let nic = |offset: u16| exits.port(NIC_IO_BASE + offset);
+    let lance_exits: u64 = exits
         .ports
         .iter()
         .filter(|c| c.port.wrapping_sub(NIC_IO_BASE) < PCNET_IO_SIZE)
@@ -164,7 +169,7 @@ pub fn counts(r: &RunResult) -> Option<Counts> {
     Some(Counts {
         exits_to_user: p.exits_to_user?,
         port_accesses_in_kernel: p.port_accesses_in_kernel.unwrap_or(0.0),
-        doorbells: per(r.net.pv_nic.doorbells),
+        doorbells: per(doorbells),
         interrupts: p.interrupts.unwrap_or(0.0),
         emulated_instructions: p.emulated_instructions.unwrap_or(0.0),
         vcpu_tap_writes: vcpu_row(Category::VmnetTx),
@@ -173,7 +178,7 @@ pub fn counts(r: &RunResult) -> Option<Counts> {
             address_writes_exiting: per(address),
             data_writes_exiting: per(data),
             other_exiting: per(lance_exits.saturating_sub(address + data)),
-            writes_in_kernel: per(r.exits.coalesced_writes),
+            writes_in_kernel: per(exits.coalesced_writes),
         },
     })
 }

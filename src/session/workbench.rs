@@ -3,6 +3,7 @@
 //! [`Guest`] they follow. Switching the interrupt controller swaps the
 //! guest for one on a new VM; the timeline goes on.
 
+use super::forecast::Forecaster;
 use super::guest::{Base, Guest, News};
 use crate::cli::RunArgs;
 use crate::machine::optimizations::{Opt, Opts};
@@ -10,7 +11,7 @@ use crate::machine::vmm::exits::ExitStats;
 use crate::machine::vmm::vcpu::Command;
 use crate::profiler::threads::ThreadMeter;
 use crate::session::RunResult;
-use profiles::snapshot::{Info, LogLine, Mark, NetFigures, Point, Snapshot, Toggle};
+use profiles::snapshot::{Info, LiveForecast, LogLine, Mark, NetFigures, Point, Snapshot, Toggle};
 use profiles::table::{Direction, PerFrame, Table};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
@@ -57,16 +58,26 @@ pub struct Workbench {
     opt_changes: Vec<Mark>,
     warned: BTreeSet<String>,
     warnings: Vec<String>,
+    /// The cost model, live.
+    forecaster: Forecaster,
+    /// The prediction of the flip asked for, for its mark.
+    predicted: Option<(Opts, String)>,
+    /// The last predictions, and when they were made.
+    forecast: Option<(Instant, LiveForecast)>,
 }
 
 impl Workbench {
     /// Boots the guest `args` names with its network and collectors, and
     /// starts it.
     pub fn start(args: &RunArgs) -> anyhow::Result<Self> {
-        let guest = Guest::start(args)?;
+        let mut guest = Guest::start(args)?;
         let now = Instant::now();
+        let forecaster = Forecaster::start(&mut guest);
         let mut w = Workbench {
             guest,
+            forecaster,
+            predicted: None,
+            forecast: None,
             args: args.clone(),
             started: now,
             lines: VecDeque::new(),
@@ -120,6 +131,7 @@ impl Workbench {
             }
         };
         let old = std::mem::replace(&mut self.guest, next);
+        self.forecaster.restarted(&mut self.guest);
         // Live figures start afresh with the new guest.
         self.base = Base::default();
         self.history.clear();
@@ -168,7 +180,11 @@ impl Workbench {
             News::Note(text) => self.note(text),
             News::Optimized(opts) => {
                 if self.reported != Some(opts) {
-                    let label = format!("optimizations: {}", opts.describe());
+                    let mut label = format!("optimizations: {}", opts.describe());
+                    if let Some((_, predicted)) = self.predicted.take().filter(|(o, _)| *o == opts)
+                    {
+                        label = format!("{label} ({predicted})");
+                    }
                     if self.opt_changes.len() < CHANGES_KEEP {
                         self.opt_changes.push(Mark {
                             t: self.elapsed(),
@@ -327,6 +343,7 @@ impl Workbench {
         if opts.get(Opt::KernelIrqchip) != now.get(Opt::KernelIrqchip) {
             self.restart(opts);
         } else {
+            self.predicted = self.forecaster.flipping(opts).map(|l| (opts, l));
             self.guest.command(Command::Optimize(opts));
         }
     }
@@ -416,8 +433,26 @@ impl Workbench {
         self.note(label.into());
     }
 
+    /// The cost model's predictions, at most once a second (each builds a
+    /// table); a flip's finished check goes on the chart and in the log.
+    fn update_forecast(&mut self) {
+        if self
+            .forecast
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        let (f, finished) = self.forecaster.update(&mut self.guest);
+        if let Some(text) = finished {
+            self.mark(&format!("measured {text}"));
+        }
+        self.forecast = Some((Instant::now(), f));
+    }
+
     /// The picture of the run now.
     pub fn snapshot(&mut self) -> Snapshot {
+        self.update_forecast();
         let base = self.view_base();
         let table = self.live_table(&base);
         let g = &self.guest;
@@ -469,6 +504,7 @@ impl Workbench {
                     needs: o.needs().into_iter().collect(),
                 })
                 .collect(),
+            forecast: self.forecast.as_ref().map(|(_, f)| f.clone()),
         }
     }
 

@@ -164,6 +164,33 @@ fn the_workbench_in_a_real_terminal() {
     t.keys("u");
     t.wait_for("(u: per frame)", 5);
 
+    // The cost model: each toggle's prediction before it is flipped, then
+    // the flip's prediction against what it measured, marked on the chart.
+    t.keys("6");
+    let screen = t.wait_for("predicted (if flipped): model of baseline", 30);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("data-port-in-kernel") && l.contains(" off "))
+        .unwrap_or_else(|| panic!("no data-port-in-kernel row\n{screen}"));
+    let predicted: f64 = row
+        .split_whitespace()
+        .nth(4)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no predicted Mb/s in {row:?}\n{screen}"));
+    assert!(predicted > 0.0, "{row}");
+    t.keys("d");
+    let screen = t.wait_for("most off:", 30);
+    assert!(
+        screen.contains("after the flip to rap-in-kernel+data-port-in-kernel: predicted")
+            && screen.contains("measured"),
+        "{screen}"
+    );
+    // The flip and its measurement are marks, in the log.
+    t.keys("5");
+    t.wait_for("data-port-in-kernel (predicted", 5);
+    t.wait_for("measured rap-in-kernel+data-port-in-kernel: predicted", 5);
+    t.keys("d");
+
     // Export: the SVG exists and is an SVG.
     t.keys("e");
     let screen = t.wait_for("exported", 10);

@@ -2,7 +2,8 @@
 //! and a run that has just started.
 
 use profiles::snapshot::{
-    Info, LogLine, Mark, NetFigures, Point, RunState, Snapshot, ThreadCpu, Toggle,
+    Check, Info, LiveForecast, LogLine, Mark, NetFigures, Point, RunState, Snapshot, ThreadCpu,
+    Toggle, TogglePrediction,
 };
 use profiles::table::{Direction, Measured, PerFrame, Table};
 use profiles::taxonomy::{Category, Thread};
@@ -257,6 +258,38 @@ pub fn busy() -> Snapshot {
                 needs: Vec::new(),
             },
         ],
+        forecast: Some(LiveForecast {
+            status: "model of baseline over 12.0 s: 28.40 Mb/s, 410.0 us of vCPU per frame; costs: 2 calibrated, 5 from the profile".into(),
+            toggles: vec![
+                TogglePrediction {
+                    opt: Opt::RapInKernel,
+                    mbps: Some(27.10),
+                    us_per_frame: Some(429.7),
+                    basis: "rap-in-kernel by its mechanism".into(),
+                },
+                TogglePrediction {
+                    opt: Opt::SendCombining,
+                    mbps: Some(51.25),
+                    us_per_frame: Some(227.2),
+                    basis: "data-port-in-kernel by its mechanism, send-combining by its mechanism".into(),
+                },
+                TogglePrediction {
+                    opt: Opt::KernelIrqchip,
+                    mbps: None,
+                    us_per_frame: None,
+                    basis: "kernel-irqchip restarts the guest on another interrupt controller: not modelled".into(),
+                },
+            ],
+            check: Some(Check {
+                config: "baseline".into(),
+                predicted_mbps: 30.0,
+                predicted_us_per_frame: 388.0,
+                measured_mbps: Some(28.4),
+                measured_us_per_frame: Some(410.0),
+                error_pct: Some(5.6),
+                miss: Some("TAP polls per frame: model 0.00, measured 6.00 (+4.4 us/frame)".into()),
+            }),
+        }),
     }
 }
 
@@ -283,5 +316,6 @@ pub fn starting() -> Snapshot {
         console: Vec::new(),
         log: Vec::new(),
         toggles: Vec::new(),
+        forecast: None,
     }
 }
