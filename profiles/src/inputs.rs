@@ -183,6 +183,8 @@ pub struct EmulationSummary {
     pub lost: u64,
     /// Windows traced.
     pub windows: u64,
+    /// Frames the guest sent inside the windows.
+    pub frames_in_windows: u64,
     /// Seconds traced in all.
     pub traced_seconds: f64,
     /// Emulated instructions per second, estimated from the windows.
@@ -199,6 +201,22 @@ impl EmulationSummary {
     /// Instructions traced.
     pub fn total(&self) -> u64 {
         self.ordinary + self.privileged + self.pio + self.iret
+    }
+
+    /// Instructions emulated per frame the guest sent, both counted in the
+    /// windows (which slow the guest alike); None before a frame went.
+    pub fn per_frame(&self) -> Option<f64> {
+        (self.frames_in_windows > 0)
+            .then(|| (self.total() + self.lost) as f64 / self.frames_in_windows as f64)
+    }
+
+    /// The same between `earlier` and this summary.
+    pub fn per_frame_since(&self, earlier: &EmulationSummary) -> Option<f64> {
+        let frames = self
+            .frames_in_windows
+            .saturating_sub(earlier.frames_in_windows);
+        let insns = (self.total() + self.lost).saturating_sub(earlier.total() + earlier.lost);
+        (frames > 0).then(|| insns as f64 / frames as f64)
     }
 }
 

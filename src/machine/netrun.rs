@@ -222,6 +222,12 @@ impl NetRun {
         (c.nettest_written.load(Ordering::Relaxed), dropped)
     }
 
+    /// Reads the nettest frames the guest has sent so far (by any NIC).
+    pub fn frame_counter(&self) -> Box<dyn Fn() -> u64 + Send> {
+        let c = self.counters.clone();
+        Box::new(move || c.nettest_written.load(Ordering::Relaxed))
+    }
+
     /// NIC interrupt line edges and pv-nic doorbells so far (cheap: two
     /// atomics).
     pub fn event_counts(&self) -> (u64, u64) {

@@ -148,8 +148,15 @@ pub struct EmulationWindows {
 
 impl EmulationWindows {
     /// Starts tracing thread `tid` in windows, `duty_pct` percent of the
-    /// time (see [`windows`]).
-    pub fn start(tid: libc::pid_t, ports: PortMap, duty_pct: u8) -> Result<Self, String> {
+    /// time (see [`windows`]), reading `frames` (the frames the guest has
+    /// sent so far) at each window's ends: a window slows the guest, so its
+    /// instructions are counted against the frames sent in it.
+    pub fn start(
+        tid: libc::pid_t,
+        ports: PortMap,
+        duty_pct: u8,
+        frames: Box<dyn Fn() -> u64 + Send>,
+    ) -> Result<Self, String> {
         let (window, period) = windows(duty_pct);
         let id = tracepoints::id(TRACEPOINT).map_err(|e| e.to_string())?;
         let mut sampler = raw_tracer(id, tid, 4 << 20)
@@ -187,8 +194,10 @@ impl EmulationWindows {
                     if let Some(p) = pio.as_mut() {
                         let _ = p.enable();
                     }
+                    let frames0 = frames();
                     std::thread::sleep(window);
                     let _ = sampler.disable();
+                    s.frames_in_windows += frames().saturating_sub(frames0);
                     if let Some(p) = pio.as_mut() {
                         let _ = p.disable();
                         while let Some(record) = p.next_record() {

@@ -255,7 +255,10 @@ impl Forecaster {
                 .map(|n| n.saturating_sub(e.tracepoints.get(key).copied().unwrap_or(0)))
         };
         let (irq_edges, doorbells) = guest.net_events();
-        let emulated = emulated_since(guest.emulation().as_ref(), e.emulation.as_ref(), seconds);
+        let emulated = guest.emulation().and_then(|now| match &e.emulation {
+            Some(then) => now.per_frame_since(then),
+            None => now.per_frame(),
+        });
         let per = |n: u64| n as f64 / frames as f64;
         let mut table = guest.table(&e.base);
         table.per_frame(PerFrame {
@@ -265,7 +268,7 @@ impl Forecaster {
             port_accesses_in_kernel: since(PIO)
                 .map(|p| per(p.saturating_sub(exits.io_in + exits.io_out))),
             interrupts: Some(per(irq_edges.saturating_sub(e.irq_edges)) / 2.0),
-            emulated_instructions: emulated.map(|n| n / frames as f64),
+            emulated_instructions: emulated,
             tap_writes: None,
         });
         let counts = counts_of(&table, &exits, doorbells.saturating_sub(e.doorbells))?;
@@ -288,19 +291,6 @@ fn epoch(guest: &mut Guest) -> Epoch {
         doorbells,
         emulation: guest.emulation(),
     }
-}
-
-/// Guest instructions emulated between two summaries, over `seconds`: the
-/// rate the windows traced since, times the time.
-fn emulated_since(
-    now: Option<&EmulationSummary>,
-    then: Option<&EmulationSummary>,
-    seconds: f64,
-) -> Option<f64> {
-    let now = now?;
-    let (n0, t0) = then.map_or((0, 0.0), |t| (t.total() + t.lost, t.traced_seconds));
-    let traced = now.traced_seconds - t0;
-    (traced > 0.0).then(|| (now.total() + now.lost).saturating_sub(n0) as f64 / traced * seconds)
 }
 
 /// The exits between two snapshots of the counters.

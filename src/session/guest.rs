@@ -130,7 +130,12 @@ impl Guest {
             ),
         };
         let windows = if args.emulation_windows {
-            EmulationWindows::start(vm.vcpu_tid(), vm.port_map(), args.emulation_duty)
+            EmulationWindows::start(
+                vm.vcpu_tid(),
+                vm.port_map(),
+                args.emulation_duty,
+                net.frame_counter(),
+            )
         } else {
             Err("emulation windows are off".to_string())
         };

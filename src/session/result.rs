@@ -134,8 +134,13 @@ pub fn ledger(r: &RunResult) -> Option<PerFrame> {
             .map(|&p| per(p.saturating_sub(user_pio))),
         // The line goes up and down once per interrupt.
         interrupts: Some(per(n.irq_edges) / 2.0),
-        emulated_instructions: seconds_traced
-            .map(|e| e.estimated_per_second * r.seconds / frames as f64),
+        // Counted against the frames sent in the windows where there were
+        // any: a window slows the guest, so the rate it saw times the whole
+        // run's seconds undercounts.
+        emulated_instructions: seconds_traced.map(|e| {
+            e.per_frame()
+                .unwrap_or(e.estimated_per_second * r.seconds / frames as f64)
+        }),
         tap_writes: Some(per(n.frames_received_by_host)),
     })
 }

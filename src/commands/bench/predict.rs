@@ -218,6 +218,15 @@ pub fn print(f: &Forecast, out: &mut dyn Write) -> std::io::Result<()> {
     }
     writeln!(
         out,
+        "the calibration's own figures (each event alone, in a loop): {}",
+        f.calibration
+            .iter()
+            .map(|c| format!("{} {:.3} us", c.kind.short(), c.us))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(
+        out,
         "baseline: {:.2} Mb/s, {:.1} us of vCPU per frame, of which {:.1} no count drives (guest code, the rest)",
         f.model.mbps, f.model.vcpu_us_per_frame, f.model.residual_us
     )?;
