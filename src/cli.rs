@@ -158,7 +158,7 @@ pub struct ResultsArgs {
     #[arg(long, value_parser = parse_duration, value_name = "D")]
     pub soak: Option<Duration>,
     /// First predict every preset with the cost model (a calibration, a
-    /// profiled baseline run and a 2 s probe of each single toggle), print
+    /// profiled baseline run and a short probe of each single toggle), print
     /// the predictions and every input, then run the table and put each
     /// preset's prediction error beside it.
     #[arg(long, conflicts_with = "soak")]
@@ -166,6 +166,9 @@ pub struct ResultsArgs {
     /// Predict as --predict does and stop before any preset runs.
     #[arg(long, conflicts_with_all = ["soak", "predict"])]
     pub predict_only: bool,
+    /// How long each of the forecast's single-toggle probes runs.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "D")]
+    pub probe_duration: Duration,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -151,6 +151,81 @@ pub struct Counts {
     /// The Lance's part of the exits and in-KVM accesses, which the
     /// mechanisms move.
     pub lance: LanceAccesses,
+    /// Microseconds per frame the vCPU thread spent in the marker-timed
+    /// rows of each kind: exact, with no sampling, so a probe measures
+    /// these costs of its mechanism along with the counts.
+    pub timed: Timed,
+}
+
+/// Microseconds per frame of the vCPU thread's marker-timed rows, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timed {
+    /// The dispatch and the device models' work after exits.
+    pub exit_to_user: f64,
+    /// Interrupt delivery from user space.
+    pub interrupt: f64,
+    /// The Lance's transmit, the TAP write and the peer's stack under it.
+    pub tap_write: f64,
+    /// The looks at the TAP after exits.
+    pub tap_poll: f64,
+}
+
+impl Timed {
+    /// The vCPU thread's marker-timed rows of `table` (with a ledger).
+    pub fn of_table(table: &Table) -> Timed {
+        let mut t = Timed::default();
+        for r in table
+            .rows
+            .iter()
+            .filter(|r| r.thread == Thread::Vcpu && timed(r))
+        {
+            if let (Some(k), Some(us)) = (Kind::of_row(r.category), r.us_per_frame) {
+                t.add(k, us);
+            }
+        }
+        t
+    }
+
+    /// The marker-timed microseconds per frame of `kind`.
+    pub fn of(&self, kind: Kind) -> f64 {
+        match kind {
+            Kind::ExitToUser => self.exit_to_user,
+            Kind::Interrupt => self.interrupt,
+            Kind::TapWrite => self.tap_write,
+            Kind::TapPoll => self.tap_poll,
+            _ => 0.0,
+        }
+    }
+
+    /// Adds `us` to `kind`'s (kinds with no marker rows take none).
+    pub fn add(&mut self, kind: Kind, us: f64) {
+        match kind {
+            Kind::ExitToUser => self.exit_to_user += us,
+            Kind::Interrupt => self.interrupt += us,
+            Kind::TapWrite => self.tap_write += us,
+            Kind::TapPoll => self.tap_poll += us,
+            _ => {}
+        }
+    }
+
+    /// Scales each kind's time by how its count changed from `from` to
+    /// `to`: the same work per event.
+    fn rescaled(self, from: &Counts, to: &Counts) -> Timed {
+        let scale = |k: Kind, us: f64| {
+            let (a, b) = (from.of(k), to.of(k));
+            if a > 0.0 {
+                us * b / a
+            } else {
+                us
+            }
+        };
+        Timed {
+            exit_to_user: scale(Kind::ExitToUser, self.exit_to_user),
+            interrupt: scale(Kind::Interrupt, self.interrupt),
+            tap_write: scale(Kind::TapWrite, self.tap_write),
+            tap_poll: scale(Kind::TapPoll, self.tap_poll),
+        }
+    }
 }
 
 /// The Lance's port accesses per frame, by what happened to them.
@@ -182,7 +257,7 @@ impl Counts {
         }
     }
 
-    fn fields(&mut self) -> [&mut f64; 11] {
+    fn fields(&mut self) -> [&mut f64; 15] {
         [
             &mut self.exits_to_user,
             &mut self.port_accesses_in_kernel,
@@ -195,6 +270,10 @@ impl Counts {
             &mut self.lance.data_writes_exiting,
             &mut self.lance.other_exiting,
             &mut self.lance.writes_in_kernel,
+            &mut self.timed.exit_to_user,
+            &mut self.timed.interrupt,
+            &mut self.timed.tap_write,
+            &mut self.timed.tap_poll,
         ]
     }
 
@@ -224,8 +303,12 @@ pub struct Model {
     pub vcpu_us_per_frame: f64,
     /// Its counts per frame.
     pub counts: Counts,
-    /// The cost of each kind.
+    /// The cost of each kind: all of its time per event, as measured.
     pub costs: Vec<Cost>,
+    /// The part of each kind's cost per event the marker-timed rows do not
+    /// measure (sampled or calibrated): what a prediction prices, the
+    /// counts' own timed part added.
+    pub priced_us: Vec<(Kind, f64)>,
     /// The vCPU time per frame no count drives (guest code, the
     /// unattributed rest): the same under every configuration.
     pub residual_us: f64,
@@ -261,6 +344,14 @@ pub struct Prediction {
     pub terms: Vec<Term>,
 }
 
+/// Whether `row` is timed by markers (exact, no sampling).
+fn timed(row: &crate::table::Row) -> bool {
+    matches!(
+        row.source,
+        crate::table::Source::Markers | crate::table::Source::SplitBySamples
+    )
+}
+
 /// Counts per frame below this are too few to price a kind from the rows.
 const MIN_COUNT: f64 = 0.02;
 
@@ -289,15 +380,20 @@ impl Model {
         {
             return Err("the profile's KVM_RUN time is not split (sampling was off)".into());
         }
+        // Each kind's untimed rows (sampled, or split by the emulation
+        // mix): their time per frame and samples. The marker-timed rows
+        // are in the counts.
         let mut by_kind: std::collections::BTreeMap<Kind, (f64, u64)> = Default::default();
         let mut total = 0.0;
         for r in table.rows.iter().filter(|r| r.thread == Thread::Vcpu) {
             let Some(us) = r.us_per_frame else { continue };
             total += us;
             if let Some(k) = Kind::of_row(r.category) {
-                let e = by_kind.entry(k).or_default();
-                e.0 += us;
-                e.1 += r.samples.unwrap_or(0);
+                if !timed(r) {
+                    let e = by_kind.entry(k).or_default();
+                    e.0 += us;
+                    e.1 += r.samples.unwrap_or(0);
+                }
             }
         }
         let calibration = |k: Kind| calibrated.iter().find(|c| c.kind == k).cloned();
@@ -311,43 +407,59 @@ impl Model {
             by_kind.entry(Kind::PortInKvm).or_default().0 += moved;
         }
         let mut costs = Vec::new();
+        let mut priced_us = Vec::new();
         for kind in Kind::PRICED {
             let n = counts.of(kind);
             let (us, samples) = by_kind.get(&kind).copied().unwrap_or((0.0, 0));
-            let cost = match calibration(kind) {
-                Some(c) if kind == Kind::PortInKvm || kind == Kind::Doorbell || n < MIN_COUNT => c,
+            let marked = counts.timed.of(kind);
+            let (priced, cost) = match calibration(kind) {
+                Some(c) if kind == Kind::PortInKvm || kind == Kind::Doorbell || n < MIN_COUNT => {
+                    (c.us, c)
+                }
                 _ if n >= MIN_COUNT => {
-                    let each = us / n;
+                    let untimed = us / n;
+                    let each = (us + marked) / n;
                     // Sampled rows: the counting error of their samples.
                     let err = if samples > 0 {
-                        each / (samples as f64).sqrt()
+                        untimed / (samples as f64).sqrt()
                     } else {
                         0.0
                     };
-                    Cost {
+                    let cost = Cost {
                         kind,
                         us: each,
                         spread_us: (each - err, each + err),
                         source: CostSource::Profile,
                         how: format!(
-                            "{us:.2} us per frame of its rows over {n:.2} per frame{}",
+                            "{:.2} us per frame of its rows over {n:.2} per frame{}{}",
+                            us + marked,
+                            if marked > 0.0 {
+                                format!(" ({marked:.2} timed by markers)")
+                            } else {
+                                String::new()
+                            },
                             if samples > 0 {
                                 format!(" ({samples} samples)")
                             } else {
                                 String::new()
                             }
                         ),
-                    }
+                    };
+                    (untimed, cost)
                 }
-                _ => Cost {
-                    kind,
-                    us: 0.0,
-                    spread_us: (0.0, 0.0),
-                    source: CostSource::Missing,
-                    how: "none in this run and no calibration: priced at zero".into(),
-                },
+                _ => (
+                    0.0,
+                    Cost {
+                        kind,
+                        us: 0.0,
+                        spread_us: (0.0, 0.0),
+                        source: CostSource::Missing,
+                        how: "none in this run and no calibration: priced at zero".into(),
+                    },
+                ),
             };
             costs.push(cost);
+            priced_us.push((kind, priced));
         }
         // Kinds shown for reference.
         for kind in [Kind::ExitFromCpl3, Kind::WorldSwitch] {
@@ -359,9 +471,10 @@ impl Model {
             vcpu_us_per_frame: total,
             counts,
             costs,
+            priced_us,
             residual_us: 0.0,
         };
-        model.residual_us = total - model.priced_us(&counts);
+        model.residual_us = total - model.modelled_us(&counts);
         Ok(model)
     }
 
@@ -370,23 +483,30 @@ impl Model {
         self.costs.iter().find(|c| c.kind == kind)
     }
 
+    /// Each kind's time per frame under `counts`: the count at the
+    /// untimed cost, plus its marker-timed time.
     fn terms(&self, counts: &Counts) -> Vec<Term> {
         Kind::PRICED
             .iter()
             .map(|&kind| {
                 let count = counts.of(kind);
-                let cost_us = self.cost(kind).map_or(0.0, |c| c.us);
+                let untimed = self
+                    .priced_us
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map_or(0.0, |(_, us)| *us);
+                let us = count * untimed + counts.timed.of(kind);
                 Term {
                     kind,
                     count,
-                    cost_us,
-                    us: count * cost_us,
+                    cost_us: if count > 0.0 { us / count } else { untimed },
+                    us,
                 }
             })
             .collect()
     }
 
-    fn priced_us(&self, counts: &Counts) -> f64 {
+    fn modelled_us(&self, counts: &Counts) -> f64 {
         self.terms(counts).iter().map(|t| t.us).sum()
     }
 
@@ -418,8 +538,8 @@ impl Model {
     }
 }
 
-/// A term the model got wrong: its count or its cost against the ones
-/// measured.
+/// A term the model got wrong: its count, or the time the markers
+/// measured, against the ones measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Miss {
     /// The event.
@@ -428,9 +548,18 @@ pub struct Miss {
     pub predicted_count: f64,
     /// Per frame, measured.
     pub measured_count: f64,
-    /// Microseconds per frame the count's error made (measured less
-    /// predicted, at the model's cost).
-    pub us: f64,
+    /// Microseconds per frame, predicted.
+    pub predicted_us: f64,
+    /// Microseconds per frame at the measured count (and measured timed
+    /// part).
+    pub measured_us: f64,
+}
+
+impl Miss {
+    /// Measured less predicted microseconds per frame.
+    pub fn off_us(&self) -> f64 {
+        self.measured_us - self.predicted_us
+    }
 }
 
 /// Where a prediction missed.
@@ -438,30 +567,31 @@ pub struct Miss {
 pub struct Explanation {
     /// Predicted less measured throughput, percent of measured.
     pub error_pct: f64,
-    /// The counts' errors, largest first.
-    pub counts: Vec<Miss>,
-    /// What the right counts at the model's costs still miss: the costs
-    /// and the residual (measured less modelled microseconds per frame).
+    /// The terms' errors, largest first.
+    pub terms: Vec<Miss>,
+    /// What the right counts at the model's costs still miss: the
+    /// untimed costs and the residual (measured less modelled microseconds
+    /// per frame).
     pub costs_us: f64,
 }
 
 impl Explanation {
     /// One line: the largest term off.
     pub fn summary(&self) -> String {
-        let count = self
-            .counts
+        let term = self
+            .terms
             .first()
-            .filter(|m| m.us.abs() >= self.costs_us.abs());
-        match count {
+            .filter(|m| m.off_us().abs() >= self.costs_us.abs());
+        match term {
             Some(m) => format!(
                 "{} per frame: model {:.2}, measured {:.2} ({:+.1} us/frame)",
                 m.kind.short(),
                 m.predicted_count,
                 m.measured_count,
-                m.us
+                m.off_us()
             ),
             None => format!(
-                "the costs: the measured counts at the model's costs miss by {:+.1} us/frame",
+                "the untimed costs: the measured counts at the model's costs miss by {:+.1} us/frame",
                 self.costs_us
             ),
         }
@@ -477,25 +607,25 @@ pub fn explain(
     us_per_frame: f64,
     mbps: f64,
 ) -> Explanation {
-    let mut misses: Vec<Miss> = Kind::PRICED
+    let right = model.predict(p.opts, *counts, String::new());
+    let mut terms: Vec<Miss> = p
+        .terms
         .iter()
-        .map(|&kind| {
-            let cost = model.cost(kind).map_or(0.0, |c| c.us);
-            Miss {
-                kind,
-                predicted_count: p.counts.of(kind),
-                measured_count: counts.of(kind),
-                us: (counts.of(kind) - p.counts.of(kind)) * cost,
-            }
+        .zip(&right.terms)
+        .map(|(a, b)| Miss {
+            kind: a.kind,
+            predicted_count: a.count,
+            measured_count: b.count,
+            predicted_us: a.us,
+            measured_us: b.us,
         })
-        .filter(|m| m.us.abs() >= 0.05)
+        .filter(|m| m.off_us().abs() >= 0.05)
         .collect();
-    misses.sort_by(|a, b| b.us.abs().total_cmp(&a.us.abs()));
-    let right_counts = model.predict(p.opts, *counts, String::new());
+    terms.sort_by(|a, b| b.off_us().abs().total_cmp(&a.off_us().abs()));
     Explanation {
         error_pct: (p.mbps - mbps) / mbps.max(1e-9) * 100.0,
-        counts: misses,
-        costs_us: us_per_frame - right_counts.us_per_frame,
+        terms,
+        costs_us: us_per_frame - right.us_per_frame,
     }
 }
 
@@ -509,11 +639,12 @@ const LANCE_PATH: [Opt; 4] = [
 
 /// The counts `target` will have, from the counts `base` measured and
 /// those `known` for other configurations:
-/// - `target` itself measured (`base` first): those counts;
+/// - `target` itself measured: `base` shifted by what `target` measured
+///   against `base`'s own measurement in `known` (if any);
 /// - else each toggle flipped, in dependency order, shifts the counts by
 ///   what it changed when measured alone on `base` (with what it needs):
 ///   `known[base + t + needs] - known[base + needs]`; the pv-nic's path
-///   takes its counts whole and the Lance toggles then change nothing;
+///   replaces the Lance's, whose toggles then change nothing;
 /// - a toggle measured nowhere shifts them by its mechanism
 ///   ([`mechanism`]).
 pub fn counts_for(
@@ -521,19 +652,19 @@ pub fn counts_for(
     base: (Opts, Counts),
     known: &[(Opts, Counts)],
 ) -> Result<(Counts, String), String> {
-    // A change is counted against the same kind of measurement: the
-    // base's own probe when there is one.
-    let find = |o: Opts| {
-        known
-            .iter()
-            .find(|(k, _)| *k == o)
-            .map(|(_, c)| *c)
-            .or((o == base.0).then_some(base.1))
-    };
+    let find = |o: Opts| known.iter().find(|(k, _)| *k == o).map(|(_, c)| *c);
     if target == base.0 {
         return Ok((base.1, "measured under this configuration".into()));
     }
+    // A change is counted against the same kind of measurement: the
+    // base's own probe, when there is one.
+    let reference = find(base.0);
+    let find = |o: Opts| find(o).or((o == base.0).then_some(base.1));
     if let Some(c) = find(target) {
+        let c = match reference {
+            Some(r) => base.1.shifted(r, c),
+            None => c,
+        };
         return Ok((c, "measured under this configuration".into()));
     }
     if target.get(Opt::KernelIrqchip) != base.0.get(Opt::KernelIrqchip) {
@@ -564,10 +695,6 @@ pub fn counts_for(
         }
         with.set(o, on);
         match (find(without), find(with)) {
-            (Some(_), Some(to)) if o == Opt::PvNic && on => {
-                counts = to;
-                bases.push(format!("{} measured", o.name()));
-            }
             (Some(from), Some(to)) => {
                 counts = counts.shifted(from, to);
                 bases.push(format!("{} measured", o.name()));
@@ -605,6 +732,14 @@ fn needs(o: Opt, on: bool) -> Vec<Opt> {
 /// A toggle's mechanism, applied to counts measured without it: what it
 /// changes per frame, by the description of what it does.
 pub fn mechanism(o: Opt, on: bool, c: Counts, target: Opts) -> Result<Counts, String> {
+    let mut n = moved(o, on, c, target)?;
+    // The same work per event: the timed rows follow their counts.
+    n.timed = c.timed.rescaled(&c, &n);
+    Ok(n)
+}
+
+/// The counts a mechanism moves.
+fn moved(o: Opt, on: bool, c: Counts, target: Opts) -> Result<Counts, String> {
     let mut n = c;
     let l = &mut n.lance;
     // Writes that move between exits and the coalesced ring.

@@ -12,7 +12,7 @@ use crate::machine::vmm::exits::ExitStats;
 use crate::machine::vmm::vm::NIC_IO_BASE;
 use crate::profiler::emulation::EmulationSummary;
 use crate::profiler::tracepoints::{PIO, USERSPACE_EXIT};
-use profiles::model::{Counts, LanceAccesses};
+use profiles::model::{Counts, LanceAccesses, Timed};
 use profiles::table::{Direction, PerFrame, Table};
 use profiles::taxonomy::{Category, Thread};
 use profiles::transmit_path::TransmitPath;
@@ -185,6 +185,7 @@ pub fn counts_of(table: &Table, exits: &ExitStats, doorbells: u64) -> Option<Cou
             other_exiting: per(lance_exits.saturating_sub(address + data)),
             writes_in_kernel: per(exits.coalesced_writes),
         },
+        timed: Timed::of_table(table),
     })
 }
 

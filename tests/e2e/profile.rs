@@ -360,3 +360,89 @@ fn the_per_frame_ledger_adds_up_to_the_cpu_time_over_the_frames() {
     assert!((3.0..12.0).contains(&exits), "{ledger:?}");
     assert!(ledger.tap_writes.unwrap() >= 0.99, "{ledger:?}");
 }
+
+#[test]
+fn bench_predict_only_prints_predictions_and_every_input() {
+    if !kvm_or_skip("bench --predict-only") {
+        return;
+    }
+    let out = worldswitch(&[
+        "bench",
+        "--predict-only",
+        "--json",
+        "--presets",
+        "baseline,paper,modern",
+        "--duration",
+        "1s",
+        "--probe-duration",
+        "1s",
+        "--net",
+        "sink",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = r["results"].as_array().unwrap();
+    let configs: Vec<&str> = results
+        .iter()
+        .map(|c| c["config"].as_str().unwrap())
+        .collect();
+    assert_eq!(configs, ["baseline", "paper", "modern"]);
+    let mbps = |i: usize| results[i]["predicted_throughput_mbps"].as_f64().unwrap();
+    assert!(mbps(0) > 0.0, "{r:#}");
+    // Fewer exits and a ring instead of the Lance's registers: faster.
+    assert!(mbps(2) > mbps(0), "modern over baseline: {r:#}");
+    // The calibration priced each event alone.
+    let kinds: Vec<&str> = r["calibration"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert!(c["us"].as_f64().unwrap() > 0.0, "{c}");
+            assert_eq!(c["source"], "calibration");
+            c["kind"].as_str().unwrap()
+        })
+        .collect();
+    for k in [
+        "exit_to_user",
+        "world_switch",
+        "port_in_kvm",
+        "doorbell",
+        "emulated_instruction",
+    ] {
+        assert!(kinds.contains(&k), "{k} calibrated: {kinds:?}");
+    }
+    // Every cost says where it came from.
+    for c in r["model"]["costs"].as_array().unwrap() {
+        assert!(c["source"].is_string() && c["how"].is_string(), "{c}");
+    }
+    // The probes count what each mechanism changes.
+    let probes = r["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 7, "the baseline and six toggles: {r:#}");
+    assert!(probes[0]["toggle"].is_null());
+    let probe = |name: &str| {
+        probes
+            .iter()
+            .find(|p| p["toggle"] == name)
+            .unwrap_or_else(|| panic!("no probe of {name}"))["counts"]
+            .clone()
+    };
+    let base = &probes[0]["counts"];
+    let exits = |c: &serde_json::Value| c["exits_to_user"].as_f64().unwrap();
+    assert!(
+        exits(&probe("data-port-in-kernel")) < exits(base) / 2.0,
+        "data-port writes stop exiting: {r:#}"
+    );
+    let pv = probe("pv-nic");
+    assert!(exits(&pv) < 0.5, "{pv}");
+    assert!(pv["doorbells"].as_f64().unwrap() > 0.0, "{pv}");
+    // (A few Lance frames before the guest's driver switches.)
+    assert!(pv["interrupts"].as_f64().unwrap() < 0.05, "{pv}");
+    assert!(
+        exits(&probe("rap-in-kernel")) > exits(base) * 1.5,
+        "naive: address-port writes exit too: {r:#}"
+    );
+}

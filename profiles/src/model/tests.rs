@@ -22,6 +22,15 @@ fn table(rows: &[(Category, f64, u64)]) -> Table {
         .collect();
     let total: f64 = rows.iter().map(|r| r.1).sum::<f64>() * FRAMES as f64 / 1e6;
     let mut t = Table::from_measured(&measured, 1.0, (total, "test"), total, &[]);
+    // Inside KVM_RUN the rows are sampled; the VMApp's are timed.
+    for r in &mut t.rows {
+        let vmapp = r.world == Some(crate::taxonomy::World::Vmapp) || r.category == Category::Peer;
+        r.source = if vmapp {
+            crate::table::Source::Markers
+        } else {
+            crate::table::Source::Sampling
+        };
+    }
     t.per_frame(PerFrame {
         frames: FRAMES,
         direction: Direction::Transmit,
@@ -49,6 +58,7 @@ fn baseline() -> (Table, Counts) {
         (Category::VmnetTx, 2.0, 0),
     ]);
     let counts = Counts {
+        doorbells: 0.0,
         exits_to_user: 6.0,
         port_accesses_in_kernel: 8.0,
         interrupts: 1.0,
@@ -61,7 +71,7 @@ fn baseline() -> (Table, Counts) {
             other_exiting: 2.0,
             writes_in_kernel: 6.0,
         },
-        ..Counts::default()
+        timed: Timed::of_table(&t),
     };
     (t, counts)
 }
@@ -179,7 +189,7 @@ fn probes_compose_along_what_each_toggle_needs() {
 }
 
 #[test]
-fn the_pv_nic_takes_its_probe_whole_and_ignores_the_lance_toggles() {
+fn the_pv_nic_shifts_by_its_whole_probe_and_ignores_the_lance_toggles() {
     let m = model(&[
         calibrated(Kind::PortInKvm, 8.0),
         calibrated(Kind::Doorbell, 2.5),
@@ -195,11 +205,16 @@ fn the_pv_nic_takes_its_probe_whole_and_ignores_the_lance_toggles() {
         vcpu_tap_writes: 0.0,
         tap_polls: 0.0,
         lance: LanceAccesses::default(),
+        timed: Timed::default(),
     };
     let (c, basis) =
         counts_for(Preset::Modern.opts(), (m.opts, m.counts), &[(pv_opts, pv)]).unwrap();
     assert!(basis.starts_with("pv-nic measured"), "{basis}");
-    assert_eq!(c, pv, "irq-notify finds nothing left to change");
+    // Against the base itself (no probe of it): the probe's counts, and
+    // irq-notify finds nothing left to change.
+    for k in Kind::PRICED {
+        assert!((c.of(k) - pv.of(k)).abs() < 1e-9, "{k:?}: {c:?}");
+    }
     let p = m.predict(Preset::Modern.opts(), c, basis);
     let doorbell = p.terms.iter().find(|t| t.kind == Kind::Doorbell).unwrap();
     assert!((doorbell.us - 0.35 * 2.5).abs() < 1e-9);
@@ -234,7 +249,7 @@ fn a_miss_names_the_term_that_was_off() {
     };
     let truth = m.predict(pv, measured, String::new());
     let e = explain(&m, &p, &measured, truth.us_per_frame, truth.mbps);
-    assert_eq!(e.counts[0].kind, Kind::EmulatedInstruction);
+    assert_eq!(e.terms[0].kind, Kind::EmulatedInstruction);
     assert!(e.costs_us.abs() < 1e-6, "the costs were right: {e:?}");
     assert!(e.error_pct < -20.0, "{e:?}");
     assert!(
@@ -243,4 +258,43 @@ fn a_miss_names_the_term_that_was_off() {
         "{}",
         e.summary()
     );
+}
+
+#[test]
+fn a_probe_brings_its_own_timed_costs_and_is_counted_against_the_base_probe() {
+    let m = model(&[calibrated(Kind::PortInKvm, 8.0)]);
+    let mut dp = m.opts;
+    dp.set(Opt::DataPortInKernel, true);
+    // The base's probe ran a little differently from the profiled run...
+    let base_probe = Counts {
+        emulated_instructions: 250.0,
+        ..m.counts
+    };
+    // ...and the probe of data-port-in-kernel wrote to the TAP for less
+    // (a thread of its own took part of it).
+    let dp_probe = Counts {
+        exits_to_user: 2.0,
+        emulated_instructions: 150.0,
+        timed: Timed {
+            tap_write: 8.0,
+            ..m.counts.timed
+        },
+        ..base_probe
+    };
+    let p = m
+        .predict_opts(dp, &[(m.opts, base_probe), (dp, dp_probe)])
+        .unwrap();
+    assert_eq!(p.basis, "measured under this configuration");
+    assert!(
+        (p.counts.emulated_instructions - 156.0).abs() < 1e-9,
+        "{p:?}"
+    );
+    let base_tap = m.counts.timed.tap_write;
+    assert!(
+        (base_tap - 21.0).abs() < 1e-9,
+        "peer and VMNet rows: {base_tap}"
+    );
+    assert!((p.counts.timed.tap_write - (21.0 + 8.0 - base_tap)).abs() < 1e-9);
+    let tap = p.terms.iter().find(|t| t.kind == Kind::TapWrite).unwrap();
+    assert!((tap.us - 8.0).abs() < 1e-9, "{tap:?}");
 }

@@ -10,13 +10,10 @@ use crate::cli::ResultsArgs;
 use crate::machine::optimizations::{Opt, Opts, Preset};
 use crate::session::calibration;
 use anyhow::Context;
-use profiles::model::{explain, Cost, Counts, Kind, Model, Prediction};
+use profiles::model::{explain, Cost, Counts, Kind, Model, Prediction, Timed};
 use serde::Serialize;
 use std::io::Write;
-use std::time::Duration;
 
-/// How long each probe runs: enough for a few thousand frames.
-const PROBE: Duration = Duration::from_secs(2);
 /// The probes trace instruction emulation all the time: a window slows the
 /// guest, so only a run traced throughout counts emulated instructions per
 /// frame without bias, and a probe's throughput does not matter.
@@ -116,7 +113,7 @@ pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Fo
             args,
             opts,
             size,
-            PROBE,
+            args.probe_duration,
             Profiling {
                 sample_hz: 0,
                 emulation_duty: PROBE_DUTY_PCT,
@@ -132,12 +129,17 @@ pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Fo
             opts,
         });
     }
-    // The profiled run's rows priced at the traced probe's counts.
+    // The profiled run's rows priced at the traced probe's counts (its
+    // own marker-timed rows: the probes' differ by noise).
+    let counts = Counts {
+        timed: Timed::of_table(&r.profile),
+        ..probes[0].counts
+    };
     let model = Model::new(
         base_opts,
         &r.profile,
         r.net.throughput_mbps,
-        probes[0].counts,
+        counts,
         &calibration,
     )
     .map_err(|e| anyhow::anyhow!("the baseline run cannot be modelled: {e}"))?;
