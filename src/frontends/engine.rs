@@ -55,8 +55,10 @@ impl Engine {
             .name("engine".into())
             .spawn(move || {
                 let session = match Workbench::start(&args) {
-                    Ok(s) => {
+                    Ok(mut s) => {
                         let _ = started_tx.send(Ok(()));
+                        // The Optimizations screen shows the predictions.
+                        s.forecast();
                         s
                     }
                     Err(e) => {

@@ -58,8 +58,8 @@ pub struct Workbench {
     opt_changes: Vec<Mark>,
     warned: BTreeSet<String>,
     warnings: Vec<String>,
-    /// The cost model, live.
-    forecaster: Forecaster,
+    /// The cost model, live (where someone looks at its predictions).
+    forecaster: Option<Forecaster>,
     /// The prediction of the flip asked for, for its mark.
     predicted: Option<(Opts, String)>,
     /// The last predictions, and when they were made.
@@ -70,12 +70,11 @@ impl Workbench {
     /// Boots the guest `args` names with its network and collectors, and
     /// starts it.
     pub fn start(args: &RunArgs) -> anyhow::Result<Self> {
-        let mut guest = Guest::start(args)?;
+        let guest = Guest::start(args)?;
         let now = Instant::now();
-        let forecaster = Forecaster::start(&mut guest);
         let mut w = Workbench {
             guest,
-            forecaster,
+            forecaster: None,
             predicted: None,
             forecast: None,
             args: args.clone(),
@@ -100,6 +99,15 @@ impl Workbench {
             w.note(format!("notice: {notice}"));
         }
         Ok(w)
+    }
+
+    /// Predicts what each toggle will do from now on (the Optimizations
+    /// screen): calibrates the cost model on a VM of its own, in the
+    /// background, and models the configuration running.
+    pub fn forecast(&mut self) {
+        if self.forecaster.is_none() {
+            self.forecaster = Some(Forecaster::start(&mut self.guest));
+        }
     }
 
     /// The guest being followed now.
@@ -131,7 +139,9 @@ impl Workbench {
             }
         };
         let old = std::mem::replace(&mut self.guest, next);
-        self.forecaster.restarted(&mut self.guest);
+        if let Some(f) = &mut self.forecaster {
+            f.restarted(&mut self.guest);
+        }
         // Live figures start afresh with the new guest.
         self.base = Base::default();
         self.history.clear();
@@ -343,7 +353,11 @@ impl Workbench {
         if opts.get(Opt::KernelIrqchip) != now.get(Opt::KernelIrqchip) {
             self.restart(opts);
         } else {
-            self.predicted = self.forecaster.flipping(opts).map(|l| (opts, l));
+            self.predicted = self
+                .forecaster
+                .as_mut()
+                .and_then(|f| f.flipping(opts))
+                .map(|l| (opts, l));
             self.guest.command(Command::Optimize(opts));
         }
     }
@@ -443,7 +457,10 @@ impl Workbench {
         {
             return;
         }
-        let (f, finished) = self.forecaster.update(&mut self.guest);
+        let Some(forecaster) = &mut self.forecaster else {
+            return;
+        };
+        let (f, finished) = forecaster.update(&mut self.guest);
         if let Some(text) = finished {
             self.mark(&format!("measured {text}"));
         }
