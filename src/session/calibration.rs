@@ -2,10 +2,8 @@
 //! time (exitbench's costs mode), each phase timed by the host, a few
 //! rounds of each, on a VM of its own.
 
-use crate::machine::guest_image::GuestImage;
 use crate::machine::vmm::dispatch::FloorSchedule;
 use crate::machine::vmm::phases;
-use crate::machine::vmm::vm::{self, VmConfig};
 use profiles::model::{Cost, CostSource, Kind};
 use profiles::stats::Summary;
 
@@ -19,19 +17,7 @@ const INSNS_PER_ITERATION: u64 = 10;
 /// Times each kind of event on this host: `rounds` rounds of `iterations`
 /// each; the median, with the quartiles as the spread.
 pub fn calibrate(rounds: u64, iterations: u64) -> anyhow::Result<Vec<Cost>> {
-    let image = GuestImage::resolve("exitbench")?;
-    let vm = vm::start(VmConfig {
-        opts: Default::default(),
-        stitch: false,
-        mem_mib: 64,
-        image: image.elf,
-        cmdline: format!("iterations={iterations} rounds={rounds} costs=1"),
-        halt_poll_ns: 0,
-        floor: Some(FloorSchedule),
-        start_paused: false,
-        nic: None,
-    })?;
-    let phases = phases::collect(&vm)?;
+    let phases = phases::exitbench(format!("iterations={iterations} rounds={rounds} costs=1"))?;
     let schedule = FloorSchedule;
     let mut per: Vec<(Kind, Vec<f64>)> = [
         Kind::ExitToUser,

@@ -4,10 +4,8 @@
 
 use crate::cli::ExitsArgs;
 use crate::machine::devices::mailbox::BENCH_PORT;
-use crate::machine::guest_image::GuestImage;
 use crate::machine::vmm::dispatch::FloorSchedule;
 use crate::machine::vmm::phases;
-use crate::machine::vmm::vm::{self, VmConfig};
 use anyhow::Context;
 use profiles::stats::Summary;
 use serde::Serialize;
@@ -35,23 +33,11 @@ pub struct ExitsResult {
 
 /// Runs the benchmark and returns its figures.
 pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
-    let image = GuestImage::resolve("exitbench")?;
     let rounds = 2 * args.pairs;
-    let vm = vm::start(VmConfig {
-        opts: Default::default(),
-        stitch: false,
-        mem_mib: 64,
-        image: image.elf,
-        cmdline: format!(
-            "iterations={} rounds={rounds} cpl={}",
-            args.iterations, args.cpl
-        ),
-        halt_poll_ns: 0,
-        floor: Some(FloorSchedule),
-        start_paused: false,
-        nic: None,
-    })?;
-    let phases = phases::collect(&vm)?;
+    let phases = phases::exitbench(format!(
+        "iterations={} rounds={rounds} cpl={}",
+        args.iterations, args.cpl
+    ))?;
     let schedule = FloorSchedule;
     let (mut dispatch, mut floor) = (Vec::new(), Vec::new());
     let mut ratios = Vec::new();

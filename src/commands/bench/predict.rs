@@ -61,6 +61,8 @@ pub struct Forecast {
     pub probes: Vec<Probe>,
     /// The presets' predictions.
     pub results: Vec<Predicted>,
+    /// The nettest write size they are for.
+    pub write_size: u64,
 }
 
 /// The configuration a probe of `o` runs: `o` flipped on `base`, with
@@ -169,13 +171,20 @@ pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Fo
         model,
         probes,
         results,
+        write_size: size,
     })
 }
 
 /// Puts each preset's prediction beside its measured row, with the error
 /// and the term that was off most.
 pub fn compare(f: &Forecast, rows: &mut [ResultRow]) {
-    for row in rows.iter_mut() {
+    // The forecast's baseline is the model's; the table's, minutes later,
+    // is the same configuration on a host that may have drifted.
+    let measured_base = rows
+        .iter()
+        .find(|r| r.config == "baseline" && r.write_size == f.write_size)
+        .map(|r| r.throughput_mbps);
+    for row in rows.iter_mut().filter(|r| r.write_size == f.write_size) {
         let Some(p) = f.results.iter().find(|p| p.config == row.config) else {
             continue;
         };
@@ -183,6 +192,11 @@ pub fn compare(f: &Forecast, rows: &mut [ResultRow]) {
         row.predicted_throughput_mbps = Some(pred.mbps);
         row.prediction_error_pct =
             Some((pred.mbps - row.throughput_mbps) / row.throughput_mbps.max(1e-9) * 100.0);
+        row.ratio_error_pct = measured_base.map(|b| {
+            let predicted = pred.mbps / f.model.mbps.max(1e-9);
+            let measured = row.throughput_mbps / b.max(1e-9);
+            (predicted - measured) / measured.max(1e-9) * 100.0
+        });
         if let Some(Run {
             counts: Some(counts),
             vcpu_us_per_frame: Some(us),

@@ -63,6 +63,11 @@ pub struct ResultRow {
     /// Predicted less measured, percent of measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction_error_pct: Option<f64>,
+    /// The predicted ratio to baseline less the measured one, percent of
+    /// the measured: the error without the host's drift between the
+    /// forecast and the table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_error_pct: Option<f64>,
     /// Which term of the prediction was off most.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prediction_miss: Option<String>,
@@ -312,6 +317,7 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
                     us_per_frame: largest_rows(rs),
                     predicted_throughput_mbps: None,
                     prediction_error_pct: None,
+                    ratio_error_pct: None,
                     prediction_miss: None,
                     median_run: rs
                         .iter()
@@ -467,11 +473,12 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         {
             writeln!(
                 out,
-                "{:<12} predicted {:>7.2} Mb/s, measured {:>7.2} ({:+.1}%); most off: {}",
+                "{:<12} predicted {:>7.2} Mb/s, measured {:>7.2} ({:+.1}%; as a ratio to baseline {:+.1}%); most off: {}",
                 r.config,
                 r.predicted_throughput_mbps.unwrap_or_default(),
                 r.throughput_mbps,
                 r.prediction_error_pct.unwrap_or_default(),
+                r.ratio_error_pct.unwrap_or_default(),
                 r.prediction_miss.as_deref().unwrap_or("-")
             )?;
         }

@@ -1,10 +1,12 @@
 //! The phases a benchmark guest reports, timed by the host: from the exit
 //! that began each to the exit that ended it.
 
+use super::dispatch::FloorSchedule;
 use super::events::{Finish, VmEvent};
 use super::exits::ExitStats;
-use super::vm::VmHandle;
+use super::vm::{self, VmConfig, VmHandle};
 use crate::machine::devices::host::GuestSays;
+use crate::machine::guest_image::GuestImage;
 use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,6 +27,25 @@ impl Phases {
             .copied()
             .with_context(|| format!("the guest did not report phase {name} {index}"))
     }
+}
+
+/// Boots `exitbench` with `cmdline` on a VM of its own (no NIC, KVM's
+/// irqchip, phases on the floor loop where [`FloorSchedule`] says) and
+/// times its phases.
+pub fn exitbench(cmdline: String) -> anyhow::Result<Phases> {
+    let image = GuestImage::resolve("exitbench")?;
+    let vm = vm::start(VmConfig {
+        opts: Default::default(),
+        stitch: false,
+        mem_mib: 64,
+        image: image.elf,
+        cmdline,
+        halt_poll_ns: 0,
+        floor: Some(FloorSchedule),
+        start_paused: false,
+        nic: None,
+    })?;
+    collect(&vm)
 }
 
 /// Waits for `vm`'s guest to finish, timing its phases; a guest that does
