@@ -584,10 +584,12 @@ impl Explanation {
             .filter(|m| m.off_us().abs() >= self.costs_us.abs());
         match term {
             Some(m) => format!(
-                "{} per frame: model {:.2}, measured {:.2} ({:+.1} us/frame)",
+                "{} per frame: model {:.2} ({:.1} us), measured {:.2} ({:.1} us): {:+.1} us/frame",
                 m.kind.short(),
                 m.predicted_count,
+                m.predicted_us,
                 m.measured_count,
+                m.measured_us,
                 m.off_us()
             ),
             None => format!(

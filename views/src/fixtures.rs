@@ -287,7 +287,7 @@ pub fn busy() -> Snapshot {
                 measured_mbps: Some(28.4),
                 measured_us_per_frame: Some(410.0),
                 error_pct: Some(5.6),
-                miss: Some("TAP polls per frame: model 0.00, measured 6.00 (+4.4 us/frame)".into()),
+                miss: Some("TAP polls per frame: model 0.00 (0.0 us), measured 6.00 (4.4 us): +4.4 us/frame".into()),
             }),
         }),
     }
