@@ -277,16 +277,26 @@ impl Counts {
         ]
     }
 
-    /// `self + (to - from)`, no count below zero: what `to` changed
-    /// against `from`, applied here.
+    /// What `to` changed against `from`, applied here: the counts moved by
+    /// the difference (none below zero), the timed microseconds scaled by
+    /// the ratio (the same change of work per event; a base measured on a
+    /// host that stretched its timed rows keeps its proportions, and a
+    /// part `to` moved off the vCPU goes to zero).
     pub fn shifted(mut self, mut from: Counts, mut to: Counts) -> Counts {
-        for ((x, f), t) in self
+        const TIMED: usize = 4;
+        let fields = self.fields().len();
+        for (i, ((x, f), t)) in self
             .fields()
             .into_iter()
             .zip(from.fields())
             .zip(to.fields())
+            .enumerate()
         {
-            *x = (*x + *t - *f).max(0.0);
+            *x = if i >= fields - TIMED && *f > 0.0 {
+                *x * *t / *f
+            } else {
+                (*x + *t - *f).max(0.0)
+            };
         }
         self
     }

@@ -35,6 +35,25 @@ pub fn run_delay_seconds() -> Option<f64> {
     Some(ns as f64 * 1e-9)
 }
 
+/// CPU time the hypervisor under this machine took from all its CPUs so
+/// far (the `steal` column of `/proc/stat`), in seconds; None where the
+/// kernel does not report it.
+pub fn steal_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = text.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: u64 = cpu.split_whitespace().nth(7)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(ticks as f64 / hz as f64)
+}
+
+/// Percent of this machine's CPU time the hypervisor under it took since
+/// `since` (a [`steal_seconds`] reading `seconds` ago).
+pub fn steal_pct(since: Option<f64>, seconds: f64) -> Option<f64> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    Some((steal_seconds()? - since?) / (seconds * cpus).max(1e-9) * 100.0)
+}
+
 /// Measures the host TSC rate against CLOCK_MONOTONIC over 20 ms.
 pub fn host_tsc_mhz() -> f64 {
     let tsc = || {

@@ -14,6 +14,9 @@ use profiles::model::{explain, Cost, Counts, Kind, Model, Prediction, Timed};
 use serde::Serialize;
 use std::io::Write;
 
+/// Steal above this makes a forecast say it is less sure.
+pub const STEAL_WARN_PCT: f64 = 3.0;
+
 /// The probes trace instruction emulation all the time: a window slows the
 /// guest, so only a run traced throughout counts emulated instructions per
 /// frame without bias, and a probe's throughput does not matter.
@@ -63,6 +66,9 @@ pub struct Forecast {
     pub results: Vec<Predicted>,
     /// The nettest write size they are for.
     pub write_size: u64,
+    /// Percent of this machine's CPU the hypervisor under it took while the
+    /// forecast measured (steal): timed rows stretch, counts do not.
+    pub host_steal_pct: Option<f64>,
 }
 
 /// The configuration a probe of `o` runs: `o` flipped on `base`, with
@@ -85,6 +91,7 @@ fn probe_opts(base: Opts, o: Opt) -> Opts {
 /// of `args`; progress goes to `status`.
 pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Forecast> {
     let size = args.write_sizes.first().copied().unwrap_or(4096);
+    let (steal0, t0) = (crate::profiler::steal_seconds(), std::time::Instant::now());
     let _ = writeln!(status, "calibrating the cost of each event...");
     let calibration = calibration::calibrate(calibration::ROUNDS, calibration::ITERATIONS)?;
     crate::run::ensure_not_interrupted("the forecast")?;
@@ -172,6 +179,7 @@ pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Fo
         probes,
         results,
         write_size: size,
+        host_steal_pct: crate::profiler::steal_pct(steal0, t0.elapsed().as_secs_f64()),
     })
 }
 
@@ -264,6 +272,17 @@ pub fn print(f: &Forecast, out: &mut dyn Write) -> std::io::Result<()> {
             out,
             &format!("probe: {} ({} frames)", p.config, p.frames),
             &p.counts,
+        )?;
+    }
+    if let Some(steal) = f.host_steal_pct {
+        writeln!(
+            out,
+            "the hypervisor under this machine took {steal:.1}% of its CPU while the forecast measured{}",
+            if steal > STEAL_WARN_PCT {
+                ": timed rows stretch under steal, so the predictions are less sure; run again when the host is quieter"
+            } else {
+                ""
+            }
         )?;
     }
     writeln!(out, "\npredicted, before any preset runs:")?;

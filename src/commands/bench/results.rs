@@ -390,12 +390,14 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let (steal0, t0) = (crate::profiler::steal_seconds(), Instant::now());
     let mut rows = measure(args, &mut std::io::stderr())?;
+    let steal = crate::profiler::steal_pct(steal0, t0.elapsed().as_secs_f64());
     if let Some(f) = &forecast {
         super::predict::compare(f, &mut rows);
     }
     if args.json {
-        let mut doc = serde_json::json!({ "results": rows });
+        let mut doc = serde_json::json!({ "results": rows, "host_steal_pct": steal });
         if let Some(f) = &forecast {
             doc["calibration"] = serde_json::to_value(&f.calibration)?;
             doc["model"] = serde_json::to_value(&f.model)?;
@@ -464,6 +466,17 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .map(|(k, us)| format!("{} {us:.1}", k.trim_start_matches("vcpu/")))
             .collect();
         writeln!(out, "{:<40} {}", r.config, cells.join(" · "))?;
+    }
+    if let Some(steal) = steal {
+        writeln!(
+            out,
+            "\nthe hypervisor under this machine took {steal:.1}% of its CPU while the table ran (steal){}",
+            if steal > super::predict::STEAL_WARN_PCT {
+                ": the figures are less sure"
+            } else {
+                ""
+            }
+        )?;
     }
     if forecast.is_some() {
         writeln!(out, "\npredicted (before any preset ran) against measured:")?;
