@@ -5,12 +5,12 @@
 
 use super::forecast::Forecaster;
 use super::guest::{Base, Guest, News};
+use super::result::RunResult;
 use crate::cli::RunArgs;
 use crate::machine::optimizations::{Opt, Opts};
 use crate::machine::vmm::exits::ExitStats;
 use crate::machine::vmm::vcpu::Command;
 use crate::profiler::threads::ThreadMeter;
-use crate::session::RunResult;
 use profiles::snapshot::{Info, LiveForecast, LogLine, Mark, NetFigures, Point, Snapshot, Toggle};
 use profiles::table::{Direction, PerFrame, Table};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -1,6 +1,7 @@
 //! Benchmarks that print figures measured on this machine.
 
 pub mod exits;
+pub mod nettest;
 pub mod predict;
 pub mod profiler;
 pub mod results;

@@ -5,12 +5,12 @@
 //! counts the events per frame that toggle's mechanism makes (its
 //! throughput is never used).
 
-use super::results::{nettest, Profiling, ResultRow, Run};
+use super::nettest::{nettest, Profiling};
 use crate::cli::ResultsArgs;
 use crate::machine::optimizations::{Opt, Opts, Preset};
 use crate::session::calibration;
 use anyhow::Context;
-use profiles::model::{explain, Cost, Counts, Kind, Model, Prediction, Timed};
+use profiles::model::{Cost, Counts, Kind, Model, Prediction, Timed};
 use serde::Serialize;
 use std::io::Write;
 
@@ -69,6 +69,16 @@ pub struct Forecast {
     /// Percent of this machine's CPU the hypervisor under it took while the
     /// forecast measured (steal): timed rows stretch, counts do not.
     pub host_steal_pct: Option<f64>,
+}
+
+impl Forecast {
+    /// The prediction of preset `config`, if it was predicted.
+    pub fn prediction(&self, config: &str) -> Option<&Prediction> {
+        self.results
+            .iter()
+            .find(|p| p.config == config)
+            .and_then(|p| p.prediction.as_ref())
+    }
 }
 
 /// The configuration a probe of `o` runs: `o` flipped on `base`, with
@@ -181,40 +191,6 @@ pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Fo
         write_size: size,
         host_steal_pct: crate::profiler::steal_pct(steal0, t0.elapsed().as_secs_f64()),
     })
-}
-
-/// Puts each preset's prediction beside its measured row, with the error
-/// and the term that was off most.
-pub fn compare(f: &Forecast, rows: &mut [ResultRow]) {
-    // The forecast's baseline is the model's; the table's, minutes later,
-    // is the same configuration on a host that may have drifted.
-    let measured_base = rows
-        .iter()
-        .find(|r| r.config == "baseline" && r.write_size == f.write_size)
-        .map(|r| r.throughput_mbps);
-    for row in rows.iter_mut().filter(|r| r.write_size == f.write_size) {
-        let Some(p) = f.results.iter().find(|p| p.config == row.config) else {
-            continue;
-        };
-        let Some(pred) = &p.prediction else { continue };
-        row.predicted_throughput_mbps = Some(pred.mbps);
-        row.prediction_error_pct =
-            Some((pred.mbps - row.throughput_mbps) / row.throughput_mbps.max(1e-9) * 100.0);
-        row.ratio_error_pct = measured_base.map(|b| {
-            let predicted = pred.mbps / f.model.mbps.max(1e-9);
-            let measured = row.throughput_mbps / b.max(1e-9);
-            (predicted - measured) / measured.max(1e-9) * 100.0
-        });
-        if let Some(Run {
-            counts: Some(counts),
-            vcpu_us_per_frame: Some(us),
-            ..
-        }) = &row.median_run
-        {
-            let e = explain(&f.model, pred, counts, *us, row.throughput_mbps);
-            row.prediction_miss = Some(e.summary());
-        }
-    }
 }
 
 /// Prints the forecast's inputs and predictions.

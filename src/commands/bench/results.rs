@@ -4,13 +4,15 @@
 //! thread writing the same datagrams to the same backend. Medians, with the
 //! spread of the throughput.
 
-use crate::cli::{ResultsArgs, RunArgs};
+use super::nettest::{nettest, Profiling};
+use super::predict::Forecast;
+use crate::cli::ResultsArgs;
 use crate::machine::netrun::NetRun;
 use crate::machine::optimizations::{Opt, Opts, Preset};
 use crate::machine::vmnet::frames;
 use crate::run;
 use crate::session::RunResult;
-use profiles::model::Counts;
+use profiles::model::{explain, Counts};
 use profiles::stats::Summary;
 use profiles::table::PerFrame;
 use serde::Serialize;
@@ -73,7 +75,7 @@ pub struct ResultRow {
     pub prediction_miss: Option<String>,
     /// The run of median throughput, for comparing with a prediction.
     #[serde(skip)]
-    pub(super) median_run: Option<Run>,
+    median_run: Option<Run>,
 }
 
 /// Rows of the ledger a result keeps.
@@ -118,7 +120,7 @@ fn configs(presets: &[Preset]) -> Vec<Config> {
 
 /// Per-run figures.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Run {
+struct Run {
     mbps: f64,
     fps: f64,
     user: Option<f64>,
@@ -132,9 +134,9 @@ pub(super) struct Run {
     /// Microseconds of CPU per frame, by `thread/category`.
     ledger: BTreeMap<String, f64>,
     /// The cost model's counts per frame.
-    pub(super) counts: Option<Counts>,
+    counts: Option<Counts>,
     /// The vCPU thread's CPU per frame, microseconds.
-    pub(super) vcpu_us_per_frame: Option<f64>,
+    vcpu_us_per_frame: Option<f64>,
 }
 
 fn from_result(r: &RunResult) -> Run {
@@ -210,48 +212,11 @@ fn native(args: &ResultsArgs, write_size: u64) -> anyhow::Result<Run> {
     })
 }
 
-/// How a nettest run is profiled.
-pub(super) struct Profiling {
-    /// Stack samples per second (0: none).
-    pub sample_hz: u64,
-    /// Percent of the time the emulation windows trace.
-    pub emulation_duty: u8,
-}
-
 /// The results table's runs: counts only, the default windows.
 const COUNTS_ONLY: Profiling = Profiling {
     sample_hz: 0,
     emulation_duty: crate::profiler::emulation::DEFAULT_DUTY_PCT,
 };
-
-/// One nettest run under `opts` for `duration`.
-pub(super) fn nettest(
-    args: &ResultsArgs,
-    opts: Opts,
-    write_size: u64,
-    duration: Duration,
-    profiling: Profiling,
-) -> anyhow::Result<RunResult> {
-    let mut run_args = RunArgs {
-        duration: Some(duration),
-        headless: true,
-        json: true,
-        net: args.net,
-        link_rate: args.link_rate,
-        sample_hz: profiling.sample_hz,
-        emulation_duty: profiling.emulation_duty,
-        ..RunArgs::for_guest("nettest")
-    };
-    run_args.set_optimizations(opts);
-    run_args
-        .guest_args
-        .push(("write_size".into(), write_size.to_string()));
-    let r = run::run(&run_args, &mut std::io::sink(), &mut std::io::sink())?;
-    if r.outcome.failed {
-        anyhow::bail!("nettest failed: {}", r.outcome.message);
-    }
-    Ok(r)
-}
 
 fn guest(args: &ResultsArgs, opts: Opts, write_size: u64) -> anyhow::Result<Run> {
     let r = nettest(args, opts, write_size, args.duration, COUNTS_ONLY)?;
@@ -371,6 +336,39 @@ fn name(c: &Config) -> String {
     }
 }
 
+/// Puts each preset's prediction beside its measured row, with the error
+/// and the term that was off most.
+fn compare(f: &Forecast, rows: &mut [ResultRow]) {
+    // The forecast's baseline is the model's; the table's, minutes later,
+    // is the same configuration on a host that may have drifted.
+    let measured_base = rows
+        .iter()
+        .find(|r| r.config == "baseline" && r.write_size == f.write_size)
+        .map(|r| r.throughput_mbps);
+    for row in rows.iter_mut().filter(|r| r.write_size == f.write_size) {
+        let Some(pred) = f.prediction(&row.config) else {
+            continue;
+        };
+        row.predicted_throughput_mbps = Some(pred.mbps);
+        row.prediction_error_pct =
+            Some((pred.mbps - row.throughput_mbps) / row.throughput_mbps.max(1e-9) * 100.0);
+        row.ratio_error_pct = measured_base.map(|b| {
+            let predicted = pred.mbps / f.model.mbps.max(1e-9);
+            let measured = row.throughput_mbps / b.max(1e-9);
+            (predicted - measured) / measured.max(1e-9) * 100.0
+        });
+        if let Some(Run {
+            counts: Some(counts),
+            vcpu_us_per_frame: Some(us),
+            ..
+        }) = &row.median_run
+        {
+            let e = explain(&f.model, pred, counts, *us, row.throughput_mbps);
+            row.prediction_miss = Some(e.summary());
+        }
+    }
+}
+
 /// `worldswitch bench`.
 pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let forecast = if args.predict || args.predict_only {
@@ -394,7 +392,7 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut rows = measure(args, &mut std::io::stderr())?;
     let steal = crate::profiler::steal_pct(steal0, t0.elapsed().as_secs_f64());
     if let Some(f) = &forecast {
-        super::predict::compare(f, &mut rows);
+        compare(f, &mut rows);
     }
     if args.json {
         let mut doc = serde_json::json!({ "results": rows, "host_steal_pct": steal });
