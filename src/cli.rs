@@ -31,6 +31,20 @@ pub enum Command {
     /// Boot a guest on KVM and watch it in the workbench (or, with
     /// --headless or without a terminal, report what it did).
     Run(RunArgs),
+    /// Measure a KVM VMM we did not start (QEMU, ...): its threads' exits,
+    /// port accesses, interrupts and CPU, and per frame its TAP carried;
+    /// read-only.
+    Attach {
+        /// The VMM's process ID.
+        pid: i32,
+        /// How long to measure (ends early if the target exits, or on
+        /// Ctrl-C, with what was measured).
+        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "D")]
+        duration: Duration,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the built-in guests, or write their ELF files to a directory.
     Guests {
         /// Write each built-in guest to DIR/NAME.elf.

@@ -28,6 +28,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_command(&cli.run),
         Some(Command::Run(args)) => run_command(&args),
+        Some(Command::Attach {
+            pid,
+            duration,
+            json,
+        }) => {
+            // Started before measuring, so Ctrl-C ends with the figures.
+            worldswitch::run::interrupted();
+            worldswitch::commands::attach::command(pid, duration, json, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Guests { export }) => {
             worldswitch::commands::guests::command(export.as_deref(), &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,8 @@
 //! The subcommands besides `run` (which is `crate::run` headless and the
 //! workbench otherwise): each owns what it prints.
 
+/// `worldswitch attach`: a VMM we did not start.
+pub mod attach;
 /// Benchmarks with printed figures.
 pub mod bench;
 /// `worldswitch doctor`: what this host offers.

@@ -137,3 +137,111 @@ fn nettest_drives_qemus_pcnet_and_its_frames_come_out() {
     assert_eq!(seqs, (0..768).collect::<Vec<u64>>());
     assert!(text.contains("counter frames_sent=768"), "{text}");
 }
+
+/// A network namespace of the test's own with a TAP in it, removed on drop.
+struct Netns(String);
+
+impl Netns {
+    fn with_tap(name: &str, tap: &str) -> Netns {
+        let ns = Netns(name.to_string());
+        let ip = |args: &[&str]| {
+            let ok = Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip {args:?}");
+        };
+        ip(&["netns", "add", name]);
+        ip(&["-n", name, "link", "set", "lo", "up"]);
+        ip(&["-n", name, "tuntap", "add", "dev", tap, "mode", "tap"]);
+        ip(&["-n", name, "link", "set", tap, "up"]);
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Kills the QEMU we started (by its PID) when the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn attach_measures_qemu_running_nettest_on_a_tap() {
+    if !qemu_or_skip("attach to qemu") {
+        return;
+    }
+    let dir = export("attach");
+    let ns = Netns::with_tap(&format!("wsatt{}", std::process::id()), "wsq0");
+    let qemu = Child(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, QEMU])
+            .args([
+                "-accel", "kvm", "-m", "64", "-display", "none", "-monitor", "none",
+            ])
+            .args([
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ])
+            .args(["-serial", "null"])
+            .args(["-netdev", "tap,id=n0,ifname=wsq0,script=no,downscript=no"])
+            .args(["-device", "pcnet,netdev=n0", "-append", "megabytes=1000"])
+            .arg("-kernel")
+            .arg(dir.join("nettest.elf"))
+            .spawn()
+            .expect("starting qemu"),
+    );
+    // `ip netns exec` execs QEMU in place: the PID is QEMU's.
+    let pid = qemu.0.id().to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    let out = worldswitch(&["attach", &pid, "--duration", "2s", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["vcpu_descriptors"], 1, "{r:#}");
+    let threads = r["threads"].as_array().unwrap();
+    let vcpus: Vec<&serde_json::Value> = threads.iter().filter(|t| t["vcpu"] == true).collect();
+    assert_eq!(vcpus.len(), 1, "one vCPU thread found by its exits: {r:#}");
+    assert!(vcpus[0]["exits_to_user"].as_u64().unwrap() > 100, "{r:#}");
+    assert_eq!(r["taps"][0]["name"], "wsq0");
+    assert!(
+        r["taps"][0]["frames_from_guest"].as_u64().unwrap() > 100,
+        "{r:#}"
+    );
+    // QEMU's PCnet exits for every register access: several a frame.
+    let per_frame = r["per_frame"]["exits_to_user"].as_f64().unwrap();
+    assert!((2.0..100.0).contains(&per_frame), "{r:#}");
+    drop(qemu);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn attach_refuses_what_is_not_a_kvm_process_in_one_sentence() {
+    let out = worldswitch(&[
+        "attach",
+        &std::process::id().to_string(),
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no KVM vCPU"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = worldswitch(&["attach", "2147483646", "--duration", "1s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no process 2147483646"));
+}
