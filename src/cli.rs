@@ -41,6 +41,10 @@ pub enum Command {
         /// Ctrl-C, with what was measured).
         #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "D")]
         duration: Duration,
+        /// Samples per second of each of the target's threads' kernel
+        /// stacks (0: none).
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=10000))]
+        sample_hz: u64,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,

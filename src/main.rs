@@ -31,11 +31,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Attach {
             pid,
             duration,
+            sample_hz,
             json,
         }) => {
             // Started before measuring, so Ctrl-C ends with the figures.
             worldswitch::run::interrupted();
-            worldswitch::commands::attach::command(pid, duration, json, &mut std::io::stdout())?;
+            worldswitch::commands::attach::command(
+                pid,
+                duration,
+                sample_hz,
+                json,
+                &mut std::io::stdout(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Guests { export }) => {

@@ -4,6 +4,7 @@
 //! each thread's CPU. What they measure becomes a table in `profiles`.
 
 pub mod emulation;
+pub mod foreign;
 pub mod kallsyms;
 pub mod live;
 pub mod markers;

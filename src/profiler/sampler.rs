@@ -519,6 +519,26 @@ fn world_key(w: World) -> &'static str {
     }
 }
 
+/// The row of a sample of a vCPU thread by its cpumode and kernel frames:
+/// the guest running, or a VMM row under KVM_RUN; None outside KVM_RUN.
+pub(crate) fn kvm_run_row(misc: u16, chain: &[u64], kallsyms: &Kallsyms) -> Option<Category> {
+    if matches!(
+        misc & MISC_CPUMODE_MASK,
+        MISC_GUEST_KERNEL | MISC_GUEST_USER
+    ) {
+        return Some(Category::GuestNative);
+    }
+    let mut frames = Vec::with_capacity(64);
+    kernel_frames(chain, kallsyms, &mut frames);
+    classify(&frames)
+}
+
+/// Whether a sample's callchain has kernel frames (the thread was in the
+/// kernel when sampled).
+pub(crate) fn in_kernel(chain: &[u64]) -> bool {
+    chain.first() == Some(&CONTEXT_KERNEL)
+}
+
 /// The kernel frames of a leaf-first callchain, root first.
 fn kernel_frames<'k>(chain: &[u64], kallsyms: &'k Kallsyms, out: &mut Vec<&'k str>) {
     let mut in_kernel = false;

@@ -224,6 +224,17 @@ fn attach_measures_qemu_running_nettest_on_a_tap() {
     // QEMU's PCnet exits for every register access: several a frame.
     let per_frame = r["per_frame"]["exits_to_user"].as_f64().unwrap();
     assert!((2.0..100.0).contains(&per_frame), "{r:#}");
+    // The vCPU's time by its kernel stacks: the world switches its exits
+    // make are there, and the rows' shares add up.
+    let rows = r["vcpu_rows"].as_array().unwrap();
+    let share = |key: &str| {
+        rows.iter()
+            .find(|x| x["row"] == key)
+            .map_or(0.0, |x| x["share_pct"].as_f64().unwrap())
+    };
+    assert!(share("world_switch") > 1.0, "{r:#}");
+    let total: f64 = rows.iter().map(|x| x["share_pct"].as_f64().unwrap()).sum();
+    assert!((total - 100.0).abs() < 0.01, "{r:#}");
     drop(qemu);
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);

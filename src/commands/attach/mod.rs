@@ -2,12 +2,15 @@
 //! VMM we did not start (QEMU first), by thread, and per frame its TAP
 //! carried. Strictly read-only: `/proc` and perf counters on its threads;
 //! nothing is written to the target, its memory or its descriptors. This
-//! first slice is headless; the workbench's screens, stack samples and the
-//! paper's categories for a target are still to come.
+//! first slice is headless: the vCPU threads' time is split by their
+//! kernel stacks; the workbench's screens, user-stack unwinding and
+//! symbols of the target are still to come.
 
 pub mod target;
 
+use crate::profiler::foreign::{ForeignSampler, HOST_KERNEL, VMM_USER};
 use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
+use profiles::taxonomy::Category;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -36,6 +39,11 @@ pub struct ThreadFigures {
     pub exits_to_user: Option<u64>,
     /// Port accesses KVM saw (`kvm:kvm_pio`).
     pub port_accesses: Option<u64>,
+    /// Its stack samples by row: the paper's rows inside `KVM_RUN`
+    /// (kernel stacks, the same rules as for our own vCPU), `vmm_user`
+    /// (the VMM's user space, unsymbolized) and `host_kernel` (its system
+    /// calls outside `KVM_RUN`).
+    pub samples: BTreeMap<String, u64>,
     /// Interrupt events the thread caused: line changes (`kvm_set_irq`: a
     /// level-triggered interrupt counts when raised and when lowered) and
     /// MSIs (`kvm_msi_set_irq`).
@@ -93,8 +101,38 @@ pub struct AttachResult {
     pub per_frame: Option<PerFrame>,
     /// Why there is no per-frame figure.
     pub per_frame_unavailable: Option<String>,
+    /// Where the vCPU threads' time went, by row, largest first.
+    pub vcpu_rows: Vec<RowFigures>,
     /// What could not be measured, and why.
     pub unavailable: Vec<String>,
+}
+
+/// One row of the vCPU threads' time, from their samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowFigures {
+    /// The row's key.
+    pub row: String,
+    /// What it is.
+    pub label: String,
+    /// Share of the vCPU threads' samples, percent.
+    pub share_pct: f64,
+    /// Microseconds of CPU per frame (the share of the vCPU threads' CPU
+    /// per frame), where frames flowed.
+    pub us_per_frame: Option<f64>,
+}
+
+/// What a row key is, in words.
+fn row_label(row: &str) -> String {
+    match row {
+        VMM_USER => "VMM user space, unsymbolized".into(),
+        HOST_KERNEL => "the VMM's system calls outside KVM_RUN (TAP writes, polls, ioctls)".into(),
+        // Without the emulation windows every emulated instruction stays
+        // in this row.
+        "emulated_ordinary" => {
+            "guest instructions emulated (all kinds: no emulation windows on a target yet)".into()
+        }
+        key => Category::from_key(key).map_or(key.to_string(), |c| c.label().to_string()),
+    }
 }
 
 /// The perf counters on one thread.
@@ -111,8 +149,9 @@ fn total(c: &mut ThreadCounters) -> Option<Vec<u64>> {
         .map(|v| v.into_iter().map(|(_, n)| n).collect())
 }
 
-/// Measures `target` for `duration`, or until it exits.
-pub fn measure(target: &Target, duration: Duration) -> AttachResult {
+/// Measures `target` for `duration`, or until it exits, sampling its
+/// threads' stacks at `sample_hz` (0: none).
+pub fn measure(target: &Target, duration: Duration, sample_hz: u64) -> AttachResult {
     let pid = target.pid;
     let mut unavailable = Vec::new();
     let mut counted: Vec<Counted> = target::threads(pid)
@@ -150,6 +189,20 @@ pub fn measure(target: &Target, duration: Duration) -> AttachResult {
             .map(|t| target::tap_counters(pid, t))
             .collect()
     };
+    let tids: Vec<i32> = counted.iter().map(|c| c.tid).collect();
+    let mut sampler = match sample_hz {
+        0 => {
+            unavailable.push("stack samples: off (--sample-hz 0)".to_string());
+            None
+        }
+        hz => match ForeignSampler::start(&tids, hz) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                unavailable.push(format!("stack samples: {e}"));
+                None
+            }
+        },
+    };
     let start = Instant::now();
     let runtime0 = read_runtime(&counted);
     let taps0 = read_taps();
@@ -171,8 +224,15 @@ pub fn measure(target: &Target, duration: Duration) -> AttachResult {
         for (slot, now) in taps1.iter_mut().zip(read_taps()) {
             *slot = now.or(*slot);
         }
+        if let Some(s) = &mut sampler {
+            s.drain();
+        }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let (mut samples, lost) = sampler.map(ForeignSampler::finish).unwrap_or_default();
+    if lost > 0 {
+        unavailable.push(format!("{lost} stack samples lost by the rings"));
+    }
     let mut threads: Vec<ThreadFigures> = counted
         .iter_mut()
         .zip(runtime0.iter().zip(&runtime1))
@@ -205,6 +265,7 @@ pub fn measure(target: &Target, duration: Duration) -> AttachResult {
                 exits_to_user: user,
                 port_accesses: pio,
                 irq_events: irqs,
+                samples: samples.remove(&t.tid).unwrap_or_default(),
             }
         })
         .collect();
@@ -270,6 +331,29 @@ pub fn measure(target: &Target, duration: Duration) -> AttachResult {
             None,
         )
     };
+    // The vCPU threads' samples by row, at their CPU per frame.
+    let mut by_row: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut vcpu_cpu_us = 0.0;
+    for t in threads.iter().filter(|t| t.vcpu) {
+        for (row, n) in &t.samples {
+            *by_row.entry(row.as_str()).or_insert(0) += n;
+        }
+        vcpu_cpu_us += t.cpu_pct / 100.0 * seconds * 1e6;
+    }
+    let sampled: u64 = by_row.values().sum();
+    let mut vcpu_rows: Vec<RowFigures> = by_row
+        .into_iter()
+        .map(|(row, n)| {
+            let share = n as f64 / sampled.max(1) as f64;
+            RowFigures {
+                row: row.to_string(),
+                label: row_label(row),
+                share_pct: share * 100.0,
+                us_per_frame: (frames > 0).then(|| share * vcpu_cpu_us / frames as f64),
+            }
+        })
+        .collect();
+    vcpu_rows.sort_by(|a, b| b.share_pct.total_cmp(&a.share_pct));
     AttachResult {
         pid,
         name: target.name.clone(),
@@ -280,6 +364,7 @@ pub fn measure(target: &Target, duration: Duration) -> AttachResult {
         taps,
         per_frame,
         per_frame_unavailable,
+        vcpu_rows,
         unavailable,
     }
 }
@@ -288,6 +373,7 @@ pub fn measure(target: &Target, duration: Duration) -> AttachResult {
 pub fn command(
     pid: i32,
     duration: Duration,
+    sample_hz: u64,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
@@ -304,7 +390,7 @@ pub fn command(
         },
         duration
     );
-    let r = measure(&target, duration);
+    let r = measure(&target, duration, sample_hz);
     if json {
         serde_json::to_writer_pretty(&mut *out, &r)?;
         writeln!(out)?;
@@ -377,6 +463,22 @@ pub fn command(
         }
         (None, Some(why)) => writeln!(out, "no per-frame figures: {why}")?,
         (None, None) => {}
+    }
+    if !r.vcpu_rows.is_empty() {
+        writeln!(
+            out,
+            "where the vCPU threads' time went (their stack samples; kernel stacks only):"
+        )?;
+        for row in &r.vcpu_rows {
+            writeln!(
+                out,
+                "{:<72} {:>6.1}% {:>9}",
+                row.label,
+                row.share_pct,
+                row.us_per_frame
+                    .map_or(String::new(), |us| format!("{us:.1} us/frame"))
+            )?;
+        }
     }
     for u in &r.unavailable {
         writeln!(out, "not measured: {u}")?;
