@@ -641,6 +641,10 @@ pub fn explain(
     }
 }
 
+/// Why `kernel-irqchip` has no prediction.
+const IRQCHIP_NOT_MODELLED: &str =
+    "kernel-irqchip restarts the guest on another interrupt controller: not modelled";
+
 /// Toggles that act on the Lance's path, which the pv-nic's path replaces.
 const LANCE_PATH: [Opt; 4] = [
     Opt::RapInKernel,
@@ -680,10 +684,7 @@ pub fn counts_for(
         return Ok((c, "measured under this configuration".into()));
     }
     if target.get(Opt::KernelIrqchip) != base.0.get(Opt::KernelIrqchip) {
-        return Err(
-            "kernel-irqchip restarts the guest on another interrupt controller: not modelled"
-                .into(),
-        );
+        return Err(IRQCHIP_NOT_MODELLED.into());
     }
     let mut flips: Vec<Opt> = Opt::ALL
         .into_iter()
@@ -699,13 +700,17 @@ pub fn counts_for(
             continue;
         }
         let on = target.get(o);
+        // With it (and what it needs, as `set` keeps it), and without it
+        // but with what it needs.
         let mut with = base.0;
-        let mut without = base.0;
-        for need in needs(o, on) {
-            with.set(need, on);
-            without.set(need, on);
-        }
         with.set(o, on);
+        let without = if on {
+            let mut w = with;
+            w.set(o, false);
+            w
+        } else {
+            base.0
+        };
         match (find(without), find(with)) {
             (Some(from), Some(to)) => {
                 counts = counts.shifted(from, to);
@@ -724,21 +729,6 @@ pub fn counts_for(
         ));
     }
     Ok((counts, bases.join(", ")))
-}
-
-/// What a toggle needs on (or, switched off, takes off with it).
-fn needs(o: Opt, on: bool) -> Vec<Opt> {
-    let mut v = Vec::new();
-    if on {
-        let mut x = o;
-        while let Some(n) = x.needs() {
-            if n != Opt::KernelIrqchip {
-                v.push(n);
-            }
-            x = n;
-        }
-    }
-    v
 }
 
 /// A toggle's mechanism, applied to counts measured without it: what it
@@ -812,12 +802,7 @@ fn moved(o: Opt, on: bool, c: Counts, target: Opts) -> Result<Counts, String> {
         (Opt::PvNic, false) => {
             return Err("the Lance's path has not been measured in this session".into())
         }
-        (Opt::KernelIrqchip, _) => {
-            return Err(
-                "kernel-irqchip restarts the guest on another interrupt controller: not modelled"
-                    .into(),
-            )
-        }
+        (Opt::KernelIrqchip, _) => return Err(IRQCHIP_NOT_MODELLED.into()),
     }
     Ok(n)
 }

@@ -6,10 +6,9 @@
 //! row, "VMM user space, unsymbolized".
 
 use super::kallsyms::Kallsyms;
-use super::sampler::{in_kernel, kvm_run_row};
+use super::sampler::{in_kernel, kvm_run_row, open_ring};
 use perf_event::data::Record;
-use perf_event::events::Software;
-use perf_event::{Builder, SampleFlag, Sampler as Ring};
+use perf_event::Sampler as Ring;
 use std::collections::BTreeMap;
 
 /// Samples of user space outside `KVM_RUN` (the VMM's own code).
@@ -37,15 +36,7 @@ impl ForeignSampler {
         let mut rings = Vec::new();
         let mut refused = None;
         for &tid in tids {
-            let ring = Builder::new(Software::CPU_CLOCK)
-                .observe_pid(tid)
-                .any_cpu()
-                .include_kernel()
-                .sample_frequency(hz)
-                .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::CALLCHAIN)
-                .build()
-                .and_then(|c| c.sampled(RING));
-            match ring.and_then(|mut r| r.enable().map(|_| r)) {
+            match open_ring(tid, hz, RING, false) {
                 Ok(r) => rings.push((tid, r)),
                 Err(e) => refused = Some(e),
             }

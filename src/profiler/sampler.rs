@@ -97,6 +97,18 @@ fn open(tid: libc::pid_t, hz: u64, vcpu: bool) -> std::io::Result<Ring> {
     if let (false, Some(e)) = (vcpu, crate::injected::perf_refused()) {
         return Err(e);
     }
+    open_ring(tid, hz, if vcpu { VCPU_RING } else { OTHER_RING }, vcpu)
+}
+
+/// Opens and enables cpu-clock sampling of thread `tid` (of any process)
+/// at `hz` with kernel and user callchains, into a ring of `ring` bytes,
+/// with context-switch records if `switches`.
+pub(crate) fn open_ring(
+    tid: libc::pid_t,
+    hz: u64,
+    ring: usize,
+    switches: bool,
+) -> std::io::Result<Ring> {
     let mut builder = Builder::new(Software::CPU_CLOCK);
     builder
         .observe_pid(tid)
@@ -105,11 +117,9 @@ fn open(tid: libc::pid_t, hz: u64, vcpu: bool) -> std::io::Result<Ring> {
         .sample_frequency(hz)
         .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::TIME | SampleFlag::CALLCHAIN)
         .clockid(Clock::MONOTONIC)
-        .context_switch(vcpu)
+        .context_switch(switches)
         .sample_id_all(true);
-    let mut ring = builder
-        .build()?
-        .sampled(if vcpu { VCPU_RING } else { OTHER_RING })?;
+    let mut ring = builder.build()?.sampled(ring)?;
     ring.enable()?;
     Ok(ring)
 }

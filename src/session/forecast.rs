@@ -7,14 +7,12 @@
 
 use super::calibration;
 use super::guest::{Base, Guest};
-use super::result::counts_of;
+use super::result::{counts_of, per_frame, LedgerCounts};
 use crate::machine::optimizations::{Opt, Opts};
-use crate::machine::vmm::exits::{ExitStats, PortCount};
-use crate::profiler::tracepoints::{PIO, USERSPACE_EXIT};
 use profiles::inputs::EmulationSummary;
 use profiles::model::{explain, Cost, Counts, Model, Prediction};
 use profiles::snapshot::{Check, LiveForecast, TogglePrediction};
-use profiles::table::{Direction, PerFrame, Table};
+use profiles::table::{Direction, Table};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver};
 
@@ -193,28 +191,22 @@ impl Forecaster {
             .map(|&o| {
                 let mut next = opts;
                 next.set(o, !opts.get(o));
-                match self
-                    .model
-                    .as_ref()
-                    .map(|m| m.predict_opts(next, &self.learned))
-                {
-                    Some(Ok(p)) => TogglePrediction {
+                let predicted = match &self.model {
+                    Some(m) => m.predict_opts(next, &self.learned),
+                    None => Err("no model yet".into()),
+                };
+                match predicted {
+                    Ok(p) => TogglePrediction {
                         opt: o,
                         mbps: Some(p.mbps),
                         us_per_frame: Some(p.us_per_frame),
                         basis: p.basis,
                     },
-                    Some(Err(why)) => TogglePrediction {
+                    Err(why) => TogglePrediction {
                         opt: o,
                         mbps: None,
                         us_per_frame: None,
                         basis: why,
-                    },
-                    None => TogglePrediction {
-                        opt: o,
-                        mbps: None,
-                        us_per_frame: None,
-                        basis: "no model yet".into(),
                     },
                 }
             })
@@ -247,30 +239,32 @@ impl Forecaster {
         }
         let seconds = e.base.at?.elapsed().as_secs_f64();
         let bytes = bytes.saturating_sub(e.base.delivered.1);
-        let exits = stats_since(guest.stats(), e.base.stats());
-        let tracepoints = guest.tracepoints();
-        let since = |key: &str| {
-            tracepoints
-                .get(key)
-                .map(|n| n.saturating_sub(e.tracepoints.get(key).copied().unwrap_or(0)))
-        };
+        let exits = guest.stats().since(e.base.stats());
+        let tracepoints: BTreeMap<String, u64> = guest
+            .tracepoints()
+            .into_iter()
+            .map(|(k, n)| {
+                let then = e.tracepoints.get(&k).copied().unwrap_or(0);
+                (k, n.saturating_sub(then))
+            })
+            .collect();
         let (irq_edges, doorbells) = guest.net_events();
         let emulated = guest.emulation().and_then(|now| match &e.emulation {
             Some(then) => now.per_frame_since(then),
             None => now.per_frame(),
         });
-        let per = |n: u64| n as f64 / frames as f64;
         let mut table = guest.table(&e.base);
-        table.per_frame(PerFrame {
+        table.per_frame(per_frame(
             frames,
-            direction: Direction::Transmit,
-            exits_to_user: Some(per(since(USERSPACE_EXIT).unwrap_or(exits.kvm_run_returns))),
-            port_accesses_in_kernel: since(PIO)
-                .map(|p| per(p.saturating_sub(exits.io_in + exits.io_out))),
-            interrupts: Some(per(irq_edges.saturating_sub(e.irq_edges)) / 2.0),
-            emulated_instructions: emulated,
-            tap_writes: None,
-        });
+            Direction::Transmit,
+            &LedgerCounts {
+                tracepoints: &tracepoints,
+                exits: &exits,
+                irq_edges: irq_edges.saturating_sub(e.irq_edges),
+                emulated_per_frame: emulated,
+                tap_writes: None,
+            },
+        ));
         let counts = counts_of(&table, &exits, doorbells.saturating_sub(e.doorbells))?;
         Some(Measured {
             table,
@@ -290,29 +284,5 @@ fn epoch(guest: &mut Guest) -> Epoch {
         irq_edges,
         doorbells,
         emulation: guest.emulation(),
-    }
-}
-
-/// The exits between two snapshots of the counters.
-fn stats_since(now: &ExitStats, then: &ExitStats) -> ExitStats {
-    let ports = now
-        .ports
-        .iter()
-        .map(|p| {
-            let b = then.port(p.port);
-            PortCount {
-                port: p.port,
-                outs: p.outs.saturating_sub(b.outs),
-                ins: p.ins.saturating_sub(b.ins),
-            }
-        })
-        .collect();
-    ExitStats {
-        kvm_run_returns: now.kvm_run_returns.saturating_sub(then.kvm_run_returns),
-        io_out: now.io_out.saturating_sub(then.io_out),
-        io_in: now.io_in.saturating_sub(then.io_in),
-        coalesced_writes: now.coalesced_writes.saturating_sub(then.coalesced_writes),
-        ports,
-        ..ExitStats::default()
     }
 }

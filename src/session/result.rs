@@ -117,32 +117,63 @@ pub fn ledger(r: &RunResult) -> Option<PerFrame> {
         (0, rx) => (rx, Direction::Receive),
         (tx, _) => (tx, Direction::Transmit),
     };
-    let per = |count: u64| count as f64 / frames as f64;
-    let user_pio = r.exits.io_in + r.exits.io_out;
     let seconds_traced = r.emulation.as_ref().filter(|e| e.traced_seconds > 0.0);
-    Some(PerFrame {
+    Some(per_frame(
         frames,
         direction,
-        exits_to_user: Some(per(r
+        &LedgerCounts {
+            tracepoints: &r.tracepoints,
+            exits: &r.exits,
+            irq_edges: n.irq_edges,
+            // Counted against the frames sent in the windows where there
+            // were any: a window slows the guest, so the rate it saw times
+            // the whole run's seconds undercounts.
+            emulated_per_frame: seconds_traced.map(|e| {
+                e.per_frame()
+                    .unwrap_or(e.estimated_per_second * r.seconds / frames as f64)
+            }),
+            tap_writes: Some(n.frames_received_by_host),
+        },
+    ))
+}
+
+/// What a ledger counts, over the same time as its frames: the kernel's
+/// tracepoint counts, our exits, the NIC line's edges, the emulated
+/// instructions per frame and the TAP writes.
+pub struct LedgerCounts<'a> {
+    /// Tracepoint counts by name.
+    pub tracepoints: &'a BTreeMap<String, u64>,
+    /// Exits to user space.
+    pub exits: &'a ExitStats,
+    /// The NIC's interrupt line going up or down.
+    pub irq_edges: u64,
+    /// Guest instructions emulated per frame, where the windows ran.
+    pub emulated_per_frame: Option<f64>,
+    /// Frames written to the backend, where known.
+    pub tap_writes: Option<u64>,
+}
+
+/// The events per frame of `frames` frames going `direction`.
+pub fn per_frame(frames: u64, direction: Direction, c: &LedgerCounts) -> PerFrame {
+    let per = |count: u64| count as f64 / frames.max(1) as f64;
+    let user_pio = c.exits.io_in + c.exits.io_out;
+    PerFrame {
+        frames,
+        direction,
+        exits_to_user: Some(per(c
             .tracepoints
             .get(USERSPACE_EXIT)
             .copied()
-            .unwrap_or(r.exits.kvm_run_returns))),
-        port_accesses_in_kernel: r
+            .unwrap_or(c.exits.kvm_run_returns))),
+        port_accesses_in_kernel: c
             .tracepoints
             .get(PIO)
             .map(|&p| per(p.saturating_sub(user_pio))),
         // The line goes up and down once per interrupt.
-        interrupts: Some(per(n.irq_edges) / 2.0),
-        // Counted against the frames sent in the windows where there were
-        // any: a window slows the guest, so the rate it saw times the whole
-        // run's seconds undercounts.
-        emulated_instructions: seconds_traced.map(|e| {
-            e.per_frame()
-                .unwrap_or(e.estimated_per_second * r.seconds / frames as f64)
-        }),
-        tap_writes: Some(per(n.frames_received_by_host)),
-    })
+        interrupts: Some(per(c.irq_edges) / 2.0),
+        emulated_instructions: c.emulated_per_frame,
+        tap_writes: c.tap_writes.map(per),
+    }
 }
 
 /// The cost model's counts per frame of a run with a ledger: the ledger's,

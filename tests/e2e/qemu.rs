@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 
 const QEMU: &str = "qemu-system-x86_64";
 
+/// The machine every test boots our guests on: KVM, 64 MiB, no display or
+/// monitor, and the exit device our guests end the run with.
+const MACHINE: [&str; 11] = [
+    "-accel",
+    "kvm",
+    "-m",
+    "64",
+    "-display",
+    "none",
+    "-monitor",
+    "none",
+    "-no-reboot",
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=0x04",
+];
+
 fn qemu_or_skip(test: &str) -> bool {
     if !kvm_or_skip(test) {
         return false;
@@ -39,14 +55,7 @@ fn export(tag: &str) -> PathBuf {
 fn boot(dir: &Path, elf: &str, extra: &[&str]) -> (ExitStatus, String) {
     let serial = dir.join(format!("{elf}.serial"));
     let mut child = Command::new(QEMU)
-        .args([
-            "-accel", "kvm", "-m", "64", "-display", "none", "-monitor", "none",
-        ])
-        .args([
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        ])
+        .args(MACHINE)
         .arg("-serial")
         .arg(format!("file:{}", serial.display()))
         .args(extra)
@@ -185,14 +194,7 @@ fn attach_measures_qemu_running_nettest_on_a_tap() {
     let qemu = Child(
         Command::new("ip")
             .args(["netns", "exec", &ns.0, QEMU])
-            .args([
-                "-accel", "kvm", "-m", "64", "-display", "none", "-monitor", "none",
-            ])
-            .args([
-                "-no-reboot",
-                "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            ])
+            .args(MACHINE)
             .args(["-serial", "null"])
             .args(["-netdev", "tap,id=n0,ifname=wsq0,script=no,downscript=no"])
             .args(["-device", "pcnet,netdev=n0", "-append", "megabytes=1000"])

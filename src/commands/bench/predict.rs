@@ -81,19 +81,11 @@ impl Forecast {
     }
 }
 
-/// The configuration a probe of `o` runs: `o` flipped on `base`, with
-/// what it needs.
+/// The configuration a probe of `o` runs: `o` flipped on `base` (with
+/// what it needs, as [`Opts::set`] keeps it).
 fn probe_opts(base: Opts, o: Opt) -> Opts {
     let mut opts = base;
-    let on = !base.get(o);
-    opts.set(o, on);
-    if on {
-        let mut x = o;
-        while let Some(need) = x.needs() {
-            opts.set(need, true);
-            x = need;
-        }
-    }
+    opts.set(o, !base.get(o));
     opts
 }
 
@@ -166,21 +158,18 @@ pub fn forecast(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Fo
     let results = args
         .presets
         .iter()
-        .map(|p| match model.predict_opts(p.opts(), &known) {
-            Ok(pred) => Predicted {
+        .map(|p| {
+            let (basis, prediction) = match model.predict_opts(p.opts(), &known) {
+                Ok(pred) => (pred.basis.clone(), Some(pred)),
+                Err(why) => (why, None),
+            };
+            Predicted {
                 config: p.name().to_string(),
-                predicted_throughput_mbps: Some(pred.mbps),
-                predicted_us_per_frame: Some(pred.us_per_frame),
-                basis: pred.basis.clone(),
-                prediction: Some(pred),
-            },
-            Err(why) => Predicted {
-                config: p.name().to_string(),
-                predicted_throughput_mbps: None,
-                predicted_us_per_frame: None,
-                basis: why,
-                prediction: None,
-            },
+                predicted_throughput_mbps: prediction.as_ref().map(|p| p.mbps),
+                predicted_us_per_frame: prediction.as_ref().map(|p| p.us_per_frame),
+                basis,
+                prediction,
+            }
         })
         .collect();
     Ok(Forecast {

@@ -128,6 +128,39 @@ impl ExitStats {
                 ins: 0,
             })
     }
+
+    /// The exits between `base` (an earlier snapshot) and these.
+    pub fn since(&self, base: &ExitStats) -> ExitStats {
+        let d = |now: u64, then: u64| now.saturating_sub(then);
+        ExitStats {
+            kvm_run_returns: d(self.kvm_run_returns, base.kvm_run_returns),
+            io_out: d(self.io_out, base.io_out),
+            io_in: d(self.io_in, base.io_in),
+            mmio: d(self.mmio, base.mmio),
+            interrupted: d(self.interrupted, base.interrupted),
+            other: d(self.other, base.other),
+            halts: d(self.halts, base.halts),
+            irq_windows: d(self.irq_windows, base.irq_windows),
+            interrupts_injected: d(self.interrupts_injected, base.interrupts_injected),
+            floor_outs: d(self.floor_outs, base.floor_outs),
+            ports: self
+                .ports
+                .iter()
+                .map(|p| {
+                    let b = base.port(p.port);
+                    PortCount {
+                        port: p.port,
+                        outs: d(p.outs, b.outs),
+                        ins: d(p.ins, b.ins),
+                    }
+                })
+                .collect(),
+            unclaimed_port_accesses: d(self.unclaimed_port_accesses, base.unclaimed_port_accesses),
+            coalesced_writes: d(self.coalesced_writes, base.coalesced_writes),
+            flushes: d(self.flushes, base.flushes),
+            combine_switches: d(self.combine_switches, base.combine_switches),
+        }
+    }
 }
 
 #[cfg(test)]
