@@ -1,6 +1,7 @@
 //! `worldswitch doctor`: what this host offers worldswitch, each check with a
 //! one-line fix when something is missing.
 
+use crate::frontends::printer::print_json;
 use crate::machine::guest_image::GuestImage;
 use crate::machine::vmm::events::VmEvent;
 use crate::machine::vmm::flavour::Flavour;
@@ -439,8 +440,7 @@ fn calibration_run() -> Result<(), String> {
 pub fn command(json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let checks = checks();
     if json {
-        serde_json::to_writer_pretty(&mut *out, &checks)?;
-        writeln!(out)?;
+        print_json(&checks, out)?;
         return Ok(());
     }
     for c in &checks {

@@ -10,11 +10,16 @@ use profiles::table::{Source, Table};
 use profiles::taxonomy::Thread;
 use std::io::Write;
 
+/// Writes `value` as pretty JSON and a newline: what every `--json` prints.
+pub fn print_json(value: &impl serde::Serialize, out: &mut dyn Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
 /// Prints a run's result: JSON for scripts, else text for people.
 pub fn print_run(r: &RunResult, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
     if json {
-        serde_json::to_writer_pretty(&mut *out, r)?;
-        writeln!(out)
+        print_json(r, out)
     } else {
         print_text(r, out)
     }
@@ -24,8 +29,7 @@ pub fn print_run(r: &RunResult, json: bool, out: &mut dyn Write) -> std::io::Res
 pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> anyhow::Result<()> {
     match format {
         ReportFormat::Json => {
-            serde_json::to_writer_pretty(
-                &mut *out,
+            print_json(
                 &serde_json::json!({
                     "provenance": p.provenance,
                     "seconds": p.seconds,
@@ -39,8 +43,8 @@ pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> 
                     "unsampled_threads": p.table.unsampled_threads,
                     "extra": p.extra,
                 }),
+                out,
             )?;
-            writeln!(out)?;
         }
         ReportFormat::Csv => print_csv(&p.table, out)?,
         ReportFormat::Folded => {

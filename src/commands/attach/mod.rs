@@ -8,6 +8,7 @@
 
 pub mod target;
 
+use crate::frontends::printer::print_json;
 use crate::profiler::foreign::{ForeignSampler, HOST_KERNEL, VMM_USER};
 use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
 use profiles::taxonomy::Category;
@@ -392,8 +393,7 @@ pub fn command(
     );
     let r = measure(&target, duration, sample_hz);
     if json {
-        serde_json::to_writer_pretty(&mut *out, &r)?;
-        writeln!(out)?;
+        print_json(&r, out)?;
         return Ok(());
     }
     writeln!(

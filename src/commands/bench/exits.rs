@@ -3,6 +3,7 @@
 //! loop that does nothing but re-enter, interleaved on one guest.
 
 use crate::cli::ExitsArgs;
+use crate::frontends::printer::print_json;
 use crate::machine::devices::mailbox::BENCH_PORT;
 use crate::machine::vmm::dispatch::FloorSchedule;
 use crate::machine::vmm::phases;
@@ -77,8 +78,7 @@ pub fn measure(args: &ExitsArgs) -> anyhow::Result<ExitsResult> {
 pub fn command(args: &ExitsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let r = measure(args)?;
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &r)?;
-        writeln!(out)?;
+        print_json(&r, out)?;
         return Ok(());
     }
     writeln!(

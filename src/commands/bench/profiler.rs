@@ -6,6 +6,7 @@
 //! split is from the one traced all the time.
 
 use crate::cli::{ProfilerBenchArgs, RunArgs};
+use crate::frontends::printer::print_json;
 use crate::run;
 use profiles::stats::Summary;
 use serde::Serialize;
@@ -144,8 +145,7 @@ pub fn measure(
 pub fn command(args: &ProfilerBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let results = measure(args, &mut std::io::stderr())?;
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "results": results }))?;
-        writeln!(out)?;
+        print_json(&serde_json::json!({ "results": results }), out)?;
         return Ok(());
     }
     writeln!(

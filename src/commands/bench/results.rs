@@ -7,6 +7,7 @@
 use super::nettest::{nettest, Profiling};
 use super::predict::Forecast;
 use crate::cli::ResultsArgs;
+use crate::frontends::printer::print_json;
 use crate::machine::netrun::NetRun;
 use crate::machine::optimizations::{Opt, Opts, Preset};
 use crate::machine::vmnet::frames;
@@ -383,8 +384,7 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     if args.predict_only {
         if args.json {
-            serde_json::to_writer_pretty(&mut *out, &forecast)?;
-            writeln!(out)?;
+            print_json(&forecast, out)?;
         }
         return Ok(());
     }
@@ -401,8 +401,7 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             doc["model"] = serde_json::to_value(&f.model)?;
             doc["probes"] = serde_json::to_value(&f.probes)?;
         }
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)?;
+        print_json(&doc, out)?;
         return Ok(());
     }
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));

@@ -6,6 +6,7 @@
 //! growth.
 
 use crate::cli::{ResultsArgs, RunArgs};
+use crate::frontends::printer::print_json;
 use crate::machine::optimizations::Opt;
 use crate::rng::Rng;
 use crate::session::Workbench;
@@ -197,8 +198,7 @@ pub fn measure(
 pub fn command(args: &ResultsArgs, duration: Duration, out: &mut dyn Write) -> anyhow::Result<()> {
     let r = measure(args, duration, &mut std::io::stderr())?;
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &r)?;
-        writeln!(out)?;
+        print_json(&r, out)?;
     } else {
         writeln!(
             out,

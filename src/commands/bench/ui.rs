@@ -7,6 +7,7 @@
 
 use crate::cli::{RunArgs, UiBenchArgs};
 use crate::frontends::engine::Engine;
+use crate::frontends::printer::print_json;
 use crate::profiler::threads::ThreadMeter;
 use profiles::snapshot::Snapshot;
 use profiles::stats::Summary;
@@ -140,8 +141,7 @@ pub fn measure(args: &UiBenchArgs) -> anyhow::Result<UiBench> {
 pub fn command(args: &UiBenchArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let r = measure(args)?;
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &r)?;
-        writeln!(out)?;
+        print_json(&r, out)?;
         return Ok(());
     }
     writeln!(
