@@ -31,24 +31,11 @@ pub enum Command {
     /// Boot a guest on KVM and watch it in the workbench (or, with
     /// --headless or without a terminal, report what it did).
     Run(RunArgs),
-    /// Measure a KVM VMM we did not start (QEMU, ...): its threads' exits,
-    /// port accesses, interrupts and CPU, and per frame its TAP carried;
-    /// read-only.
-    Attach {
-        /// The VMM's process ID.
-        pid: i32,
-        /// How long to measure (ends early if the target exits, or on
-        /// Ctrl-C, with what was measured).
-        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "D")]
-        duration: Duration,
-        /// Samples per second of each of the target's threads' kernel
-        /// stacks (0: none).
-        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=10000))]
-        sample_hz: u64,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Measure a KVM VMM we did not start (QEMU, ...) in the workbench, or
+    /// with --headless report it: where its vCPU threads' time goes by the
+    /// paper's rows, its exits, port accesses, interrupts and CPU, per
+    /// frame its TAP carried. Strictly read-only.
+    Attach(AttachArgs),
     /// List the built-in guests, or write their ELF files to a directory.
     Guests {
         /// Write each built-in guest to DIR/NAME.elf.
@@ -548,4 +535,33 @@ mod tests {
         assert!(Cli::try_parse_from(["worldswitch", "bench", "exits", "--cpl", "2"]).is_err());
         assert!(Cli::try_parse_from(["worldswitch", "bench", "exits", "--pairs", "0"]).is_err());
     }
+}
+
+/// `worldswitch attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The VMM's process ID.
+    pub pid: i32,
+    /// How long to measure: the headless report's length (default 10s);
+    /// in the workbench, until you quit unless given. Ends early if the
+    /// target exits, or on Ctrl-C, with what was measured.
+    #[arg(long, value_parser = parse_duration, value_name = "D")]
+    pub duration: Option<Duration>,
+    /// Report once at the end instead of showing the workbench (also when
+    /// there is no terminal, or with --json).
+    #[arg(long)]
+    pub headless: bool,
+    /// Samples per second of each of the target's threads' stacks (0: none).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=10000))]
+    pub sample_hz: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the measurement as a profile ('report', 'flamegraph', 'diff'
+    /// and 'view' read it).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Where the workbench writes flame graph SVGs.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub export_dir: PathBuf,
 }

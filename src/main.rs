@@ -28,21 +28,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => run_command(&cli.run),
         Some(Command::Run(args)) => run_command(&args),
-        Some(Command::Attach {
-            pid,
-            duration,
-            sample_hz,
-            json,
-        }) => {
+        Some(Command::Attach(args)) => {
             // Started before measuring, so Ctrl-C ends with the figures.
             worldswitch::run::interrupted();
-            worldswitch::commands::attach::command(
-                pid,
-                duration,
-                sample_hz,
-                json,
-                &mut std::io::stdout(),
-            )?;
+            worldswitch::commands::attach::headless(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Guests { export }) => {

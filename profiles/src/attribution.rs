@@ -89,6 +89,15 @@ pub fn table(i: &Inputs) -> Table {
         }),
     };
     off_cpu.insert(Thread::Vcpu, vcpu.off);
+    // A VMM we did not start has no markers: its time outside KVM_RUN is
+    // split by the samples there, as the time inside is.
+    if let (None, Some(s)) = (run, samples) {
+        let outside = s.total.saturating_sub(in_run);
+        if outside > 0 {
+            let cpu = i.vcpu.cpu_seconds * outside as f64 / s.total as f64;
+            measured.extend(sampled_rows(cpu, &s.vmapp_by_category, Thread::Vcpu, tsc));
+        }
+    }
     match samples {
         Some(s) if in_run > 0 => {
             for (&cat, &n) in &s.by_category {
@@ -141,6 +150,15 @@ pub fn table(i: &Inputs) -> Table {
     if let Some(io) = i.io {
         let io_rows = on_cpu(io, Thread::Io, io.run_delay_seconds, tsc);
         measured.extend(io_rows.rows);
+        if let (true, Some(s)) = (io.markers.is_empty(), samples) {
+            // No markers (a VMM we did not start): its samples split it.
+            measured.extend(sampled_rows(
+                io.cpu_seconds,
+                &s.io_by_category,
+                Thread::Io,
+                tsc,
+            ));
+        }
         off_cpu.insert(Thread::Io, io_rows.off);
         cpu += io.cpu_seconds;
         threads.push("I/O");
@@ -271,8 +289,22 @@ fn pv_rows(pv: PvDrain, samples: Option<&SampleSummary>, tsc: f64) -> Vec<Measur
     if pv.cpu_seconds <= 0.0 || pv.frames == 0 || sampled == 0 {
         return Vec::new();
     }
-    let cycles = pv.cpu_seconds * tsc * 1e6;
-    s.pv_by_category
+    sampled_rows(pv.cpu_seconds, &s.pv_by_category, Thread::Pvnet, tsc)
+}
+
+/// `cpu_seconds` of `thread` split over rows by its samples in each.
+fn sampled_rows(
+    cpu_seconds: f64,
+    by_category: &BTreeMap<Category, u64>,
+    thread: Thread,
+    tsc: f64,
+) -> Vec<Measured> {
+    let sampled: u64 = by_category.values().sum();
+    if sampled == 0 || cpu_seconds <= 0.0 {
+        return Vec::new();
+    }
+    let cycles = cpu_seconds * tsc * 1e6;
+    by_category
         .iter()
         .map(|(&cat, &n)| Measured {
             category: cat,
@@ -281,7 +313,7 @@ fn pv_rows(pv: PvDrain, samples: Option<&SampleSummary>, tsc: f64) -> Vec<Measur
             p50_cycles: 0.0,
             p99_cycles: 0.0,
             samples: Some(n),
-            thread: Some(Thread::Pvnet),
+            thread: Some(thread),
         })
         .collect()
 }

@@ -193,6 +193,8 @@ pub struct EmulationSummary {
     pub cost_seconds: f64,
     /// Port accesses traced (kvm_pio, in-kernel and not), by device.
     pub pio_by_device: BTreeMap<String, u64>,
+    /// The same by port: (OUTs, INs).
+    pub pio_by_port: BTreeMap<u16, (u64, u64)>,
     /// Why the windows stopped early: the kernel refused to enable one.
     pub refused: Option<String>,
 }

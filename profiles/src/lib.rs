@@ -15,3 +15,4 @@ pub mod table;
 pub mod taxonomy;
 pub mod toggles;
 pub mod transmit_path;
+pub mod vmm_rules;

@@ -18,6 +18,18 @@ fn first_line(path: &str) -> String {
 
 /// Where and how this run happened.
 pub fn provenance(r: &RunResult, halt_poll_ns: u64) -> Provenance {
+    Provenance {
+        halt_poll_ns,
+        toggles: r.optimizations.clone(),
+        guest: r.guest.clone(),
+        guest_build_id: r.guest_build_id.clone(),
+        ..host_provenance()
+    }
+}
+
+/// The host's part of a profile's provenance: kernel, KVM flavour, CPU,
+/// clocksource, worldswitch and the command line.
+pub fn host_provenance() -> Provenance {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -34,12 +46,53 @@ pub fn provenance(r: &RunResult, halt_poll_ns: u64) -> Provenance {
             .to_string(),
         cpu,
         clocksource: first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource"),
-        halt_poll_ns,
-        toggles: r.optimizations.clone(),
-        guest: r.guest.clone(),
-        guest_build_id: r.guest_build_id.clone(),
         worldswitch: env!("CARGO_PKG_VERSION").to_string(),
         command_line: std::env::args().collect(),
+        ..Default::default()
+    }
+}
+
+/// Fails, before a run, when `output` cannot be written.
+pub fn check_writable(output: &Path) -> anyhow::Result<()> {
+    std::fs::File::create(output).with_context(|| {
+        format!(
+            "cannot write {}: choose a path you can write to",
+            output.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Saves `profile` to `output`; if that fails, keeps it in the temporary
+/// directory (a run cannot be repeated exactly) and says where. `what`
+/// names the fallback file.
+pub fn save_or_keep(profile: &Profile, output: &Path, what: &str) -> anyhow::Result<()> {
+    let Err(e) = profile.save(output) else {
+        return Ok(());
+    };
+    let e = match e {
+        profiles::profile::ProfileError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    };
+    if std::fs::metadata(output).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(output);
+    }
+    let fallback = std::env::temp_dir().join(format!(
+        "worldswitch-record-{}-{}.json",
+        what.replace(['/', ' '], "_"),
+        std::process::id()
+    ));
+    match profile.save(&fallback) {
+        Ok(()) => anyhow::bail!(
+            "cannot write {} ({e}); the profile was kept in {} instead",
+            output.display(),
+            fallback.display()
+        ),
+        Err(_) => anyhow::bail!(
+            "cannot write {} ({e}) nor a copy in {}; free some space and record again",
+            output.display(),
+            std::env::temp_dir().display()
+        ),
     }
 }
 
@@ -50,12 +103,7 @@ pub fn record(
     status: &mut dyn Write,
 ) -> anyhow::Result<RunResult> {
     // Fail before the run, not after it, when the file cannot be written.
-    std::fs::File::create(&args.output).with_context(|| {
-        format!(
-            "cannot write {}: choose a path you can write to",
-            args.output.display()
-        )
-    })?;
+    check_writable(&args.output)?;
     // Which kernel tracepoints fire on this host at all, so a count of 0 in
     // the profile can be told from a tracepoint that cannot count.
     let calibration: Vec<serde_json::Value> = crate::commands::doctor::calibrate_tracepoints()
@@ -86,33 +134,7 @@ pub fn record(
         result.folded.clone(),
         extra,
     );
-    if let Err(e) = profile.save(&args.output) {
-        let e = match e {
-            profiles::profile::ProfileError::Io { source, .. } => source.to_string(),
-            other => other.to_string(),
-        };
-        // The run cannot be repeated exactly: keep its profile somewhere.
-        if std::fs::metadata(&args.output).is_ok_and(|m| m.len() == 0) {
-            let _ = std::fs::remove_file(&args.output);
-        }
-        let fallback = std::env::temp_dir().join(format!(
-            "worldswitch-record-{}-{}.json",
-            result.guest.replace('/', "_"),
-            std::process::id()
-        ));
-        match profile.save(&fallback) {
-            Ok(()) => anyhow::bail!(
-                "cannot write {} ({e}); the profile was kept in {} instead",
-                args.output.display(),
-                fallback.display()
-            ),
-            Err(_) => anyhow::bail!(
-                "cannot write {} ({e}) nor a copy in {}; free some space and record again",
-                args.output.display(),
-                std::env::temp_dir().display()
-            ),
-        }
-    }
+    save_or_keep(&profile, &args.output, &result.guest)?;
     writeln!(
         out,
         "{} Profile of {} ({:.1} s, {} sampled stacks) saved to {}.",

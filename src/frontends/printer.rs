@@ -253,7 +253,7 @@ pub fn print_table(t: &Table, out: &mut dyn Write) -> std::io::Result<()> {
             .collect();
         writeln!(
             out,
-            "samples of all worldswitch threads ({sampled}, by thread): {}",
+            "samples of every sampled thread ({sampled}, by thread): {}",
             shares.join(", ")
         )?;
     }

@@ -163,7 +163,9 @@ impl EmulationWindows {
             .map_err(|e| format!("perf events refused {TRACEPOINT}: {e}"))?;
         let (len_at, insn_at) = field_offsets();
         // Port accesses in the same windows, where the tracepoint exists.
-        let port_at = field_offset(PIO_TRACEPOINT)("int port;").unwrap_or(12);
+        let pio_field = field_offset(PIO_TRACEPOINT);
+        let port_at = pio_field("int port;").unwrap_or(12);
+        let rw_at = pio_field("int rw;").unwrap_or(8);
         let mut pio = tracepoints::id(PIO_TRACEPOINT)
             .ok()
             .and_then(|id| raw_tracer(id, tid, 1 << 20).ok());
@@ -202,14 +204,20 @@ impl EmulationWindows {
                         let _ = p.disable();
                         while let Some(record) = p.next_record() {
                             if let Ok(Record::Sample(sample)) = record.parse_record() {
-                                let port = sample
-                                    .raw()
-                                    .and_then(|r| r.get(port_at..port_at + 4))
-                                    .map(|b| u32::from_le_bytes(b.try_into().unwrap()) as u16);
-                                if let Some(port) = port {
+                                let field = |at: usize| {
+                                    sample
+                                        .raw()
+                                        .and_then(|r| r.get(at..at + 4))
+                                        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+                                };
+                                if let (Some(port), Some(rw)) = (field(port_at), field(rw_at)) {
+                                    let port = port as u16;
                                     *s.pio_by_device
                                         .entry(ports.group(port).to_string())
                                         .or_insert(0) += 1;
+                                    let (outs, ins) = s.pio_by_port.entry(port).or_default();
+                                    // rw is 1 for a write (OUT).
+                                    *if rw == 1 { outs } else { ins } += 1;
                                 }
                             }
                         }

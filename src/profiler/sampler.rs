@@ -97,28 +97,50 @@ fn open(tid: libc::pid_t, hz: u64, vcpu: bool) -> std::io::Result<Ring> {
     if let (false, Some(e)) = (vcpu, crate::injected::perf_refused()) {
         return Err(e);
     }
-    open_ring(tid, hz, if vcpu { VCPU_RING } else { OTHER_RING }, vcpu)
+    open_ring(
+        tid,
+        hz,
+        if vcpu { VCPU_RING } else { OTHER_RING },
+        vcpu,
+        None,
+    )
 }
+
+/// The user registers a sample carries for unwinding its copy of the
+/// user stack: BP, SP and IP (perf's x86 register numbers 6, 7 and 8), in
+/// that order.
+pub(crate) const UNWIND_REGS: u64 = (1 << 6) | (1 << 7) | (1 << 8);
 
 /// Opens and enables cpu-clock sampling of thread `tid` (of any process)
 /// at `hz` with kernel and user callchains, into a ring of `ring` bytes,
-/// with context-switch records if `switches`.
+/// with context-switch records if `switches`. With `user_stack` bytes,
+/// samples carry the user registers and that much of the user stack
+/// instead of a frame-pointer walk of it.
 pub(crate) fn open_ring(
     tid: libc::pid_t,
     hz: u64,
     ring: usize,
     switches: bool,
+    user_stack: Option<u32>,
 ) -> std::io::Result<Ring> {
     let mut builder = Builder::new(Software::CPU_CLOCK);
+    let flags = SampleFlag::IP | SampleFlag::TID | SampleFlag::TIME | SampleFlag::CALLCHAIN;
     builder
         .observe_pid(tid)
         .any_cpu()
         .include_kernel()
         .sample_frequency(hz)
-        .sample(SampleFlag::IP | SampleFlag::TID | SampleFlag::TIME | SampleFlag::CALLCHAIN)
+        .sample(flags)
         .clockid(Clock::MONOTONIC)
         .context_switch(switches)
         .sample_id_all(true);
+    if let Some(bytes) = user_stack {
+        builder
+            .sample(flags | SampleFlag::REGS_USER | SampleFlag::STACK_USER)
+            .sample_regs_user(UNWIND_REGS)
+            .sample_stack_user(bytes)
+            .exclude_callchain_user(true);
+    }
     let mut ring = builder.build()?.sampled(ring)?;
     ring.enable()?;
     Ok(ring)
@@ -449,7 +471,7 @@ fn guest_frames(w: &Walk, image: &GuestImage) -> Vec<String> {
 pub const MAX_STACKS: usize = 512;
 
 /// Counts one sample of `stack`.
-fn add_stack(folded: &mut BTreeMap<Arc<str>, u64>, stack: String) {
+pub(crate) fn add_stack(folded: &mut BTreeMap<Arc<str>, u64>, stack: String) {
     if let Some(n) = folded.get_mut(stack.as_str()) {
         *n += 1;
         return;
@@ -475,7 +497,7 @@ pub fn owned(folded: &BTreeMap<Arc<str>, u64>) -> BTreeMap<String, u64> {
 
 /// The folded stack of a sample outside KVM_RUN: thread, world and row,
 /// then its frames, root first.
-fn fold_frames(thread: &str, world: &str, row: &str, frames: &[&str]) -> String {
+pub(crate) fn fold_frames(thread: &str, world: &str, row: &str, frames: &[&str]) -> String {
     let mut s = format!("{thread};{world};{row}");
     if frames.is_empty() {
         s.push_str(";[unknown]");
@@ -519,7 +541,7 @@ fn fold(category: Option<Category>, frames: &[&str]) -> String {
     s
 }
 
-fn world_key(w: World) -> &'static str {
+pub(crate) fn world_key(w: World) -> &'static str {
     match w {
         World::Guest => "guest",
         World::Vmm => "vmm",
@@ -529,28 +551,21 @@ fn world_key(w: World) -> &'static str {
     }
 }
 
-/// The row of a sample of a vCPU thread by its cpumode and kernel frames:
-/// the guest running, or a VMM row under KVM_RUN; None outside KVM_RUN.
-pub(crate) fn kvm_run_row(misc: u16, chain: &[u64], kallsyms: &Kallsyms) -> Option<Category> {
+/// The row of a sample of a vCPU thread by its cpumode and kernel frames
+/// (root first): the guest running, or a VMM row under KVM_RUN; None
+/// outside KVM_RUN.
+pub(crate) fn kvm_run_row(misc: u16, kernel: &[&str]) -> Option<Category> {
     if matches!(
         misc & MISC_CPUMODE_MASK,
         MISC_GUEST_KERNEL | MISC_GUEST_USER
     ) {
         return Some(Category::GuestNative);
     }
-    let mut frames = Vec::with_capacity(64);
-    kernel_frames(chain, kallsyms, &mut frames);
-    classify(&frames)
-}
-
-/// Whether a sample's callchain has kernel frames (the thread was in the
-/// kernel when sampled).
-pub(crate) fn in_kernel(chain: &[u64]) -> bool {
-    chain.first() == Some(&CONTEXT_KERNEL)
+    classify(kernel)
 }
 
 /// The kernel frames of a leaf-first callchain, root first.
-fn kernel_frames<'k>(chain: &[u64], kallsyms: &'k Kallsyms, out: &mut Vec<&'k str>) {
+pub(crate) fn kernel_frames<'k>(chain: &[u64], kallsyms: &'k Kallsyms, out: &mut Vec<&'k str>) {
     let mut in_kernel = false;
     for &ip in chain {
         if ip >= CONTEXT_MAX {

@@ -61,6 +61,17 @@ pub struct ThreadCounters {
 impl ThreadCounters {
     /// Starts counting each of `names` on thread `tid`.
     pub fn open(tid: libc::pid_t, names: &[&str]) -> Result<Self, TraceError> {
+        Self::open_filtered(tid, names, None)
+    }
+
+    /// Starts counting each of `names` on thread `tid`, only the hits that
+    /// pass `filter` (an ftrace filter over the tracepoint's fields, such
+    /// as "level == 1"), if given.
+    pub fn open_filtered(
+        tid: libc::pid_t,
+        names: &[&str],
+        filter: Option<&str>,
+    ) -> Result<Self, TraceError> {
         let mut counters = Vec::with_capacity(names.len());
         for &name in names {
             let mut counter = Builder::new(Tracepoint::with_id(id(name)?))
@@ -69,6 +80,9 @@ impl ThreadCounters {
                 .include_kernel()
                 .build()
                 .map_err(|e| TraceError::Open(name.to_string(), e))?;
+            if let Some(f) = filter {
+                set_filter(&counter, f).map_err(|e| TraceError::Open(name.to_string(), e))?;
+            }
             counter
                 .enable()
                 .map_err(|e| TraceError::Open(name.to_string(), e))?;
@@ -84,4 +98,20 @@ impl ThreadCounters {
             .map(|(name, c)| Ok((name.clone(), c.read()?)))
             .collect()
     }
+}
+
+/// `PERF_EVENT_IOC_SET_FILTER`: `_IOW('$', 6, char *)`.
+const SET_FILTER: libc::c_ulong = 0x4008_2406;
+
+/// Sets an ftrace filter on a tracepoint counter.
+fn set_filter(counter: &Counter, filter: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let text = std::ffi::CString::new(filter).map_err(io::Error::other)?;
+    // SAFETY: the descriptor is a live perf event this counter owns, and
+    // the kernel reads the NUL-terminated string only during the call.
+    let r = unsafe { libc::ioctl(counter.as_raw_fd(), SET_FILTER, text.as_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -32,6 +32,8 @@ pub struct Target {
     pub vcpus: Vec<u32>,
     /// The TAP devices it holds open.
     pub taps: Vec<String>,
+    /// Its executable.
+    pub exe: String,
 }
 
 fn proc(pid: i32) -> PathBuf {
@@ -67,11 +69,15 @@ pub fn find(pid: i32) -> Result<Target, AttachError> {
     vcpus.sort_unstable();
     taps.sort();
     taps.dedup();
+    let exe = std::fs::read_link(proc(pid).join("exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(Target {
         pid,
         name,
         vcpus,
         taps,
+        exe,
     })
 }
 
@@ -111,10 +117,29 @@ pub fn threads(pid: i32) -> Vec<(i32, String)> {
     t
 }
 
-/// A thread's CPU time so far, in nanoseconds (`schedstat`'s first field).
-pub fn runtime_ns(pid: i32, tid: i32) -> Option<u64> {
+/// A thread's CPU time and the time it waited runnable so far, in
+/// nanoseconds (`schedstat`'s first two fields).
+pub fn schedstat(pid: i32, tid: i32) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string(proc(pid).join(format!("task/{tid}/schedstat"))).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let mut f = text.split_whitespace().map(|v| v.parse().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// Which VMM an executable is, by its file name: `qemu`, `firecracker`,
+/// `cloud-hypervisor`, `crosvm`, else the name itself.
+pub fn vmm_of(exe: &str) -> String {
+    let file = exe.rsplit('/').next().unwrap_or(exe);
+    [
+        "qemu",
+        "firecracker",
+        "cloud-hypervisor",
+        "crosvm",
+        "worldswitch",
+    ]
+    .into_iter()
+    .find(|v| file.starts_with(v))
+    .unwrap_or(file)
+    .to_string()
 }
 
 /// An interface's counters, as the host sees them: what it received (the
@@ -177,6 +202,9 @@ mod tests {
             })
         );
         assert_eq!(dev_counters(dev, "tap"), None, "a prefix is not a name");
+        assert_eq!(vmm_of("/usr/bin/qemu-system-x86_64"), "qemu");
+        assert_eq!(vmm_of("/opt/fc/firecracker-v1.7"), "firecracker");
+        assert_eq!(vmm_of("/usr/local/bin/myvmm"), "myvmm");
     }
 
     #[test]

@@ -1,0 +1,436 @@
+//! One attach measurement: perf counters and stack samples on the
+//! target's threads, its CPU and TAP counters from `/proc`, the emulation
+//! windows on its busiest vCPU once one is known, and what they add up to
+//! at any moment ([`Measurement::result`]), for the workbench's live
+//! screens or a headless run's one report.
+
+use super::ports;
+use super::result::{
+    AttachResult, ExitFigures, PortFigures, TapFigures, TargetInfo, ThreadFigures,
+};
+use super::target::{self, DevCounters, Target};
+use crate::profiler::emulation::{EmulationWindows, DEFAULT_DUTY_PCT};
+use crate::profiler::foreign::{self, ForeignSampler};
+use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
+use profiles::attribution::{self, Inputs};
+use profiles::inputs::{EmulationSummary, MarkedThread, PvDrain, SampleSummary};
+use profiles::table::{Direction, PerFrame, Table};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// Interrupts raised: a line set high (`kvm_set_irq` with level 1; a
+/// level-triggered line is lowered again after) and an MSI.
+const IRQ_RAISED: (&str, &str) = ("kvm/kvm_set_irq", "level == 1");
+const MSI: &str = "kvm/kvm_msi_set_irq";
+
+/// The perf counters on one thread.
+struct Counted {
+    tid: i32,
+    name: String,
+    exits: Option<ThreadCounters>,
+    irqs: Vec<ThreadCounters>,
+}
+
+/// The `/proc` figures at one moment; a thread or TAP gone keeps its last.
+#[derive(Clone)]
+struct Reading {
+    sched: Vec<Option<(u64, u64)>>,
+    taps: Vec<Option<DevCounters>>,
+}
+
+/// A measurement under way.
+pub struct Measurement {
+    target: Target,
+    counted: Vec<Counted>,
+    sampler: Option<ForeignSampler>,
+    emulation: Option<EmulationWindows>,
+    final_emulation: Option<EmulationSummary>,
+    unavailable: Vec<String>,
+    started: Instant,
+    seconds: f64,
+    base: Reading,
+    last: Reading,
+    exited: bool,
+    tsc_mhz: f64,
+}
+
+impl Measurement {
+    /// Starts measuring `target`, sampling its threads' stacks at
+    /// `sample_hz` (0: none).
+    pub fn start(target: Target, sample_hz: u64) -> Self {
+        let pid = target.pid;
+        let mut unavailable = Vec::new();
+        let mut note = |why: String| {
+            if !unavailable.contains(&why) {
+                unavailable.push(why);
+            }
+        };
+        let counted: Vec<Counted> = target::threads(pid)
+            .into_iter()
+            .map(|(tid, name)| {
+                let exits = ThreadCounters::open(tid, &[USERSPACE_EXIT, PIO])
+                    .map_err(|e| note(format!("exit counts: {e}")))
+                    .ok();
+                let raised =
+                    ThreadCounters::open_filtered(tid, &[IRQ_RAISED.0], Some(IRQ_RAISED.1));
+                let msi = ThreadCounters::open(tid, &[MSI]);
+                let irqs = [raised, msi]
+                    .into_iter()
+                    .filter_map(|c| c.map_err(|e| note(format!("interrupt counts: {e}"))).ok())
+                    .collect();
+                Counted {
+                    tid,
+                    name,
+                    exits,
+                    irqs,
+                }
+            })
+            .collect();
+        let tids: Vec<i32> = counted.iter().map(|c| c.tid).collect();
+        let sampler = match sample_hz {
+            0 => {
+                note("stack samples: off (--sample-hz 0)".into());
+                None
+            }
+            hz => ForeignSampler::start(pid, &tids, hz)
+                .map_err(|e| note(format!("stack samples: {e}")))
+                .ok(),
+        };
+        let tsc_mhz = crate::profiler::host_tsc_mhz();
+        let mut m = Self {
+            target,
+            counted,
+            sampler,
+            emulation: None,
+            final_emulation: None,
+            unavailable,
+            started: Instant::now(),
+            seconds: 0.0,
+            base: Reading {
+                sched: Vec::new(),
+                taps: Vec::new(),
+            },
+            last: Reading {
+                sched: Vec::new(),
+                taps: Vec::new(),
+            },
+            exited: false,
+            tsc_mhz,
+        };
+        m.base = m.read();
+        m.last = m.base.clone();
+        m
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn read(&self) -> Reading {
+        let pid = self.target.pid;
+        Reading {
+            sched: self
+                .counted
+                .iter()
+                .map(|t| target::schedstat(pid, t.tid))
+                .collect(),
+            taps: self
+                .target
+                .taps
+                .iter()
+                .map(|t| target::tap_counters(pid, t))
+                .collect(),
+        }
+    }
+
+    /// Takes a reading and drains the sample rings; starts the emulation
+    /// windows once a vCPU is known. Returns whether the target exited.
+    pub fn poll(&mut self) -> bool {
+        if self.exited {
+            return true;
+        }
+        if !std::path::Path::new(&format!("/proc/{}/stat", self.target.pid)).exists() {
+            self.exited = true;
+            return true;
+        }
+        self.seconds = self.started.elapsed().as_secs_f64();
+        let now = self.read();
+        for (slot, v) in self.last.sched.iter_mut().zip(now.sched) {
+            *slot = v.or(*slot);
+        }
+        for (slot, v) in self.last.taps.iter_mut().zip(now.taps) {
+            *slot = v.or(*slot);
+        }
+        if let Some(s) = &mut self.sampler {
+            s.drain();
+        }
+        if self.emulation.is_none() && self.final_emulation.is_none() {
+            self.start_windows();
+        }
+        false
+    }
+
+    /// Starts the emulation windows on the vCPU with the most exits.
+    fn start_windows(&mut self) {
+        let busiest = self
+            .counted
+            .iter_mut()
+            .filter_map(|c| {
+                let n: u64 = counts(c.exits.as_mut()?)?.iter().sum();
+                (n > 0).then_some((n, c.tid))
+            })
+            .max();
+        let Some((_, tid)) = busiest else { return };
+        let (pid, taps) = (self.target.pid, self.target.taps.clone());
+        let frames = Box::new(move || {
+            taps.iter()
+                .filter_map(|t| target::tap_counters(pid, t))
+                .map(|c| c.rx_packets)
+                .sum()
+        });
+        match EmulationWindows::start(tid, ports::legacy(), DEFAULT_DUTY_PCT, frames) {
+            Ok(w) => self.emulation = Some(w),
+            Err(e) => {
+                self.unavailable.push(format!("emulation windows: {e}"));
+                self.final_emulation = Some(EmulationSummary::default());
+            }
+        }
+    }
+
+    /// Stops measuring and says what was measured.
+    pub fn finish(mut self) -> AttachResult {
+        self.poll();
+        if let Some(w) = self.emulation.take() {
+            self.final_emulation = Some(w.finish());
+        }
+        self.result()
+    }
+
+    /// What was measured so far.
+    pub fn result(&mut self) -> AttachResult {
+        let seconds = self.seconds.max(1e-9);
+        let mut threads: Vec<ThreadFigures> = Vec::new();
+        for (i, t) in self.counted.iter_mut().enumerate() {
+            let exits = t.exits.as_mut().and_then(counts);
+            let irqs = (!t.irqs.is_empty()).then(|| {
+                t.irqs
+                    .iter_mut()
+                    .filter_map(counts)
+                    .map(|v| v.iter().sum::<u64>())
+                    .sum()
+            });
+            let (cpu_ns, delay_ns) = match (self.base.sched[i], self.last.sched[i]) {
+                (Some(a), Some(b)) => (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1)),
+                _ => (0, 0),
+            };
+            let (user, pio) = match exits.as_deref() {
+                Some([u, p]) => (Some(*u), Some(*p)),
+                _ => (None, None),
+            };
+            threads.push(ThreadFigures {
+                tid: t.tid,
+                name: t.name.clone(),
+                vcpu: user.unwrap_or(0) + pio.unwrap_or(0) > 0,
+                cpu_pct: cpu_ns as f64 / 1e9 / seconds * 100.0,
+                cpu_seconds: cpu_ns as f64 / 1e9,
+                run_delay_seconds: delay_ns as f64 / 1e9,
+                exits_to_user: user,
+                port_accesses: pio,
+                interrupts: irqs,
+                samples: 0,
+            });
+        }
+        let samples = self.sampler.as_ref().map(|s| {
+            let vcpus: BTreeSet<i32> = threads.iter().filter(|t| t.vcpu).map(|t| t.tid).collect();
+            let names = threads.iter().map(|t| (t.tid, t.name.clone())).collect();
+            let io = Some(self.target.pid).filter(|p| !vcpus.contains(p));
+            (
+                foreign::summary(s.threads(), &vcpus, io, &names, s.lost()),
+                s,
+            )
+        });
+        if let Some((_, s)) = &samples {
+            for t in &mut threads {
+                t.samples = s.threads().get(&t.tid).map_or(0, |x| x.total);
+            }
+        }
+        let summary = samples.map(|(summary, _)| summary);
+        threads.sort_by(|a, b| b.vcpu.cmp(&a.vcpu).then(b.cpu_pct.total_cmp(&a.cpu_pct)));
+        let taps: Vec<TapFigures> = self
+            .target
+            .taps
+            .iter()
+            .zip(self.base.taps.iter().zip(&self.last.taps))
+            .filter_map(|(name, (a, b))| {
+                let (a, b) = ((*a)?, (*b)?);
+                Some(TapFigures {
+                    name: name.clone(),
+                    frames_from_guest: b.rx_packets.saturating_sub(a.rx_packets),
+                    bytes_from_guest: b.rx_bytes.saturating_sub(a.rx_bytes),
+                    frames_to_guest: b.tx_packets.saturating_sub(a.tx_packets),
+                })
+            })
+            .collect();
+        let emulation = self
+            .final_emulation
+            .clone()
+            .or_else(|| self.emulation.as_ref().and_then(EmulationWindows::latest));
+        let exits = exit_figures(&threads, emulation.as_ref());
+        let frames: u64 = taps.iter().map(|t| t.frames_from_guest).sum();
+        let bytes: u64 = taps.iter().map(|t| t.bytes_from_guest).sum();
+        let per_frame_unavailable = if self.target.taps.is_empty() {
+            Some("the target holds no TAP device (its network, if any, is not a TAP: user-mode networking or none)".to_string())
+        } else if frames == 0 {
+            Some("the guest sent no frame through its TAP in this time".to_string())
+        } else {
+            None
+        };
+        // Interrupts from any thread: the vCPU's after a transmit, the
+        // main loop's after a receive.
+        let interrupts = threads
+            .iter()
+            .map(|t| t.interrupts)
+            .try_fold(0u64, |acc, v| v.map(|v| acc + v));
+        let per = |v: Option<u64>| v.filter(|_| frames > 0).map(|n| n as f64 / frames as f64);
+        let per_frame = PerFrame {
+            frames,
+            direction: Direction::Transmit,
+            exits_to_user: per(exits.kvm_run_returns),
+            port_accesses_in_kernel: per(exits.port_accesses_in_kernel),
+            interrupts: per(interrupts),
+            emulated_instructions: emulation.as_ref().and_then(EmulationSummary::per_frame),
+            tap_writes: None,
+        };
+        let mut profile = self.table(&threads, summary.as_ref(), emulation.as_ref(), &exits);
+        profile.per_frame(per_frame.clone());
+        let mut unavailable = self.unavailable.clone();
+        if let Some(s) = &summary {
+            if s.lost > 0 {
+                unavailable.push(format!("{} stack samples lost by the rings", s.lost));
+            }
+        }
+        let vcpus = threads.iter().filter(|t| t.vcpu).count();
+        if vcpus > 1 && self.emulation.is_some() {
+            unavailable.push(format!(
+                "emulated instructions: traced on the busiest of {vcpus} vCPU threads only"
+            ));
+        }
+        let (vcpu_threads, threads): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| t.vcpu);
+        AttachResult {
+            target: TargetInfo {
+                pid: self.target.pid,
+                command: self.target.name.clone(),
+                vmm: target::vmm_of(&self.target.exe),
+                exe: self.target.exe.clone(),
+                vcpu_descriptors: self.target.vcpus.len(),
+            },
+            seconds: self.seconds,
+            target_exited: self.exited,
+            vcpu_threads,
+            threads,
+            taps,
+            exits,
+            throughput_mbps: (!self.target.taps.is_empty())
+                .then(|| bytes as f64 * 8.0 / seconds / 1e6),
+            frames_per_sec: (!self.target.taps.is_empty()).then(|| frames as f64 / seconds),
+            exits_per_frame: per_frame.exits_to_user,
+            per_frame: per_frame_unavailable.is_none().then_some(per_frame),
+            per_frame_unavailable,
+            profile,
+            folded: summary
+                .map(|s| crate::profiler::sampler::owned(&s.folded))
+                .unwrap_or_default(),
+            unavailable,
+        }
+    }
+
+    /// The overhead table: the vCPU threads as one vCPU, the main loop
+    /// as the I/O thread, split by their samples and the windows' mix.
+    fn table(
+        &self,
+        threads: &[ThreadFigures],
+        samples: Option<&SampleSummary>,
+        emulation: Option<&EmulationSummary>,
+        exits: &ExitFigures,
+    ) -> Table {
+        let marked = |ts: &mut dyn Iterator<Item = &ThreadFigures>| {
+            let mut m = MarkedThread {
+                run_delay_seconds: Some(0.0),
+                ..Default::default()
+            };
+            for t in ts {
+                m.cpu_seconds += t.cpu_seconds;
+                *m.run_delay_seconds.as_mut().unwrap() += t.run_delay_seconds;
+            }
+            m
+        };
+        let vcpu = marked(&mut threads.iter().filter(|t| t.vcpu));
+        let main = threads
+            .iter()
+            .find(|t| t.tid == self.target.pid && !t.vcpu)
+            .map(|t| marked(&mut std::iter::once(t)));
+        let in_kernel_pio = match (exits.port_accesses, exits.port_accesses_in_kernel) {
+            (Some(all), Some(k)) if all > 0 => k as f64 / all as f64,
+            _ => 0.0,
+        };
+        attribution::table(&Inputs {
+            tsc_mhz: self.tsc_mhz,
+            wall_seconds: self.seconds,
+            vcpu: &vcpu,
+            io: main.as_ref(),
+            pv: PvDrain::default(),
+            samples: samples.ok_or("no stack samples (see unavailable)"),
+            emulation,
+            in_kernel_pio,
+        })
+    }
+}
+
+/// A counter set's counts, or None if unreadable.
+fn counts(c: &mut ThreadCounters) -> Option<Vec<u64>> {
+    c.read()
+        .ok()
+        .map(|v| v.into_iter().map(|(_, n)| n).collect())
+}
+
+/// The vCPU threads' exits, and the ports their windows saw, scaled to
+/// every port access.
+fn exit_figures(threads: &[ThreadFigures], emulation: Option<&EmulationSummary>) -> ExitFigures {
+    let sum = |f: fn(&ThreadFigures) -> Option<u64>| {
+        threads
+            .iter()
+            .filter(|t| t.vcpu)
+            .map(f)
+            .try_fold(0u64, |acc, v| v.map(|v| acc + v))
+    };
+    let user = sum(|t| t.exits_to_user);
+    let pio = sum(|t| t.port_accesses);
+    let traced: u64 = emulation.map_or(0, |e| e.pio_by_port.values().map(|(o, i)| o + i).sum());
+    let scale = match pio {
+        Some(all) if traced > 0 => all as f64 / traced as f64,
+        _ => 0.0,
+    };
+    let ports = emulation
+        .map(|e| {
+            e.pio_by_port
+                .iter()
+                .map(|(&port, &(outs, ins))| PortFigures {
+                    port,
+                    name: ports::name(port).map(str::to_string),
+                    outs: (outs as f64 * scale).round() as u64,
+                    ins: (ins as f64 * scale).round() as u64,
+                    traced: outs + ins,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ExitFigures {
+        kvm_run_returns: user,
+        port_accesses: pio,
+        // Port accesses that exited are counted by both tracepoints.
+        port_accesses_in_kernel: pio.zip(user).map(|(p, u)| p.saturating_sub(u)),
+        ports,
+        ports_traced: traced,
+    }
+}
