@@ -31,7 +31,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Attach(args)) => {
             // Started before measuring, so Ctrl-C ends with the figures.
             worldswitch::run::interrupted();
-            worldswitch::commands::attach::headless(&args, &mut std::io::stdout())?;
+            worldswitch::commands::attach::command(&args, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Guests { export }) => {

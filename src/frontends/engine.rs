@@ -35,6 +35,16 @@ pub enum Request {
     Stop,
 }
 
+/// What the live workbench draws from: the newest picture, and a way to
+/// ask for things. A guest's [`Engine`] is one; `attach` has another.
+pub trait Feed {
+    /// The newest picture, once there is one.
+    fn latest(&self) -> Option<Arc<Snapshot>>;
+    /// Asks for something; returns what to tell the user when it cannot be
+    /// done (ignored once the feed has ended).
+    fn send(&self, r: Request) -> Option<String>;
+}
+
 /// The running engine.
 pub struct Engine {
     requests: Sender<Request>,
@@ -83,16 +93,6 @@ impl Engine {
         }
     }
 
-    /// The newest picture, once there is one.
-    pub fn latest(&self) -> Option<Arc<Snapshot>> {
-        self.latest.latest()
-    }
-
-    /// Asks the engine for something; ignored once it has ended.
-    pub fn send(&self, r: Request) {
-        let _ = self.requests.send(r);
-    }
-
     /// Stops the guest and returns what the run measured.
     pub fn finish(self) -> anyhow::Result<RunResult> {
         self.send(Request::Stop);
@@ -100,6 +100,17 @@ impl Engine {
             Ok(r) => r,
             Err(_) => anyhow::bail!("the engine thread panicked"),
         }
+    }
+}
+
+impl Feed for Engine {
+    fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest.latest()
+    }
+
+    fn send(&self, r: Request) -> Option<String> {
+        let _ = self.requests.send(r);
+        None
     }
 }
 

@@ -3,7 +3,7 @@
 //! views' keys, and the actions that need the engine or the disk.
 
 use crate::cli::RunArgs;
-use crate::frontends::engine::{Engine, Request};
+use crate::frontends::engine::{Engine, Feed, Request};
 use crate::session::RunResult;
 use crossterm::event::{
     self, DisableMouseCapture, EnableMouseCapture, Event, KeyCode, KeyEventKind, KeyModifiers,
@@ -61,13 +61,13 @@ impl Drop for Restore {
     }
 }
 
-/// Where the pictures come from: a live engine or a saved profile.
-enum Source {
-    Live(Engine),
+/// Where the pictures come from: a live feed or a saved profile.
+enum Source<'a> {
+    Live(&'a dyn Feed),
     Saved(Arc<Snapshot>),
 }
 
-impl Source {
+impl Source<'_> {
     fn latest(&self) -> Option<Arc<Snapshot>> {
         match self {
             Source::Live(e) => e.latest(),
@@ -80,24 +80,28 @@ impl Source {
 /// the run measured.
 pub fn run(args: &RunArgs) -> anyhow::Result<RunResult> {
     let engine = Engine::start(args)?;
-    let mut source = Source::Live(engine);
-    let outcome = ui_loop(&mut source, args.refresh, &args.export_dir);
-    let Source::Live(engine) = source else {
-        unreachable!("a live source stays live")
-    };
+    let outcome = watch(&engine, args.refresh, &args.export_dir);
     // Stop the guest whatever happened to the UI.
     let result = engine.finish();
     outcome?;
     result
 }
 
-/// Shows a saved profile in the same screens.
-pub fn view(snapshot: Snapshot, export_dir: &Path) -> anyhow::Result<()> {
-    let mut source = Source::Saved(Arc::new(snapshot));
-    ui_loop(&mut source, Duration::from_millis(500), export_dir)
+/// Shows a live feed until the user quits.
+pub fn watch(feed: &dyn Feed, refresh: Duration, export_dir: &Path) -> anyhow::Result<()> {
+    ui_loop(&Source::Live(feed), refresh, export_dir)
 }
 
-fn ui_loop(source: &mut Source, refresh: Duration, export_dir: &Path) -> anyhow::Result<()> {
+/// Shows a saved profile in the same screens.
+pub fn view(snapshot: Snapshot, export_dir: &Path) -> anyhow::Result<()> {
+    ui_loop(
+        &Source::Saved(Arc::new(snapshot)),
+        Duration::from_millis(500),
+        export_dir,
+    )
+}
+
+fn ui_loop(source: &Source, refresh: Duration, export_dir: &Path) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
@@ -179,7 +183,9 @@ fn request(source: &Source, ui: &mut UiState, r: Request) {
             if !matches!(r, Request::Note(_)) {
                 ui.message = None;
             }
-            e.send(r);
+            if let Some(answer) = e.send(r) {
+                ui.message = Some(answer);
+            }
         }
         Source::Saved(_) if matches!(r, Request::Note(_)) => {}
         Source::Saved(_) => ui.message = Some("a saved profile cannot be changed".into()),

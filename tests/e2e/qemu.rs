@@ -205,28 +205,55 @@ fn tap_rx_frames(ns: &str, tap: &str) -> u64 {
         .unwrap()
 }
 
+/// QEMU running nettest through its PCnet and a TAP in a namespace of the
+/// test's own; everything goes when dropped.
+struct NettestUnderQemu {
+    dir: PathBuf,
+    // Dropped in order: QEMU before its namespace.
+    qemu: Child,
+    ns: Netns,
+}
+
+impl NettestUnderQemu {
+    fn start(tag: &str) -> Self {
+        let dir = export(tag);
+        let ns = Netns::with_tap(&format!("ws{tag}{}", std::process::id()), "wsq0");
+        let qemu = Child(
+            Command::new("ip")
+                .args(["netns", "exec", &ns.0, QEMU])
+                .args(MACHINE)
+                .args(["-serial", "null"])
+                .args(["-netdev", "tap,id=n0,ifname=wsq0,script=no,downscript=no"])
+                .args(["-device", "pcnet,netdev=n0", "-append", "megabytes=1000"])
+                .arg("-kernel")
+                .arg(dir.join("nettest.elf"))
+                .spawn()
+                .expect("starting qemu"),
+        );
+        // Booted and sending.
+        std::thread::sleep(Duration::from_secs(2));
+        Self { dir, qemu, ns }
+    }
+
+    /// QEMU's PID (`ip netns exec` execs QEMU in place).
+    fn pid(&self) -> String {
+        self.qemu.0.id().to_string()
+    }
+}
+
+impl Drop for NettestUnderQemu {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn attach_measures_qemu_running_nettest_on_a_tap() {
     if !qemu_or_skip("attach to qemu") {
         return;
     }
-    let dir = export("attach");
-    let ns = Netns::with_tap(&format!("wsatt{}", std::process::id()), "wsq0");
-    let qemu = Child(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.0, QEMU])
-            .args(MACHINE)
-            .args(["-serial", "null"])
-            .args(["-netdev", "tap,id=n0,ifname=wsq0,script=no,downscript=no"])
-            .args(["-device", "pcnet,netdev=n0", "-append", "megabytes=1000"])
-            .arg("-kernel")
-            .arg(dir.join("nettest.elf"))
-            .spawn()
-            .expect("starting qemu"),
-    );
-    // `ip netns exec` execs QEMU in place: the PID is QEMU's.
-    let pid = qemu.0.id().to_string();
-    std::thread::sleep(Duration::from_secs(2));
+    let q = NettestUnderQemu::start("att");
+    let (dir, ns, pid) = (&q.dir, &q.ns, q.pid());
     let profile = dir.join("attach.json");
     let (frames0, t0) = (tap_rx_frames(&ns.0, "wsq0"), Instant::now());
     let out = worldswitch(&[
@@ -330,9 +357,35 @@ fn attach_measures_qemu_running_nettest_on_a_tap() {
         svg.contains("kvm_cpu_exec"),
         "QEMU's own frames are in the flame graph"
     );
-    drop(qemu);
-    drop(ns);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn attach_shows_qemu_in_the_workbench() {
+    if !qemu_or_skip("attach in the workbench") {
+        return;
+    }
+    let q = NettestUnderQemu::start("attui");
+    let (t, _) = crate::tui::start(
+        "attach",
+        &format!("attach {}", q.pid()),
+        "not ours (attached)",
+        &[],
+    );
+    t.keys("2");
+    let s = t.wait_for("Total time (the paper's Table 1", 10);
+    for row in [
+        "transitioning to/from virtualization",
+        "instructions not requiring virtualiz",
+        "IN/OUTs requiring a switch to the VMApp",
+    ] {
+        assert!(s.contains(row), "{row}: {s}");
+    }
+    t.keys("6");
+    t.keys("d");
+    t.wait_for("not ours to switch", 10);
+    t.keys("q");
+    let s = t.wait_for("worldswitch exited with", 20);
+    assert!(s.contains("worldswitch exited with 0"), "{s}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A tmux session, killed when dropped.
-struct Tmux(String);
+pub(crate) struct Tmux(String);
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> String {
@@ -17,11 +17,11 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn keys(&self, keys: &str) {
+    pub(crate) fn keys(&self, keys: &str) {
         self.cmd(&["send-keys", "-t", &self.0, keys]);
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         self.cmd(&["capture-pane", "-p", "-t", &self.0])
     }
 
@@ -32,7 +32,7 @@ impl Tmux {
     }
 
     /// Waits until the screen contains `text`; returns the screen.
-    fn wait_for(&self, text: &str, secs: u64) -> String {
+    pub(crate) fn wait_for(&self, text: &str, secs: u64) -> String {
         let t = Instant::now();
         loop {
             let s = self.screen();
@@ -226,7 +226,12 @@ fn the_workbench_in_a_real_terminal() {
 /// returns the session and the worldswitch PID once `ready` is on screen.
 /// The shell stays in the pane after worldswitch exits, so the terminal's
 /// state can be read afterwards (tmux reports little of a dead pane).
-fn start(name: &str, args: &str, ready: &str, env: &[(&str, &str)]) -> (Tmux, Option<u32>) {
+pub(crate) fn start(
+    name: &str,
+    args: &str,
+    ready: &str,
+    env: &[(&str, &str)],
+) -> (Tmux, Option<u32>) {
     let t = Tmux(format!("ws-e2e-{name}-{}", std::process::id()));
     let env: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     let command = format!(

@@ -6,6 +6,7 @@
 //! samples of its threads; nothing is written to the target, its memory or
 //! its descriptors.
 
+pub mod live;
 pub mod measure;
 pub mod ports;
 pub mod result;
@@ -51,11 +52,51 @@ fn announce(t: &target::Target, how_long: &str) {
     );
 }
 
-/// `worldswitch attach --headless` (or `--json`): measures, then reports.
-pub fn headless(args: &AttachArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+/// How often the workbench's picture is refreshed.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// `worldswitch attach`: the workbench where there is a terminal, else
+/// (or with `--headless` or `--json`) one report at the end.
+pub fn command(args: &AttachArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let interactive = !args.headless && !args.json && crate::frontends::tui::have_terminal();
+    if !interactive {
+        let notice = (!args.headless && !args.json).then_some(
+            "notice: not a terminal, so reporting headless (--headless says so explicitly)",
+        );
+        return headless(args, notice, out);
+    }
     let target = target::find(args.pid)?;
     if let Some(o) = &args.output {
         check_writable(o)?;
+    }
+    let sampling = match args.sample_hz {
+        0 => "off (--sample-hz 0)".to_string(),
+        hz => format!("cpu-clock {hz} Hz; user stacks unwound by .eh_frame"),
+    };
+    let engine =
+        live::AttachEngine::start(target, args.sample_hz, REFRESH, args.duration, sampling)?;
+    let shown = crate::frontends::tui::watch(&engine, REFRESH, &args.export_dir);
+    // Stop measuring whatever happened to the UI.
+    let r = engine.finish()?;
+    shown?;
+    save(&r, args)?;
+    print_text(&r, out)?;
+    Ok(())
+}
+
+/// `worldswitch attach --headless` (or `--json`): measures, then reports;
+/// `notice` is said once the target is found.
+pub fn headless(
+    args: &AttachArgs,
+    notice: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let target = target::find(args.pid)?;
+    if let Some(o) = &args.output {
+        check_writable(o)?;
+    }
+    if let Some(n) = notice {
+        eprintln!("{n}");
     }
     let duration = args.duration.unwrap_or(DEFAULT_DURATION);
     announce(&target, &format!("for {duration:?}"));

@@ -6,7 +6,7 @@
 //! and the render time of every screen.
 
 use crate::cli::{RunArgs, UiBenchArgs};
-use crate::frontends::engine::Engine;
+use crate::frontends::engine::{Engine, Feed};
 use crate::frontends::printer::print_json;
 use crate::profiler::threads::ThreadMeter;
 use profiles::snapshot::Snapshot;
