@@ -171,6 +171,12 @@ pub struct ResultsArgs {
     /// Predict as --predict does and stop before any preset runs.
     #[arg(long, conflicts_with_all = ["soak", "predict"])]
     pub predict_only: bool,
+    /// Add rows for QEMU (-accel kvm, -device pcnet, a TAP in a namespace
+    /// of worldswitch's own) running the same nettest ELF: measured by
+    /// `attach` at its default sampling, and not attached (what attaching
+    /// costs it).
+    #[arg(long, conflicts_with = "soak")]
+    pub with_qemu: bool,
     /// How long each of the forecast's single-toggle probes runs.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "D")]
     pub probe_duration: Duration,

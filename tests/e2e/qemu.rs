@@ -404,3 +404,43 @@ fn attach_refuses_what_is_not_a_kvm_process_in_one_sentence() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("there is no process 2147483646"));
 }
+
+#[test]
+fn bench_puts_qemu_beside_our_presets() {
+    if !qemu_or_skip("bench --with-qemu") {
+        return;
+    }
+    let out = worldswitch(&[
+        "bench",
+        "--presets",
+        "baseline",
+        "--duration",
+        "1s",
+        "--repeat",
+        "1",
+        "--with-qemu",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = r["results"].as_array().expect("results");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|x| x["config"] == name)
+            .unwrap_or_else(|| panic!("no {name} row: {r:#}"))
+    };
+    let attached = row("qemu pcnet (attach)");
+    assert!(attached["throughput_mbps"].as_f64().unwrap() > 0.0);
+    // Every Lance access exits in QEMU's model.
+    let exits = attached["user_exits_per_frame"].as_f64().unwrap();
+    assert!((8.0..20.0).contains(&exits), "{attached:#}");
+    assert!(attached["irqs_per_frame"].as_f64().unwrap() > 0.0);
+    assert!(attached["vcpu_cpu_pct"].as_f64().unwrap() > 0.0);
+    let alone = row("qemu pcnet (not attached)");
+    assert!(alone["throughput_mbps"].as_f64().unwrap() > 0.0);
+    assert!(row("baseline")["ratio_to_baseline"] == 1.0);
+}

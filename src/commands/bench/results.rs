@@ -87,9 +87,12 @@ const LEDGER_ROWS: usize = 5;
 enum Config {
     Guest(String, Opts),
     Native,
+    /// QEMU running the same nettest: measured by `attach` (true) or by its
+    /// peer's socket alone.
+    Qemu(bool),
 }
 
-fn configs(presets: &[Preset]) -> Vec<Config> {
+fn configs(presets: &[Preset], with_qemu: bool) -> Vec<Config> {
     let mut list: Vec<(String, Opts)> = Vec::new();
     let mut add = |name: String, o: Opts| {
         if !list.iter().any(|(_, x)| *x == o) {
@@ -116,6 +119,9 @@ fn configs(presets: &[Preset]) -> Vec<Config> {
     add(user_pic.describe(), user_pic);
     let mut c: Vec<Config> = list.into_iter().map(|(n, o)| Config::Guest(n, o)).collect();
     c.push(Config::Native);
+    if with_qemu {
+        c.extend([Config::Qemu(true), Config::Qemu(false)]);
+    }
     c
 }
 
@@ -155,19 +161,22 @@ fn from_result(r: &RunResult) -> Run {
         io: r.io_cpu_seconds.map(|s| s / r.seconds * 100.0),
         flusher: thread_pct(r, "flusher"),
         pv: thread_pct(r, "pvnet"),
-        ledger: r
-            .profile
-            .rows
-            .iter()
-            .filter_map(|row| {
-                let key = format!("{}/{}", row.thread.sampled_name(), row.category);
-                Some((key, row.us_per_frame?))
-            })
-            .collect(),
+        ledger: ledger(&r.profile),
         counts: crate::session::counts(r),
         vcpu_us_per_frame: (n.frames_delivered > 0)
             .then(|| r.vcpu_cpu_seconds * 1e6 / n.frames_delivered as f64),
     }
+}
+
+/// Microseconds of CPU per frame by `thread/category`.
+fn ledger(t: &profiles::table::Table) -> BTreeMap<String, f64> {
+    t.rows
+        .iter()
+        .filter_map(|row| {
+            let key = format!("{}/{}", row.thread.sampled_name(), row.category);
+            Some((key, row.us_per_frame?))
+        })
+        .collect()
 }
 
 /// Thread `name`'s CPU over the run, percent of one core.
@@ -213,6 +222,44 @@ fn native(args: &ResultsArgs, write_size: u64) -> anyhow::Result<Run> {
     })
 }
 
+/// QEMU running nettest, measured by `attach` at its default sampling (or
+/// not attached): the same columns, per frame its TAP carried.
+fn peer(args: &ResultsArgs, write_size: u64, attached: bool) -> anyhow::Result<Run> {
+    let q = super::qemu::run(
+        write_size,
+        args.duration,
+        attached,
+        crate::profiler::sampler::DEFAULT_HZ,
+    )?;
+    let Some(a) = q.attach else {
+        return Ok(Run {
+            mbps: q.mbps,
+            fps: q.fps,
+            ..Run::default()
+        });
+    };
+    let per = |f: fn(&PerFrame) -> Option<f64>| a.per_frame.as_ref().and_then(f);
+    let vcpu_cpu: f64 = a.vcpu_threads.iter().map(|t| t.cpu_seconds).sum();
+    let frames = a.per_frame.as_ref().map_or(0, |p| p.frames);
+    Ok(Run {
+        mbps: q.mbps,
+        fps: q.fps,
+        user: a.exits_per_frame,
+        kernel: per(|p| p.port_accesses_in_kernel),
+        irqs: per(|p| p.interrupts),
+        insns: per(|p| p.emulated_instructions),
+        vcpu: Some(vcpu_cpu / a.seconds.max(1e-9) * 100.0),
+        io: a
+            .threads
+            .iter()
+            .find(|t| t.tid == a.target.pid)
+            .map(|t| t.cpu_pct),
+        ledger: ledger(&a.profile),
+        vcpu_us_per_frame: (frames > 0).then(|| vcpu_cpu * 1e6 / frames as f64),
+        ..Run::default()
+    })
+}
+
 /// The results table's runs: counts only, the default windows.
 const COUNTS_ONLY: Profiling = Profiling {
     sample_hz: 0,
@@ -231,7 +278,7 @@ fn median(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 
 /// Runs the table.
 pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec<ResultRow>> {
-    let configs = configs(&args.presets);
+    let configs = configs(&args.presets, args.with_qemu);
     let sizes = if args.write_sizes.is_empty() {
         vec![4096]
     } else {
@@ -248,6 +295,7 @@ pub fn measure(args: &ResultsArgs, status: &mut dyn Write) -> anyhow::Result<Vec
                 let run = match &configs[i] {
                     Config::Guest(_, o) => guest(args, *o, size)?,
                     Config::Native => native(args, size)?,
+                    Config::Qemu(attached) => peer(args, size, *attached)?,
                 };
                 let _ = writeln!(
                     status,
@@ -334,6 +382,8 @@ fn name(c: &Config) -> String {
     match c {
         Config::Guest(n, _) => n.clone(),
         Config::Native => "native (host thread)".into(),
+        Config::Qemu(true) => "qemu pcnet (attach)".into(),
+        Config::Qemu(false) => "qemu pcnet (not attached)".into(),
     }
 }
 
@@ -534,7 +584,7 @@ mod tests {
 
     #[test]
     fn configs_add_singles_without_duplicates_and_a_native_row() {
-        let c = configs(&[Preset::Naive, Preset::Baseline, Preset::Paper]);
+        let c = configs(&[Preset::Naive, Preset::Baseline, Preset::Paper], false);
         let names: Vec<String> = c.iter().map(name).collect();
         assert_eq!(
             names,
