@@ -567,6 +567,10 @@ pub struct AttachArgs {
     /// and 'view' read it).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// QEMU's QMP socket (-qmp unix:PATH,server=on,wait=off): asked only
+    /// `query-pci`, to name the ports of its PCI devices' BARs.
+    #[arg(long, value_name = "SOCKET")]
+    pub qmp: Option<PathBuf>,
     /// Where the workbench writes flame graph SVGs.
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub export_dir: PathBuf,

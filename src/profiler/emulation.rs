@@ -37,20 +37,20 @@ const PIO_TRACEPOINT: &str = "kvm/kvm_pio";
 /// Which device family owns each port, for counting port accesses: the
 /// VM builder fills it from its bus and the devices KVM emulates itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortMap(Vec<(u16, u16, &'static str)>);
+pub struct PortMap(Vec<(u16, u16, String)>);
 
 impl PortMap {
     /// Adds ports `base..base + len` owned by `group`.
-    pub fn add(&mut self, base: u16, len: u16, group: &'static str) {
-        self.0.push((base, len, group));
+    pub fn add(&mut self, base: u16, len: u16, group: impl Into<String>) {
+        self.0.push((base, len, group.into()));
     }
 
     /// The family that owns `port`, or `other`.
-    pub fn group(&self, port: u16) -> &'static str {
+    pub fn group(&self, port: u16) -> &str {
         self.0
             .iter()
-            .find(|&&(base, len, _)| port.wrapping_sub(base) < len)
-            .map_or("other", |&(_, _, g)| g)
+            .find(|(base, len, _)| port.wrapping_sub(*base) < *len)
+            .map_or("other", |(_, _, g)| g.as_str())
     }
 }
 

@@ -225,6 +225,11 @@ impl NettestUnderQemu {
                 .args(["-serial", "null"])
                 .args(["-netdev", "tap,id=n0,ifname=wsq0,script=no,downscript=no"])
                 .args(["-device", "pcnet,netdev=n0", "-append", "megabytes=1000"])
+                .arg("-qmp")
+                .arg(format!(
+                    "unix:{},server=on,wait=off",
+                    dir.join("qmp.sock").display()
+                ))
                 .arg("-kernel")
                 .arg(dir.join("nettest.elf"))
                 .spawn()
@@ -264,6 +269,8 @@ fn attach_measures_qemu_running_nettest_on_a_tap() {
         "--json",
         "-o",
         profile.to_str().unwrap(),
+        "--qmp",
+        dir.join("qmp.sock").to_str().unwrap(),
     ]);
     let (frames1, t1) = (tap_rx_frames(&ns.0, "wsq0"), Instant::now());
     assert!(
@@ -296,6 +303,14 @@ fn attach_measures_qemu_running_nettest_on_a_tap() {
         ports.iter().any(|p| p["outs"].as_u64().unwrap() > 0),
         "{r:#}"
     );
+    // QMP's query-pci named the PCnet's BAR; the 8259 is named anyway.
+    let named = |text: &str| {
+        ports
+            .iter()
+            .any(|p| p["name"].as_str().is_some_and(|n| n.contains(text)))
+    };
+    assert!(named("Ethernet controller 1022:2000"), "{r:#}");
+    assert!(named("8259"), "{r:#}");
     // The vCPU's time in the paper's rows, by the same keys as ours.
     let rows = r["profile"]["rows"].as_array().unwrap();
     let share = |key: &str| {

@@ -3,6 +3,7 @@
 //! own fills. The toggles are shown but not ours to switch.
 
 use super::measure::Measurement;
+use super::ports::PortNames;
 use super::result::AttachResult;
 use super::target::Target;
 use super::POLL;
@@ -36,6 +37,7 @@ impl AttachEngine {
     pub fn start(
         target: Target,
         sample_hz: u64,
+        ports: PortNames,
         refresh: Duration,
         duration: Option<Duration>,
         sampling: String,
@@ -46,7 +48,7 @@ impl AttachEngine {
         let thread = std::thread::Builder::new()
             .name("attach".into())
             .spawn(move || {
-                let m = Measurement::start(target, sample_hz);
+                let m = Measurement::start(target, sample_hz, ports);
                 drive(m, refresh, duration, sampling, &rx, &publish)
             })?;
         Ok(Self {

@@ -4,7 +4,7 @@
 //! at any moment ([`Measurement::result`]), for the workbench's live
 //! screens or a headless run's one report.
 
-use super::ports;
+use super::ports::PortNames;
 use super::result::{
     AttachResult, ExitFigures, PortFigures, TapFigures, TargetInfo, ThreadFigures,
 };
@@ -16,26 +16,26 @@ use profiles::attribution::{self, Inputs};
 use profiles::inputs::{EmulationSummary, MarkedThread, PvDrain, SampleSummary};
 use profiles::table::{Direction, PerFrame, Table};
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Interrupts raised: a line set high (`kvm_set_irq` with level 1; a
 /// level-triggered line is lowered again after) and an MSI.
 const IRQ_RAISED: (&str, &str) = ("kvm/kvm_set_irq", "level == 1");
 const MSI: &str = "kvm/kvm_msi_set_irq";
 
-/// The perf counters on one thread.
+/// How often the target's thread list is read again, for threads it
+/// started since (QEMU's worker threads come and go).
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// One of the target's threads: its perf counters and its CPU and run
+/// delay (schedstat) when first seen and last read.
 struct Counted {
     tid: i32,
     name: String,
     exits: Option<ThreadCounters>,
     irqs: Vec<ThreadCounters>,
-}
-
-/// The `/proc` figures at one moment; a thread or TAP gone keeps its last.
-#[derive(Clone)]
-struct Reading {
-    sched: Vec<Option<(u64, u64)>>,
-    taps: Vec<Option<DevCounters>>,
+    sched0: Option<(u64, u64)>,
+    sched: Option<(u64, u64)>,
 }
 
 /// A measurement under way.
@@ -47,45 +47,32 @@ pub struct Measurement {
     final_emulation: Option<EmulationSummary>,
     unavailable: Vec<String>,
     started: Instant,
+    scanned: Instant,
     seconds: f64,
-    base: Reading,
-    last: Reading,
+    /// The TAPs' counters at the start and last read (a TAP gone keeps
+    /// its last).
+    taps0: Vec<Option<DevCounters>>,
+    taps: Vec<Option<DevCounters>>,
+    ports: PortNames,
     exited: bool,
     tsc_mhz: f64,
 }
 
 impl Measurement {
     /// Starts measuring `target`, sampling its threads' stacks at
-    /// `sample_hz` (0: none).
-    pub fn start(target: Target, sample_hz: u64) -> Self {
+    /// `sample_hz` (0: none), naming ports by `ports`.
+    pub fn start(target: Target, sample_hz: u64, ports: PortNames) -> Self {
         let pid = target.pid;
         let mut unavailable = Vec::new();
+        let counted: Vec<Counted> = target::threads(pid)
+            .into_iter()
+            .map(|(tid, name)| count(pid, tid, name, true, &mut unavailable))
+            .collect();
         let mut note = |why: String| {
             if !unavailable.contains(&why) {
                 unavailable.push(why);
             }
         };
-        let counted: Vec<Counted> = target::threads(pid)
-            .into_iter()
-            .map(|(tid, name)| {
-                let exits = ThreadCounters::open(tid, &[USERSPACE_EXIT, PIO])
-                    .map_err(|e| note(format!("exit counts: {e}")))
-                    .ok();
-                let raised =
-                    ThreadCounters::open_filtered(tid, &[IRQ_RAISED.0], Some(IRQ_RAISED.1));
-                let msi = ThreadCounters::open(tid, &[MSI]);
-                let irqs = [raised, msi]
-                    .into_iter()
-                    .filter_map(|c| c.map_err(|e| note(format!("interrupt counts: {e}"))).ok())
-                    .collect();
-                Counted {
-                    tid,
-                    name,
-                    exits,
-                    irqs,
-                }
-            })
-            .collect();
         let tids: Vec<i32> = counted.iter().map(|c| c.tid).collect();
         let sampler = match sample_hz {
             0 => {
@@ -105,20 +92,16 @@ impl Measurement {
             final_emulation: None,
             unavailable,
             started: Instant::now(),
+            scanned: Instant::now(),
             seconds: 0.0,
-            base: Reading {
-                sched: Vec::new(),
-                taps: Vec::new(),
-            },
-            last: Reading {
-                sched: Vec::new(),
-                taps: Vec::new(),
-            },
+            taps0: Vec::new(),
+            taps: Vec::new(),
+            ports,
             exited: false,
             tsc_mhz,
         };
-        m.base = m.read();
-        m.last = m.base.clone();
+        m.taps0 = m.read_taps();
+        m.taps = m.taps0.clone();
         m
     }
 
@@ -127,21 +110,30 @@ impl Measurement {
         &self.target
     }
 
-    fn read(&self) -> Reading {
+    fn read_taps(&self) -> Vec<Option<DevCounters>> {
         let pid = self.target.pid;
-        Reading {
-            sched: self
-                .counted
-                .iter()
-                .map(|t| target::schedstat(pid, t.tid))
-                .collect(),
-            taps: self
-                .target
-                .taps
-                .iter()
-                .map(|t| target::tap_counters(pid, t))
-                .collect(),
+        self.target
+            .taps
+            .iter()
+            .map(|t| target::tap_counters(pid, t))
+            .collect()
+    }
+
+    /// Starts counting and sampling threads the target started since the
+    /// last look.
+    fn rescan(&mut self) {
+        let pid = self.target.pid;
+        for (tid, name) in target::threads(pid) {
+            if self.counted.iter().any(|c| c.tid == tid) {
+                continue;
+            }
+            self.counted
+                .push(count(pid, tid, name, false, &mut self.unavailable));
+            if let Some(s) = &mut self.sampler {
+                s.add(tid);
+            }
         }
+        self.scanned = Instant::now();
     }
 
     /// Takes a reading and drains the sample rings; starts the emulation
@@ -155,12 +147,16 @@ impl Measurement {
             return true;
         }
         self.seconds = self.started.elapsed().as_secs_f64();
-        let now = self.read();
-        for (slot, v) in self.last.sched.iter_mut().zip(now.sched) {
+        let pid = self.target.pid;
+        for c in &mut self.counted {
+            c.sched = target::schedstat(pid, c.tid).or(c.sched);
+        }
+        let now = self.read_taps();
+        for (slot, v) in self.taps.iter_mut().zip(now) {
             *slot = v.or(*slot);
         }
-        for (slot, v) in self.last.taps.iter_mut().zip(now.taps) {
-            *slot = v.or(*slot);
+        if self.scanned.elapsed() >= RESCAN {
+            self.rescan();
         }
         if let Some(s) = &mut self.sampler {
             s.drain();
@@ -189,7 +185,7 @@ impl Measurement {
                 .map(|c| c.rx_packets)
                 .sum()
         });
-        match EmulationWindows::start(tid, ports::legacy(), DEFAULT_DUTY_PCT, frames) {
+        match EmulationWindows::start(tid, self.ports.map(), DEFAULT_DUTY_PCT, frames) {
             Ok(w) => self.emulation = Some(w),
             Err(e) => {
                 self.unavailable.push(format!("emulation windows: {e}"));
@@ -211,7 +207,7 @@ impl Measurement {
     pub fn result(&mut self) -> AttachResult {
         let seconds = self.seconds.max(1e-9);
         let mut threads: Vec<ThreadFigures> = Vec::new();
-        for (i, t) in self.counted.iter_mut().enumerate() {
+        for t in self.counted.iter_mut() {
             let exits = t.exits.as_mut().and_then(counts);
             let irqs = (!t.irqs.is_empty()).then(|| {
                 t.irqs
@@ -220,7 +216,7 @@ impl Measurement {
                     .map(|v| v.iter().sum::<u64>())
                     .sum()
             });
-            let (cpu_ns, delay_ns) = match (self.base.sched[i], self.last.sched[i]) {
+            let (cpu_ns, delay_ns) = match (t.sched0, t.sched) {
                 (Some(a), Some(b)) => (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1)),
                 _ => (0, 0),
             };
@@ -261,7 +257,7 @@ impl Measurement {
             .target
             .taps
             .iter()
-            .zip(self.base.taps.iter().zip(&self.last.taps))
+            .zip(self.taps0.iter().zip(&self.taps))
             .filter_map(|(name, (a, b))| {
                 let (a, b) = ((*a)?, (*b)?);
                 Some(TapFigures {
@@ -276,7 +272,7 @@ impl Measurement {
             .final_emulation
             .clone()
             .or_else(|| self.emulation.as_ref().and_then(EmulationWindows::latest));
-        let exits = exit_figures(&threads, emulation.as_ref());
+        let exits = exit_figures(&threads, emulation.as_ref(), &self.ports);
         let frames: u64 = taps.iter().map(|t| t.frames_from_guest).sum();
         let bytes: u64 = taps.iter().map(|t| t.bytes_from_guest).sum();
         let per_frame_unavailable = if self.target.taps.is_empty() {
@@ -396,7 +392,11 @@ fn counts(c: &mut ThreadCounters) -> Option<Vec<u64>> {
 
 /// The vCPU threads' exits, and the ports their windows saw, scaled to
 /// every port access.
-fn exit_figures(threads: &[ThreadFigures], emulation: Option<&EmulationSummary>) -> ExitFigures {
+fn exit_figures(
+    threads: &[ThreadFigures],
+    emulation: Option<&EmulationSummary>,
+    names: &PortNames,
+) -> ExitFigures {
     let sum = |f: fn(&ThreadFigures) -> Option<u64>| {
         threads
             .iter()
@@ -417,7 +417,7 @@ fn exit_figures(threads: &[ThreadFigures], emulation: Option<&EmulationSummary>)
                 .iter()
                 .map(|(&port, &(outs, ins))| PortFigures {
                     port,
-                    name: ports::name(port).map(str::to_string),
+                    name: names.name(port).map(str::to_string),
                     outs: (outs as f64 * scale).round() as u64,
                     ins: (ins as f64 * scale).round() as u64,
                     traced: outs + ins,
@@ -432,5 +432,39 @@ fn exit_figures(threads: &[ThreadFigures], emulation: Option<&EmulationSummary>)
         port_accesses_in_kernel: pio.zip(user).map(|(p, u)| p.saturating_sub(u)),
         ports,
         ports_traced: traced,
+    }
+}
+
+/// Starts counting thread `tid`'s exits and interrupts; its CPU counts
+/// from now if it was there at the start (`present`), else from its birth.
+fn count(
+    pid: i32,
+    tid: i32,
+    name: String,
+    present: bool,
+    unavailable: &mut Vec<String>,
+) -> Counted {
+    let mut note = |why: String| {
+        if !unavailable.contains(&why) {
+            unavailable.push(why);
+        }
+    };
+    let exits = ThreadCounters::open(tid, &[USERSPACE_EXIT, PIO])
+        .map_err(|e| note(format!("exit counts: {e}")))
+        .ok();
+    let raised = ThreadCounters::open_filtered(tid, &[IRQ_RAISED.0], Some(IRQ_RAISED.1));
+    let msi = ThreadCounters::open(tid, &[MSI]);
+    let irqs = [raised, msi]
+        .into_iter()
+        .filter_map(|c| c.map_err(|e| note(format!("interrupt counts: {e}"))).ok())
+        .collect();
+    let now = target::schedstat(pid, tid);
+    Counted {
+        tid,
+        name,
+        exits,
+        irqs,
+        sched0: if present { now } else { Some((0, 0)) },
+        sched: now,
     }
 }

@@ -9,6 +9,7 @@
 pub mod live;
 pub mod measure;
 pub mod ports;
+pub mod qmp;
 pub mod result;
 pub mod target;
 
@@ -16,6 +17,7 @@ use crate::cli::AttachArgs;
 use crate::commands::record::{check_writable, save_or_keep};
 use crate::frontends::printer::{print_json, print_table};
 use measure::Measurement;
+use ports::PortNames;
 use result::AttachResult;
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -73,8 +75,14 @@ pub fn command(args: &AttachArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         0 => "off (--sample-hz 0)".to_string(),
         hz => format!("cpu-clock {hz} Hz; user stacks unwound by .eh_frame"),
     };
-    let engine =
-        live::AttachEngine::start(target, args.sample_hz, REFRESH, args.duration, sampling)?;
+    let engine = live::AttachEngine::start(
+        target,
+        args.sample_hz,
+        port_names(args)?,
+        REFRESH,
+        args.duration,
+        sampling,
+    )?;
     let shown = crate::frontends::tui::watch(&engine, REFRESH, &args.export_dir);
     // Stop measuring whatever happened to the UI.
     let r = engine.finish()?;
@@ -100,7 +108,8 @@ pub fn headless(
     }
     let duration = args.duration.unwrap_or(DEFAULT_DURATION);
     announce(&target, &format!("for {duration:?}"));
-    let r = measure_for(Measurement::start(target, args.sample_hz), duration);
+    let ports = port_names(args)?;
+    let r = measure_for(Measurement::start(target, args.sample_hz, ports), duration);
     save(&r, args)?;
     if args.json {
         print_json(&r, out)?;
@@ -108,6 +117,19 @@ pub fn headless(
         print_text(&r, out)?;
     }
     Ok(())
+}
+
+/// The port names: the fixed PC ones, and with `--qmp` the PCI BARs QEMU
+/// reports.
+fn port_names(args: &AttachArgs) -> anyhow::Result<PortNames> {
+    match &args.qmp {
+        None => Ok(PortNames::legacy()),
+        Some(path) => PortNames::with_qmp(path).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; give --qmp the socket of QEMU's -qmp unix:PATH,server=on,wait=off"
+            )
+        }),
+    }
 }
 
 /// Saves the profile where `-o` says.

@@ -1,9 +1,12 @@
-//! Names of the ports a PC guest touches whose owner every PC machine
-//! fixes (the interrupt controllers, timer, serial port, PCI
-//! configuration). A NIC's ports are in a PCI BAR the guest's firmware
-//! chose: without asking the VMM they are only numbers.
+//! Names of the ports a guest touches: those every PC fixes (the
+//! interrupt controllers, timer, serial port, PCI configuration), and,
+//! where QEMU is asked over QMP (`--qmp`), its PCI devices' I/O BARs. A
+//! NIC's ports are in a BAR the guest's firmware chose: without asking the
+//! VMM they are only numbers.
 
+use super::qmp;
 use crate::profiler::emulation::PortMap;
+use std::path::Path;
 
 /// The fixed PC ports: (first, how many, owner).
 const LEGACY: &[(u16, u16, &str)] = &[
@@ -25,18 +28,42 @@ const LEGACY: &[(u16, u16, &str)] = &[
     (0xcf8, 8, "PCI configuration"),
 ];
 
-/// The fixed ports as a [`PortMap`], every other port `other`.
-pub fn legacy() -> PortMap {
-    let mut map = PortMap::default();
-    for &(base, len, owner) in LEGACY {
-        map.add(base, len, owner);
-    }
-    map
-}
+/// Port owners by name.
+#[derive(Debug, Clone)]
+pub struct PortNames(PortMap);
 
-/// The owner of `port`, where a PC fixes it.
-pub fn name(port: u16) -> Option<&'static str> {
-    Some(legacy().group(port)).filter(|g| *g != "other")
+impl PortNames {
+    /// The fixed PC ports.
+    pub fn legacy() -> Self {
+        let mut map = PortMap::default();
+        for &(base, len, owner) in LEGACY {
+            map.add(base, len, owner);
+        }
+        Self(map)
+    }
+
+    /// The fixed ports and the PCI I/O BARs QEMU's QMP socket at `path`
+    /// reports (first: a BAR overrides nothing fixed).
+    pub fn with_qmp(path: &Path) -> Result<Self, String> {
+        let mut map = PortMap::default();
+        for bar in qmp::io_bars(path)? {
+            map.add(bar.base, bar.len, bar.device);
+        }
+        for &(base, len, owner) in LEGACY {
+            map.add(base, len, owner);
+        }
+        Ok(Self(map))
+    }
+
+    /// The owner of `port`, where known.
+    pub fn name(&self, port: u16) -> Option<&str> {
+        Some(self.0.group(port)).filter(|g| *g != "other")
+    }
+
+    /// As the emulation windows group port accesses.
+    pub fn map(&self) -> PortMap {
+        self.0.clone()
+    }
 }
 
 #[cfg(test)]
@@ -45,9 +72,12 @@ mod tests {
 
     #[test]
     fn fixed_ports_are_named_and_others_are_not() {
-        assert_eq!(name(0x21), Some("8259 PIC (master)"));
-        assert_eq!(name(0xcfc), Some("PCI configuration"));
-        assert_eq!(name(0x3fd), Some("serial COM1"));
-        assert_eq!(name(0xc010), None, "a BAR the firmware chose");
+        let n = PortNames::legacy();
+        assert_eq!(n.name(0x21), Some("8259 PIC (master)"));
+        assert_eq!(n.name(0xcfc), Some("PCI configuration"));
+        assert_eq!(n.name(0x3fd), Some("serial COM1"));
+        assert_eq!(n.name(0xc010), None, "a BAR the firmware chose");
+        let e = PortNames::with_qmp(Path::new("/nonexistent/qmp.sock")).unwrap_err();
+        assert!(e.starts_with("QMP at /nonexistent/qmp.sock"), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //! with the table's columns, and again without attaching, for what
 //! attaching costs it.
 
-use crate::commands::attach::{measure::Measurement, measure_for, target};
+use crate::commands::attach::{measure::Measurement, measure_for, ports::PortNames, target};
 use crate::machine::vmnet::{GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT};
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -219,7 +219,7 @@ pub fn run(
     let peer = Peer::start(write_size)?;
     let measurement = if attached {
         let t = target::find(peer.pid())?;
-        Some(Measurement::start(t, sample_hz))
+        Some(Measurement::start(t, sample_hz, PortNames::legacy()))
     } else {
         None
     };

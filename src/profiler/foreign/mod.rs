@@ -51,6 +51,7 @@ pub struct ForeignSampler {
     symbols: TargetSymbols,
     threads: BTreeMap<libc::pid_t, ThreadSamples>,
     lost: u64,
+    hz: u64,
 }
 
 impl ForeignSampler {
@@ -80,7 +81,16 @@ impl ForeignSampler {
             symbols: TargetSymbols::new(pid),
             threads: BTreeMap::new(),
             lost: 0,
+            hz,
         })
+    }
+
+    /// Starts sampling thread `tid` too (one the target started since);
+    /// a thread the kernel refuses, or gone already, stays unsampled.
+    pub fn add(&mut self, tid: libc::pid_t) {
+        if let Ok(r) = open_ring(tid, self.hz, RING, false, Some(USER_STACK)) {
+            self.rings.push((tid, r));
+        }
     }
 
     /// Reads what waits in the rings.
