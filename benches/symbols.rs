@@ -126,9 +126,10 @@ fn main() {
     });
     row("user, blazesym", load, stacks, batch);
     let kernel_source = || {
-        let mut k = Kernel::default();
-        k.vmlinux = blazesym::MaybeDefault::None;
-        Source::Kernel(k)
+        Source::Kernel(Kernel {
+            vmlinux: blazesym::MaybeDefault::None,
+            ..Default::default()
+        })
     };
     let load = time(|| {
         let s = Symbolizer::new();
