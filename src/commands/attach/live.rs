@@ -99,8 +99,9 @@ struct Picture {
     baseline: Option<Table>,
     /// Each thread's CPU seconds and the time at the last picture.
     cpu: BTreeMap<i32, f64>,
-    /// Frames, bytes and exits at the last point.
-    last: (f64, u64, u64, u64),
+    /// Time, frames, bytes, exits, I/O exits and MMIO exits at the last
+    /// point.
+    last: (f64, u64, u64, u64, u64, u64),
 }
 
 fn drive(
@@ -134,7 +135,7 @@ fn drive(
         }],
         baseline: None,
         cpu: BTreeMap::new(),
-        last: (0.0, 0, 0, 0),
+        last: (0.0, 0, 0, 0, 0, 0),
     };
     let mut exited = false;
     let mut ended = false;
@@ -211,22 +212,30 @@ impl Picture {
         let frames: u64 = r.taps.iter().map(|t| t.frames_from_guest).sum();
         let bytes: u64 = r.taps.iter().map(|t| t.bytes_from_guest).sum();
         let exits = r.exits.kvm_run_returns.unwrap_or(0);
-        let (t0, f0, b0, e0) = self.last;
+        let io = r.exits.io_exits.unwrap_or(0);
+        let mmio = r.exits.mmio_exits.unwrap_or(0);
+        let (t0, f0, b0, e0, io0, mmio0) = self.last;
         let dt = r.seconds - t0;
         if dt > 0.05 {
             self.series.push_back(Point {
                 t: r.seconds,
                 mbps: bytes.saturating_sub(b0) as f64 * 8.0 / dt / 1e6,
                 frames_per_sec: frames.saturating_sub(f0) as f64 / dt,
-                // kvm_userspace_exit does not say why: every exit is
-                // counted as "other".
-                other_exits_per_sec: exits.saturating_sub(e0) as f64 / dt,
+                pio_exits_per_sec: io.saturating_sub(io0) as f64 / dt,
+                mmio_exits_per_sec: mmio.saturating_sub(mmio0) as f64 / dt,
+                // What is neither (interrupted runs: signals, kicks).
+                other_exits_per_sec: exits
+                    .saturating_sub(e0)
+                    .saturating_sub(io.saturating_sub(io0))
+                    .saturating_sub(mmio.saturating_sub(mmio0))
+                    as f64
+                    / dt,
                 ..Default::default()
             });
             if self.series.len() > SERIES {
                 self.series.pop_front();
             }
-            self.last = (r.seconds, frames, bytes, exits);
+            self.last = (r.seconds, frames, bytes, exits, io, mmio);
         }
         let threads = r
             .vcpu_threads
@@ -241,7 +250,7 @@ impl Picture {
                         format!("{} {}", t.name, t.tid)
                     },
                     cpu_pct: (t.cpu_seconds - before) / dt.max(1e-9) * 100.0,
-                    last_cpu: None,
+                    last_cpu: t.last_cpu,
                 }
             })
             .collect();

@@ -34,6 +34,8 @@ struct Counted {
     name: String,
     exits: Option<ThreadCounters>,
     irqs: Vec<ThreadCounters>,
+    /// Exits to user space for port I/O and for MMIO.
+    reasons: [Option<ThreadCounters>; 2],
     sched0: Option<(u64, u64)>,
     sched: Option<(u64, u64)>,
 }
@@ -224,6 +226,10 @@ impl Measurement {
                 Some([u, p]) => (Some(*u), Some(*p)),
                 _ => (None, None),
             };
+            let [io_exits, mmio_exits] = t
+                .reasons
+                .each_mut()
+                .map(|c| c.as_mut().and_then(counts).map(|v| v.iter().sum::<u64>()));
             threads.push(ThreadFigures {
                 tid: t.tid,
                 name: t.name.clone(),
@@ -232,9 +238,12 @@ impl Measurement {
                 cpu_seconds: cpu_ns as f64 / 1e9,
                 run_delay_seconds: delay_ns as f64 / 1e9,
                 exits_to_user: user,
+                io_exits,
+                mmio_exits,
                 port_accesses: pio,
                 interrupts: irqs,
                 samples: 0,
+                last_cpu: target::last_cpu(self.target.pid, t.tid),
             });
         }
         let samples = self.sampler.as_ref().map(|s| {
@@ -405,6 +414,7 @@ fn exit_figures(
             .try_fold(0u64, |acc, v| v.map(|v| acc + v))
     };
     let user = sum(|t| t.exits_to_user);
+    let io = sum(|t| t.io_exits);
     let pio = sum(|t| t.port_accesses);
     let traced: u64 = emulation.map_or(0, |e| e.pio_by_port.values().map(|(o, i)| o + i).sum());
     let scale = match pio {
@@ -427,9 +437,11 @@ fn exit_figures(
         .unwrap_or_default();
     ExitFigures {
         kvm_run_returns: user,
+        io_exits: io,
+        mmio_exits: sum(|t| t.mmio_exits),
         port_accesses: pio,
         // Port accesses that exited are counted by both tracepoints.
-        port_accesses_in_kernel: pio.zip(user).map(|(p, u)| p.saturating_sub(u)),
+        port_accesses_in_kernel: pio.zip(io).map(|(p, u)| p.saturating_sub(u)),
         ports,
         ports_traced: traced,
     }
@@ -458,12 +470,19 @@ fn count(
         .into_iter()
         .filter_map(|c| c.map_err(|e| note(format!("interrupt counts: {e}"))).ok())
         .collect();
+    // KVM_EXIT_IO is 2, KVM_EXIT_MMIO 6 (linux/kvm.h).
+    let reasons = ["reason == 2", "reason == 6"].map(|f| {
+        ThreadCounters::open_filtered(tid, &[USERSPACE_EXIT], Some(f))
+            .map_err(|e| note(format!("exit reasons: {e}")))
+            .ok()
+    });
     let now = target::schedstat(pid, tid);
     Counted {
         tid,
         name,
         exits,
         irqs,
+        reasons,
         sched0: if present { now } else { Some((0, 0)) },
         sched: now,
     }

@@ -40,6 +40,10 @@ pub struct ThreadFigures {
     pub run_delay_seconds: f64,
     /// Exits to user space (`kvm:kvm_userspace_exit`).
     pub exits_to_user: Option<u64>,
+    /// Of those, for port I/O (reason `KVM_EXIT_IO`).
+    pub io_exits: Option<u64>,
+    /// Of those, for MMIO (reason `KVM_EXIT_MMIO`).
+    pub mmio_exits: Option<u64>,
     /// Port accesses KVM saw (`kvm:kvm_pio`).
     pub port_accesses: Option<u64>,
     /// Interrupts the thread raised: a line set high (`kvm_set_irq`,
@@ -47,6 +51,8 @@ pub struct ThreadFigures {
     pub interrupts: Option<u64>,
     /// Its stack samples.
     pub samples: u64,
+    /// The CPU it last ran on.
+    pub last_cpu: Option<u32>,
 }
 
 /// A TAP device's traffic over the run.
@@ -82,6 +88,10 @@ pub struct PortFigures {
 pub struct ExitFigures {
     /// Returns from `KVM_RUN` to user space (`kvm:kvm_userspace_exit`).
     pub kvm_run_returns: Option<u64>,
+    /// Of those, for port I/O.
+    pub io_exits: Option<u64>,
+    /// Of those, for MMIO.
+    pub mmio_exits: Option<u64>,
     /// Port accesses, in KVM or not (`kvm:kvm_pio`).
     pub port_accesses: Option<u64>,
     /// Of those, the ones KVM completed without an exit.

@@ -125,6 +125,18 @@ pub fn schedstat(pid: i32, tid: i32) -> Option<(u64, u64)> {
     Some((f.next()??, f.next()??))
 }
 
+/// The CPU a thread last ran on (`stat`'s 39th field).
+pub fn last_cpu(pid: i32, tid: i32) -> Option<u32> {
+    let text = std::fs::read_to_string(proc(pid).join(format!("task/{tid}/stat"))).ok()?;
+    // Fields after the command name, which may hold spaces, start at 3.
+    text.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(39 - 3)?
+        .parse()
+        .ok()
+}
+
 /// Which VMM an executable is, by its file name: `qemu`, `firecracker`,
 /// `cloud-hypervisor`, `crosvm`, else the name itself.
 pub fn vmm_of(exe: &str) -> String {
@@ -203,6 +215,9 @@ mod tests {
         );
         assert_eq!(dev_counters(dev, "tap"), None, "a prefix is not a name");
         assert_eq!(vmm_of("/usr/bin/qemu-system-x86_64"), "qemu");
+        let me = std::process::id() as i32;
+        assert!(last_cpu(me, me).is_some());
+        assert_eq!(last_cpu(me, i32::MAX), None);
         assert_eq!(vmm_of("/opt/fc/firecracker-v1.7"), "firecracker");
         assert_eq!(vmm_of("/usr/local/bin/myvmm"), "myvmm");
     }
