@@ -149,6 +149,8 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     // Long enough, and sampled often enough, for the sampled shares to be
     // within a point of their true value (a few thousand samples).
     let n = 20000u64;
+    let steal0 = worldswitch::profiler::steal_seconds();
+    let t0 = std::time::Instant::now();
     let (out, r) = run_json(&[
         "--guest",
         "exitbench",
@@ -157,6 +159,10 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
         "--guest-arg",
         &format!("iterations={n}"),
     ]);
+    // The hypervisor under this machine takes CPU from it: the TSC counts
+    // that time, which is neither the thread's CPU time nor its run delay.
+    let steal =
+        worldswitch::profiler::steal_pct(steal0, t0.elapsed().as_secs_f64()).unwrap_or(0.0) / 100.0;
     assert!(out.status.success(), "{r}");
     let rows = r["profile"]["rows"].as_array().unwrap();
     let row = |key: &str| {
@@ -222,16 +228,18 @@ fn markers_count_every_dispatch_and_account_for_the_vcpu_time() {
     assert!(rest.abs() < 25.0, "unattributed {rest}%");
     // Independently: the markers' TSC time, less what the scheduler says
     // the thread spent preempted, is its CPU time (CLOCK_THREAD_CPUTIME_ID)
-    // within 5%; exitbench never halts.
+    // within 5%, plus twice the machine's steal (the vCPU's core may have
+    // lost all of it); exitbench never halts.
     let p = &r["profile"];
     let cpu = p["denominator_seconds"].as_f64().unwrap();
     let clock = p["vcpu_marker_seconds"].as_f64().unwrap();
     if let Some(preempted) = p["preempted_seconds"].as_f64() {
         let off = (clock - preempted - cpu) / cpu;
         assert!(
-            off.abs() < 0.05,
-            "markers {clock:.4} s less preempted {preempted:.4} s vs CPU {cpu:.4} s: {:.1}%",
-            off * 100.0
+            off.abs() < 0.05 + 2.0 * steal,
+            "markers {clock:.4} s less preempted {preempted:.4} s vs CPU {cpu:.4} s: {:.1}% ({:.1}% steal)",
+            off * 100.0,
+            steal * 100.0
         );
     }
     let unavailable = r["profile"]["unavailable"].as_array().unwrap();

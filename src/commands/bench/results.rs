@@ -149,14 +149,14 @@ struct Run {
 fn from_result(r: &RunResult) -> Run {
     let n = &r.net;
     // The run's per-frame ledger has the counts.
-    let per = |f: fn(&PerFrame) -> Option<f64>| r.profile.per_frame.as_ref().and_then(f);
+    let (kernel, irqs, insns) = ledger_counts(r.profile.per_frame.as_ref());
     Run {
         mbps: n.throughput_mbps,
         fps: n.frames_per_sec,
         user: n.exits_per_frame,
-        kernel: per(|p| p.port_accesses_in_kernel),
-        irqs: per(|p| p.interrupts),
-        insns: per(|p| p.emulated_instructions),
+        kernel,
+        irqs,
+        insns,
         vcpu: Some(r.vcpu_cpu_seconds / r.seconds * 100.0),
         io: r.io_cpu_seconds.map(|s| s / r.seconds * 100.0),
         flusher: thread_pct(r, "flusher"),
@@ -166,6 +166,18 @@ fn from_result(r: &RunResult) -> Run {
         vcpu_us_per_frame: (n.frames_delivered > 0)
             .then(|| r.vcpu_cpu_seconds * 1e6 / n.frames_delivered as f64),
     }
+}
+
+/// The per-frame ledger's port accesses completed in KVM, interrupts and
+/// emulated instructions.
+fn ledger_counts(p: Option<&PerFrame>) -> (Option<f64>, Option<f64>, Option<f64>) {
+    p.map_or((None, None, None), |p| {
+        (
+            p.port_accesses_in_kernel,
+            p.interrupts,
+            p.emulated_instructions,
+        )
+    })
 }
 
 /// Microseconds of CPU per frame by `thread/category`.
@@ -238,16 +250,16 @@ fn peer(args: &ResultsArgs, write_size: u64, attached: bool) -> anyhow::Result<R
             ..Run::default()
         });
     };
-    let per = |f: fn(&PerFrame) -> Option<f64>| a.per_frame.as_ref().and_then(f);
     let vcpu_cpu: f64 = a.vcpu_threads.iter().map(|t| t.cpu_seconds).sum();
     let frames = a.per_frame.as_ref().map_or(0, |p| p.frames);
+    let (kernel, irqs, insns) = ledger_counts(a.per_frame.as_ref());
     Ok(Run {
         mbps: q.mbps,
         fps: q.fps,
         user: a.exits_per_frame,
-        kernel: per(|p| p.port_accesses_in_kernel),
-        irqs: per(|p| p.interrupts),
-        insns: per(|p| p.emulated_instructions),
+        kernel,
+        irqs,
+        insns,
         vcpu: Some(vcpu_cpu / a.seconds.max(1e-9) * 100.0),
         io: a
             .threads
