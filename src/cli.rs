@@ -177,12 +177,28 @@ pub struct ResultsArgs {
     /// costs it).
     #[arg(long, conflicts_with = "soak")]
     pub with_qemu: bool,
+    /// What to measure, comma-separated: tx (the transmit table), rx (the
+    /// highest loss-free receive rate) and rtt (pingpong's round trip); rx
+    /// and rtt for the presets only.
+    #[arg(long, value_delimiter = ',', default_value = "tx", value_enum)]
+    pub axes: Vec<Axis>,
     /// How long each of the forecast's single-toggle probes runs.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "D")]
     pub probe_duration: Duration,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// An axis of the results table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Axis {
+    /// Transmit: nettest's throughput and what each frame costs.
+    Tx,
+    /// Receive: the highest rate nettest-rx takes without loss.
+    Rx,
+    /// Round trip: pingpong's percentiles.
+    Rtt,
 }
 
 /// The benchmarks.

@@ -7,6 +7,45 @@
 
 static volatile u64 pong_seq = ~0ul;
 
+/* Round trips kept for the percentiles (the first MAX_KEPT). */
+#define MAX_KEPT 4096
+static u64 kept[MAX_KEPT];
+
+/* Heapsort: this runs at CPL0, which some hosts emulate instruction by
+ * instruction, so n log n with no recursion. */
+static void sift(u64 *a, u64 root, u64 n) {
+    while (2 * root + 1 < n) {
+        u64 child = 2 * root + 1;
+        if (child + 1 < n && a[child] < a[child + 1])
+            child++;
+        if (a[root] >= a[child])
+            return;
+        u64 t = a[root];
+        a[root] = a[child];
+        a[child] = t;
+        root = child;
+    }
+}
+
+static void sort(u64 *a, u64 n) {
+    for (u64 i = n / 2; i-- > 0;)
+        sift(a, i, n);
+    for (u64 end = n; end-- > 1;) {
+        u64 t = a[0];
+        a[0] = a[end];
+        a[end] = t;
+        sift(a, 0, end);
+    }
+}
+
+/* The p-th percentile (nearest rank) of n sorted values. */
+static u64 percentile(const u64 *a, u64 n, u64 p) {
+    if (n == 0)
+        return 0;
+    u64 rank = (p * n + 99) / 100;
+    return a[rank ? rank - 1 : 0];
+}
+
 static void on_udp(u16 port, const u8 *p, u64 len) {
     if (port == ECHO_PORT && len >= 8)
         memcpy((void *)&pong_seq, p, 8);
@@ -31,15 +70,21 @@ void guest_main(void) {
             continue;
         }
         u64 rtt = rdtsc() - t0;
+        if (pongs < MAX_KEPT)
+            kept[pongs] = rtt;
         pongs++;
         sum += rtt;
         min = rtt < min ? rtt : min;
         max = rtt > max ? rtt : max;
     }
-    static const char *const names[] = {"pings", "pongs", "timeouts", "rtt_cycles_min", "rtt_cycles_mean",
-                                        "rtt_cycles_max"};
-    u64 values[] = {rounds, pongs, timeouts, pongs ? min : 0, pongs ? sum / pongs : 0, max};
-    report_counters(names, values, 6);
+    u64 n = pongs < MAX_KEPT ? pongs : MAX_KEPT;
+    sort(kept, n);
+    static const char *const names[] = {"pings",           "pongs",          "timeouts",
+                                        "rtt_cycles_min",  "rtt_cycles_mean", "rtt_cycles_max",
+                                        "rtt_cycles_p50",  "rtt_cycles_p99"};
+    u64 values[] = {rounds, pongs, timeouts, pongs ? min : 0, pongs ? sum / pongs : 0, max,
+                    percentile(kept, n, 50), percentile(kept, n, 99)};
+    report_counters(names, values, 8);
     net_report();
     kprint("pingpong: done\n");
     guest_exit(timeouts ? 1 : 0);

@@ -567,6 +567,9 @@ void net_send_to(u16 port, const u8 *payload, u64 len) {
 
 void net_report(void) {
     report_counters(counter_names, counters, C_N);
+    static const char *const ring[] = {"rx_buffers"};
+    u64 rx_buffers = RX_N;
+    report_counters(ring, &rx_buffers, 1);
     if (path_on) {
         static const char *const names[] = {"path_kicks", "path_guest_to_exit", "path_exit_to_tap",
                                             "path_tap_write", "path_tap_to_reentry", "path_reentry_to_guest",

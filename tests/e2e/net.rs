@@ -221,6 +221,13 @@ fn pingpong_gets_every_echo() {
             g["rtt_cycles_max"].as_u64().unwrap(),
         );
         assert!(0 < min && min <= mean && mean <= max, "{config:?}: {g}");
+        // Nearest-rank percentiles of the kept round trips.
+        let (p50, p99) = (
+            g["rtt_cycles_p50"].as_u64().unwrap(),
+            g["rtt_cycles_p99"].as_u64().unwrap(),
+        );
+        assert!(min <= p50 && p50 <= p99 && p99 <= max, "{config:?}: {g}");
+        assert_eq!(g["rx_buffers"], 16, "{g}");
         eprintln!("pingpong {config:?}: mean RTT {mean} cycles");
     }
 }
@@ -262,4 +269,43 @@ fn transmit_path_timing_follows_every_kick() {
     // Exit and entry together do not depend on the TSC offset.
     assert!(us(0) + us(4) > 0.0, "{p}");
     assert!(p["error_us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_measures_receive_and_round_trip_for_the_presets() {
+    if !kvm_or_skip("bench --axes") || !tap_or_skip("bench --axes") {
+        return;
+    }
+    let out = crate::worldswitch(&[
+        "bench",
+        "--axes",
+        "rx,rtt",
+        "--presets",
+        "baseline",
+        "--net",
+        "tap",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = r["results"].as_array().unwrap();
+    // No transmit table was asked: one row, the preset's, with its axes.
+    assert_eq!(rows.len(), 1, "{r:#}");
+    let row = &rows[0];
+    assert_eq!(row["config"], "baseline");
+    assert!(row.get("throughput_mbps").is_none(), "{row}");
+    assert_eq!(row["rx_buffers"], 16, "{row}");
+    let fps = row["rx_frames_per_sec"].as_f64().expect("a loss-free rate");
+    let mbps = row["rx_loss_free_mbps"].as_f64().unwrap();
+    assert!((mbps - fps * 1472.0 * 8.0 / 1e6).abs() < 1e-6, "{row}");
+    let (p50, p99, max) = (
+        row["rtt_p50_us"].as_f64().unwrap(),
+        row["rtt_p99_us"].as_f64().unwrap(),
+        row["rtt_max_us"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{row}");
 }

@@ -1,5 +1,6 @@
 //! Benchmarks that print figures measured on this machine.
 
+pub mod axes;
 pub mod exits;
 pub mod nettest;
 pub mod predict;

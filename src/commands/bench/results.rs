@@ -6,7 +6,7 @@
 
 use super::nettest::{nettest, Profiling};
 use super::predict::Forecast;
-use crate::cli::ResultsArgs;
+use crate::cli::{Axis, ResultsArgs};
 use crate::frontends::printer::print_json;
 use crate::machine::netrun::NetRun;
 use crate::machine::optimizations::{Opt, Opts, Preset};
@@ -451,19 +451,37 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         return Ok(());
     }
     let (steal0, t0) = (crate::profiler::steal_seconds(), Instant::now());
-    let mut rows = measure(args, &mut std::io::stderr())?;
+    let mut rows = if args.axes.contains(&Axis::Tx) {
+        measure(args, &mut std::io::stderr())?
+    } else {
+        Vec::new()
+    };
+    let others = if args.axes.iter().any(|a| *a != Axis::Tx) {
+        super::axes::measure(args, &mut std::io::stderr())?
+    } else {
+        Vec::new()
+    };
     let steal = crate::profiler::steal_pct(steal0, t0.elapsed().as_secs_f64());
     if let Some(f) = &forecast {
         compare(f, &mut rows);
     }
     if args.json {
-        let mut doc = serde_json::json!({ "results": rows, "host_steal_pct": steal });
+        let mut results: Vec<serde_json::Value> = rows
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        super::axes::merge(&mut results, &others)?;
+        let mut doc = serde_json::json!({ "results": results, "host_steal_pct": steal });
         if let Some(f) = &forecast {
             doc["calibration"] = serde_json::to_value(&f.calibration)?;
             doc["model"] = serde_json::to_value(&f.model)?;
             doc["probes"] = serde_json::to_value(&f.probes)?;
         }
         print_json(&doc, out)?;
+        return Ok(());
+    }
+    if rows.is_empty() {
+        super::axes::print(&others, out)?;
         return Ok(());
     }
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
@@ -525,6 +543,9 @@ pub fn command(args: &ResultsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .map(|(k, us)| format!("{} {us:.1}", k.trim_start_matches("vcpu/")))
             .collect();
         writeln!(out, "{:<40} {}", r.config, cells.join(" · "))?;
+    }
+    if !others.is_empty() {
+        super::axes::print(&others, out)?;
     }
     if let Some(steal) = steal {
         writeln!(
