@@ -574,8 +574,16 @@ pub struct AttachArgs {
     #[arg(long)]
     pub headless: bool,
     /// Samples per second of each of the target's threads' stacks (0: none).
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=10000))]
+    #[arg(long, default_value_t = crate::commands::attach::measure::DEFAULT_HZ, value_parser = clap::value_parser!(u64).range(0..=10000))]
     pub sample_hz: u64,
+    /// Trace kvm:kvm_emulate_insn on the busiest vCPU in short windows, to
+    /// split instruction emulation by kind and count emulated instructions
+    /// per frame (slows the target's emulated code while on).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub emulation_windows: bool,
+    /// Percent of the time the emulation windows trace.
+    #[arg(long, default_value_t = crate::commands::attach::measure::DEFAULT_DUTY_PCT, value_parser = clap::value_parser!(u8).range(1..=100), value_name = "PCT")]
+    pub emulation_duty: u8,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -2,8 +2,7 @@
 //! publishes a picture every refresh, in the same screens a guest of our
 //! own fills. The toggles are shown but not ours to switch.
 
-use super::measure::Measurement;
-use super::ports::PortNames;
+use super::measure::{Measurement, Settings};
 use super::result::AttachResult;
 use super::target::Target;
 use super::POLL;
@@ -36,8 +35,7 @@ impl AttachEngine {
     /// `sample_hz`, for `duration` if given.
     pub fn start(
         target: Target,
-        sample_hz: u64,
-        ports: PortNames,
+        settings: Settings,
         refresh: Duration,
         duration: Option<Duration>,
         sampling: String,
@@ -48,7 +46,7 @@ impl AttachEngine {
         let thread = std::thread::Builder::new()
             .name("attach".into())
             .spawn(move || {
-                let m = Measurement::start(target, sample_hz, ports);
+                let m = Measurement::start(target, settings);
                 drive(m, refresh, duration, sampling, &rx, &publish)
             })?;
         Ok(Self {

@@ -16,7 +16,7 @@ pub mod target;
 use crate::cli::AttachArgs;
 use crate::commands::record::{check_writable, save_or_keep};
 use crate::frontends::printer::{print_json, print_table};
-use measure::Measurement;
+use measure::{Measurement, Settings};
 use ports::PortNames;
 use result::AttachResult;
 use std::io::Write;
@@ -75,14 +75,8 @@ pub fn command(args: &AttachArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         0 => "off (--sample-hz 0)".to_string(),
         hz => format!("cpu-clock {hz} Hz; user stacks unwound by .eh_frame"),
     };
-    let engine = live::AttachEngine::start(
-        target,
-        args.sample_hz,
-        port_names(args)?,
-        REFRESH,
-        args.duration,
-        sampling,
-    )?;
+    let engine =
+        live::AttachEngine::start(target, settings(args)?, REFRESH, args.duration, sampling)?;
     let shown = crate::frontends::tui::watch(&engine, REFRESH, &args.export_dir);
     // Stop measuring whatever happened to the UI.
     let r = engine.finish()?;
@@ -108,8 +102,7 @@ pub fn headless(
     }
     let duration = args.duration.unwrap_or(DEFAULT_DURATION);
     announce(&target, &format!("for {duration:?}"));
-    let ports = port_names(args)?;
-    let r = measure_for(Measurement::start(target, args.sample_hz, ports), duration);
+    let r = measure_for(Measurement::start(target, settings(args)?), duration);
     save(&r, args)?;
     if args.json {
         print_json(&r, out)?;
@@ -117,6 +110,15 @@ pub fn headless(
         print_text(&r, out)?;
     }
     Ok(())
+}
+
+/// How to measure, from the options.
+fn settings(args: &AttachArgs) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        sample_hz: args.sample_hz,
+        duty: args.emulation_windows.then_some(args.emulation_duty),
+        ports: port_names(args)?,
+    })
 }
 
 /// The port names: the fixed PC ones, and with `--qmp` the PCI BARs QEMU

@@ -5,7 +5,8 @@
 //! with the table's columns, and again without attaching, for what
 //! attaching costs it.
 
-use crate::commands::attach::{measure::Measurement, measure_for, ports::PortNames, target};
+use crate::commands::attach::measure::{Measurement, Settings};
+use crate::commands::attach::{measure_for, target};
 use crate::machine::vmnet::{GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT};
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -208,18 +209,13 @@ fn drain(
     Ok(thread)
 }
 
-/// One run of QEMU's nettest for `duration`: measured by `attach` at
-/// `sample_hz` if `attached`, else by its socket alone.
-pub fn run(
-    write_size: u64,
-    duration: Duration,
-    attached: bool,
-    sample_hz: u64,
-) -> anyhow::Result<QemuRun> {
+/// One run of QEMU's nettest for `duration`: measured by `attach` at its
+/// defaults if `attached`, else by its socket alone.
+pub fn run(write_size: u64, duration: Duration, attached: bool) -> anyhow::Result<QemuRun> {
     let peer = Peer::start(write_size)?;
     let measurement = if attached {
         let t = target::find(peer.pid())?;
-        Some(Measurement::start(t, sample_hz, PortNames::legacy()))
+        Some(Measurement::start(t, Settings::default()))
     } else {
         None
     };

@@ -237,12 +237,7 @@ fn native(args: &ResultsArgs, write_size: u64) -> anyhow::Result<Run> {
 /// QEMU running nettest, measured by `attach` at its default sampling (or
 /// not attached): the same columns, per frame its TAP carried.
 fn peer(args: &ResultsArgs, write_size: u64, attached: bool) -> anyhow::Result<Run> {
-    let q = super::qemu::run(
-        write_size,
-        args.duration,
-        attached,
-        crate::profiler::sampler::DEFAULT_HZ,
-    )?;
+    let q = super::qemu::run(write_size, args.duration, attached)?;
     let Some(a) = q.attach else {
         return Ok(Run {
             mbps: q.mbps,
