@@ -271,6 +271,10 @@ fn attach_measures_qemu_running_nettest_on_a_tap() {
         profile.to_str().unwrap(),
         "--qmp",
         dir.join("qmp.sock").to_str().unwrap(),
+        // Enough samples that a row of 1-2% has some on a loaded machine
+        // (the default's 100 Hz gives device emulation about 7).
+        "--sample-hz",
+        "500",
     ]);
     let (frames1, t1) = (tap_rx_frames(&ns.0, "wsq0"), Instant::now());
     assert!(
