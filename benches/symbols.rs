@@ -12,6 +12,7 @@ use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolizer};
 use blazesym::Pid;
 use std::time::Instant;
+use worldswitch::profiler::foreign::unwind::parse_maps;
 use worldswitch::profiler::kallsyms::Kallsyms;
 use worldswitch::profiler::user_symbols::UserSymbols;
 
@@ -49,16 +50,10 @@ fn main() {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     let exe = std::fs::read_link("/proc/self/exe").unwrap();
     let exe = exe.to_string_lossy();
-    let text = maps
-        .lines()
-        .find(|l| l.contains(" r-xp ") && l.ends_with(&*exe))
-        .and_then(|l| {
-            let (a, b) = l.split_whitespace().next()?.split_once('-')?;
-            Some((
-                u64::from_str_radix(a, 16).ok()?,
-                u64::from_str_radix(b, 16).ok()?,
-            ))
-        })
+    let text = parse_maps(&maps)
+        .into_iter()
+        .find(|m| m.exec && m.path.as_deref() == Some(&*exe))
+        .map(|m| (m.range.start, m.range.end))
         .expect("our text mapping");
     let user = spread(text, BATCH);
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();

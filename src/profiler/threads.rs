@@ -66,7 +66,7 @@ impl ThreadMeter {
 
 /// Field 39 of /proc/*/stat (the CPU last run on), counted after the
 /// command name, which may itself contain spaces and parentheses.
-fn last_cpu(stat: &str) -> Option<u32> {
+pub fn last_cpu(stat: &str) -> Option<u32> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(36)?.parse().ok()
 }

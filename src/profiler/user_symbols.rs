@@ -17,17 +17,10 @@ impl UserSymbols {
         let exe = std::fs::read_link("/proc/self/exe").map_err(|e| e.to_string())?;
         let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
         let exe_name = exe.to_string_lossy();
-        let base = maps
-            .lines()
-            .filter(|l| l.ends_with(&*exe_name))
-            .find_map(|l| {
-                let mut f = l.split_whitespace();
-                let range = f.next()?;
-                let _perms = f.next()?;
-                let offset = u64::from_str_radix(f.next()?, 16).ok()?;
-                let start = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
-                (offset == 0).then_some(start)
-            })
+        let base = super::foreign::unwind::parse_maps(&maps)
+            .into_iter()
+            .find(|m| m.offset == 0 && m.path.as_deref() == Some(&*exe_name))
+            .map(|m| m.range.start)
             .ok_or("the executable's mapping was not found")?;
         let data = std::fs::read(&exe).map_err(|e| e.to_string())?;
         let file = object::File::parse(&*data).map_err(|e| e.to_string())?;

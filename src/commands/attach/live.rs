@@ -135,7 +135,6 @@ fn drive(
         cpu: BTreeMap::new(),
         last: (0.0, 0, 0, 0, 0, 0),
     };
-    let mut exited = false;
     let mut ended = false;
     loop {
         let mut stop = false;
@@ -160,8 +159,8 @@ fn drive(
             return m.finish();
         }
         if !ended {
-            if !exited && m.poll() {
-                exited = true;
+            let exited = m.poll();
+            if exited {
                 p.note(
                     started,
                     "the target exited; the figures are final".into(),

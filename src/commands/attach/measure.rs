@@ -107,19 +107,17 @@ impl Measurement {
             .into_iter()
             .map(|(tid, name)| count(pid, tid, name, true, &mut unavailable))
             .collect();
-        let mut note = |why: String| {
-            if !unavailable.contains(&why) {
-                unavailable.push(why);
-            }
-        };
         let tids: Vec<i32> = counted.iter().map(|c| c.tid).collect();
         let sampler = match sample_hz {
             0 => {
-                note("stack samples: off (--sample-hz 0)".into());
+                note(
+                    &mut unavailable,
+                    "stack samples: off (--sample-hz 0)".into(),
+                );
                 None
             }
             hz => ForeignSampler::start(pid, &tids, hz)
-                .map_err(|e| note(format!("stack samples: {e}")))
+                .map_err(|e| note(&mut unavailable, format!("stack samples: {e}")))
                 .ok(),
         };
         let tsc_mhz = crate::profiler::host_tsc_mhz();
@@ -491,6 +489,13 @@ fn exit_figures(
     }
 }
 
+/// Adds `why` to what could not be measured, once.
+fn note(unavailable: &mut Vec<String>, why: String) {
+    if !unavailable.contains(&why) {
+        unavailable.push(why);
+    }
+}
+
 /// Starts counting thread `tid`'s exits and interrupts; its CPU counts
 /// from now if it was there at the start (`present`), else from its birth.
 fn count(
@@ -500,11 +505,7 @@ fn count(
     present: bool,
     unavailable: &mut Vec<String>,
 ) -> Counted {
-    let mut note = |why: String| {
-        if !unavailable.contains(&why) {
-            unavailable.push(why);
-        }
-    };
+    let mut note = |why: String| note(unavailable, why);
     let exits = ThreadCounters::open(tid, &[USERSPACE_EXIT, PIO])
         .map_err(|e| note(format!("exit counts: {e}")))
         .ok();

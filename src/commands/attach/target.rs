@@ -125,16 +125,10 @@ pub fn schedstat(pid: i32, tid: i32) -> Option<(u64, u64)> {
     Some((f.next()??, f.next()??))
 }
 
-/// The CPU a thread last ran on (`stat`'s 39th field).
+/// The CPU a thread last ran on.
 pub fn last_cpu(pid: i32, tid: i32) -> Option<u32> {
-    let text = std::fs::read_to_string(proc(pid).join(format!("task/{tid}/stat"))).ok()?;
-    // Fields after the command name, which may hold spaces, start at 3.
-    text.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(39 - 3)?
-        .parse()
-        .ok()
+    let stat = std::fs::read_to_string(proc(pid).join(format!("task/{tid}/stat"))).ok()?;
+    crate::profiler::threads::last_cpu(&stat)
 }
 
 /// Which VMM an executable is, by its file name: `qemu`, `firecracker`,

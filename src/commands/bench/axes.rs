@@ -3,7 +3,9 @@
 //! reordering one, found by a short search and confirmed once) and round
 //! trip (pingpong's median, 99th percentile and worst).
 
-use crate::cli::{Axis, ResultsArgs, RunArgs};
+use super::nettest::COUNTS_ONLY;
+use crate::cli::{Axis, ResultsArgs};
+use crate::machine::optimizations::Preset;
 use crate::run;
 use crate::session::RunResult;
 use serde::Serialize;
@@ -49,38 +51,22 @@ pub struct AxesRow {
     pub rtt_max_us: Option<f64>,
 }
 
-/// A guest run under a preset, headless and unprofiled, whatever its
+/// A guest run under a preset, headless and counting only, whatever its
 /// outcome (a receive stream that lost frames fails the guest).
 fn guest(
     args: &ResultsArgs,
-    preset: crate::machine::optimizations::Preset,
+    preset: Preset,
     name: &str,
     guest_args: &[(&str, String)],
     cap: Duration,
 ) -> anyhow::Result<RunResult> {
-    let mut run_args = RunArgs {
-        duration: Some(cap),
-        headless: true,
-        json: true,
-        net: args.net,
-        sample_hz: 0,
-        ..RunArgs::for_guest(name)
-    };
-    run_args.set_optimizations(preset.opts());
-    for (k, v) in guest_args {
-        run_args.guest_args.push((k.to_string(), v.clone()));
-    }
     run::ensure_not_interrupted("the results table")?;
-    run::run(&run_args, &mut std::io::sink(), &mut std::io::sink())
+    super::nettest::guest(args, preset.opts(), name, guest_args, cap, COUNTS_ONLY)
 }
 
 /// Whether a stream at `rate` arrived whole and in order; the guest's
 /// receive buffers.
-fn clean(
-    args: &ResultsArgs,
-    preset: crate::machine::optimizations::Preset,
-    rate: u64,
-) -> anyhow::Result<(bool, Option<u64>)> {
+fn clean(args: &ResultsArgs, preset: Preset, rate: u64) -> anyhow::Result<(bool, Option<u64>)> {
     let want = rate * RX_SECONDS;
     let r = guest(
         args,
@@ -104,7 +90,7 @@ fn clean(
 /// confirmation loses).
 fn receive(
     args: &ResultsArgs,
-    preset: crate::machine::optimizations::Preset,
+    preset: Preset,
     status: &mut dyn Write,
 ) -> anyhow::Result<(Option<u64>, Option<u64>)> {
     let mut buffers = None;
@@ -163,7 +149,7 @@ fn receive(
 /// pingpong's round trips, microseconds: (p50, p99, max).
 fn round_trip(
     args: &ResultsArgs,
-    preset: crate::machine::optimizations::Preset,
+    preset: Preset,
 ) -> anyhow::Result<(Option<f64>, Option<f64>, Option<f64>)> {
     let r = guest(
         args,

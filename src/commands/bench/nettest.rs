@@ -1,5 +1,5 @@
-//! One nettest run for the benchmarks: headless, under given
-//! optimizations, profiled as asked, failing when nettest fails.
+//! Guest runs for the benchmarks: headless, under given optimizations,
+//! profiled as asked; a nettest run fails when nettest fails.
 
 use crate::cli::{ResultsArgs, RunArgs};
 use crate::machine::optimizations::Opts;
@@ -15,11 +15,41 @@ pub struct Profiling {
     pub emulation_duty: u8,
 }
 
+/// The table's runs: counts only (no stack samples), the default windows.
+pub const COUNTS_ONLY: Profiling = Profiling {
+    sample_hz: 0,
+    emulation_duty: crate::profiler::emulation::DEFAULT_DUTY_PCT,
+};
+
 /// One nettest run under `opts` for `duration`.
 pub fn nettest(
     args: &ResultsArgs,
     opts: Opts,
     write_size: u64,
+    duration: Duration,
+    profiling: Profiling,
+) -> anyhow::Result<RunResult> {
+    let r = guest(
+        args,
+        opts,
+        "nettest",
+        &[("write_size", write_size.to_string())],
+        duration,
+        profiling,
+    )?;
+    if r.outcome.failed {
+        anyhow::bail!("nettest failed: {}", r.outcome.message);
+    }
+    Ok(r)
+}
+
+/// One headless run of guest `name` with `guest_args` under `opts`, on
+/// the table's network, for at most `duration`, whatever its outcome.
+pub fn guest(
+    args: &ResultsArgs,
+    opts: Opts,
+    name: &str,
+    guest_args: &[(&str, String)],
     duration: Duration,
     profiling: Profiling,
 ) -> anyhow::Result<RunResult> {
@@ -31,15 +61,11 @@ pub fn nettest(
         link_rate: args.link_rate,
         sample_hz: profiling.sample_hz,
         emulation_duty: profiling.emulation_duty,
-        ..RunArgs::for_guest("nettest")
+        ..RunArgs::for_guest(name)
     };
     run_args.set_optimizations(opts);
     run_args
         .guest_args
-        .push(("write_size".into(), write_size.to_string()));
-    let r = run::run(&run_args, &mut std::io::sink(), &mut std::io::sink())?;
-    if r.outcome.failed {
-        anyhow::bail!("nettest failed: {}", r.outcome.message);
-    }
-    Ok(r)
+        .extend(guest_args.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    run::run(&run_args, &mut std::io::sink(), &mut std::io::sink())
 }

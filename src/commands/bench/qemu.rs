@@ -7,6 +7,7 @@
 
 use crate::commands::attach::measure::{Measurement, Settings};
 use crate::commands::attach::{measure_for, target};
+use crate::machine::vmnet::tap::ip;
 use crate::machine::vmnet::{GUEST_IP, GUEST_MAC, HOST_IP, NETTEST_PORT};
 use anyhow::Context;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -44,20 +45,6 @@ struct Peer {
     stop: Arc<AtomicBool>,
     received: Arc<(AtomicU64, AtomicU64)>,
     reader: Option<JoinHandle<()>>,
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .with_context(|| format!("running ip {} (install iproute2)", args.join(" ")))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
 }
 
 impl Peer {

@@ -4,7 +4,7 @@
 //! thread writing the same datagrams to the same backend. Medians, with the
 //! spread of the throughput.
 
-use super::nettest::{nettest, Profiling};
+use super::nettest::{nettest, COUNTS_ONLY};
 use super::predict::Forecast;
 use crate::cli::{Axis, ResultsArgs};
 use crate::frontends::printer::print_json;
@@ -266,12 +266,6 @@ fn peer(args: &ResultsArgs, write_size: u64, attached: bool) -> anyhow::Result<R
         ..Run::default()
     })
 }
-
-/// The results table's runs: counts only, the default windows.
-const COUNTS_ONLY: Profiling = Profiling {
-    sample_hz: 0,
-    emulation_duty: crate::profiler::emulation::DEFAULT_DUTY_PCT,
-};
 
 fn guest(args: &ResultsArgs, opts: Opts, write_size: u64) -> anyhow::Result<Run> {
     let r = nettest(args, opts, write_size, args.duration, COUNTS_ONLY)?;

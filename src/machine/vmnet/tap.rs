@@ -113,7 +113,8 @@ impl Backend for TapBackend {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), TapError> {
+/// Runs `ip ARGS` (iproute2), its error output in the error.
+pub(crate) fn ip(args: &[&str]) -> Result<(), TapError> {
     let out = Command::new("ip").args(args).output().map_err(|e| {
         TapError::Configure(format!(
             "running ip {}: {e} (install iproute2)",

@@ -63,7 +63,7 @@ impl ForeignSampler {
         let mut rings = Vec::new();
         let mut refused = None;
         for &tid in tids {
-            match open_ring(tid, hz, RING, false, Some(USER_STACK)) {
+            match open(tid, hz) {
                 Ok(r) => rings.push((tid, r)),
                 Err(e) => refused = Some(e),
             }
@@ -88,7 +88,7 @@ impl ForeignSampler {
     /// Starts sampling thread `tid` too (one the target started since);
     /// a thread the kernel refuses, or gone already, stays unsampled.
     pub fn add(&mut self, tid: libc::pid_t) {
-        if let Ok(r) = open_ring(tid, self.hz, RING, false, Some(USER_STACK)) {
+        if let Ok(r) = open(tid, self.hz) {
             self.rings.push((tid, r));
         }
     }
@@ -139,14 +139,11 @@ impl ForeignSampler {
                 // sample with no kernel frame at an address the VMM does
                 // not map is the guest running.
                 let guest = kernel.is_empty() && user.ip_unmapped;
-                let (world, row) = match kvm_run_row(misc, &kernel) {
+                let in_run = kvm_run_row(misc, &kernel).or(guest.then_some(Category::GuestNative));
+                let (world, row) = match in_run {
                     Some(c) => {
                         *t.in_kvm_run.entry(c).or_insert(0) += 1;
                         (c.world().map_or("kvm", world_key), c)
-                    }
-                    None if guest => {
-                        *t.in_kvm_run.entry(Category::GuestNative).or_insert(0) += 1;
-                        ("guest", Category::GuestNative)
                     }
                     None => {
                         let leaf_first: Vec<&str> =
@@ -178,6 +175,11 @@ impl ForeignSampler {
     pub fn lost(&self) -> u64 {
         self.lost
     }
+}
+
+/// Opens sampling of `tid` at `hz` with its user registers and stack.
+fn open(tid: libc::pid_t, hz: u64) -> std::io::Result<Ring> {
+    open_ring(tid, hz, RING, false, Some(USER_STACK))
 }
 
 /// The samples as the table takes them: the vCPU threads' (`vcpus`) as
