@@ -95,7 +95,7 @@ struct Picture {
     marks: Vec<Mark>,
     log: Vec<LogLine>,
     baseline: Option<Table>,
-    /// Each thread's CPU seconds and the time at the last picture.
+    /// Each thread's CPU seconds at the last point.
     cpu: BTreeMap<i32, f64>,
     /// Time, frames, bytes, exits, I/O exits and MMIO exits at the last
     /// point.
@@ -213,7 +213,10 @@ impl Picture {
         let mmio = r.exits.mmio_exits.unwrap_or(0);
         let (t0, f0, b0, e0, io0, mmio0) = self.last;
         let dt = r.seconds - t0;
-        if dt > 0.05 {
+        // A picture asked for between two points (a baseline, a note)
+        // adds none, and measures CPU since the last point.
+        let point = dt > 0.05;
+        if point {
             self.series.push_back(Point {
                 t: r.seconds,
                 mbps: bytes.saturating_sub(b0) as f64 * 8.0 / dt / 1e6,
@@ -239,7 +242,10 @@ impl Picture {
             .iter()
             .chain(&r.threads)
             .map(|t| {
-                let before = self.cpu.insert(t.tid, t.cpu_seconds).unwrap_or(0.0);
+                let before = self.cpu.get(&t.tid).copied().unwrap_or(0.0);
+                if point {
+                    self.cpu.insert(t.tid, t.cpu_seconds);
+                }
                 ThreadCpu {
                     name: if t.vcpu {
                         format!("vcpu {}", t.tid)
