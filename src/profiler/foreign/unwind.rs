@@ -10,9 +10,13 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
 use object::{Object, ObjectSection, ObjectSegment};
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 /// The deepest stack kept: deeper frames are dropped from the root side.
 const MAX_FRAMES: usize = 128;
+/// The least time between two readings of the mappings on account of an
+/// address they do not hold: on PVM every guest user sample has one.
+const REFRESH: Duration = Duration::from_secs(1);
 
 /// A mapping of the target's address space, from `/proc/PID/maps`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +61,12 @@ pub struct StackUnwinder {
     /// Every mapping, sorted by address, to tell the target's code from
     /// addresses it does not map (on PVM, guest user code).
     mappings: Vec<Mapping>,
-    /// Executable mappings given to the unwinder.
-    modules: Vec<Range<u64>>,
+    /// Executable mappings looked at, with unwind tables or not.
+    tried: Vec<Range<u64>>,
+    /// Those whose unwind tables the unwinder has.
+    unwound: Vec<Range<u64>>,
+    /// When the mappings were last read.
+    refreshed: Instant,
 }
 
 /// One unwound stack.
@@ -79,7 +87,9 @@ impl StackUnwinder {
             unwinder: UnwinderX86_64::new(),
             cache: CacheX86_64::new(),
             mappings: Vec::new(),
-            modules: Vec::new(),
+            tried: Vec::new(),
+            unwound: Vec::new(),
+            refreshed: Instant::now(),
         };
         u.refresh();
         u
@@ -94,16 +104,18 @@ impl StackUnwinder {
         let mut mappings = parse_maps(&text);
         mappings.sort_by_key(|m| m.range.start);
         for m in mappings.iter().filter(|m| m.exec) {
-            if self.modules.contains(&m.range) {
+            if self.tried.contains(&m.range) {
                 continue;
             }
             if let Some(module) = self.module(m) {
                 self.unwinder.add_module(module);
+                self.unwound.push(m.range.clone());
             }
             // Tried once: a file without unwind tables stays without.
-            self.modules.push(m.range.clone());
+            self.tried.push(m.range.clone());
         }
         self.mappings = mappings;
+        self.refreshed = Instant::now();
     }
 
     /// The framehop module of an executable file mapping.
@@ -176,15 +188,15 @@ impl StackUnwinder {
             .filter(|p| p.starts_with('['))
     }
 
-    fn in_module(&self, addr: u64) -> bool {
-        self.modules.iter().any(|r| r.contains(&addr))
-    }
-
     /// Unwinds a stack from the user registers (`ip`, `sp`, `bp`) and the
     /// copy of the stack from `sp` up. The walk stops at the first address
-    /// outside the target's code: past it framehop could only guess by
-    /// frame pointers, which this code may not keep.
+    /// in code whose unwind tables it lacks: past it framehop could only
+    /// guess by frame pointers, which this code may not keep.
     pub fn unwind(&mut self, ip: u64, sp: u64, bp: u64, stack: &[u8]) -> UserStack {
+        if !self.mapped(ip) && self.refreshed.elapsed() >= REFRESH {
+            // Perhaps code mapped since the last look (a library loaded).
+            self.refresh();
+        }
         let mut out = UserStack {
             ip_unmapped: !self.mapped(ip),
             ..Default::default()
@@ -193,17 +205,12 @@ impl StackUnwinder {
             out.lookup.push(ip);
             return out;
         }
-        if !self.in_module(ip) {
-            // Code mapped since the last look (a library loaded): read the
-            // mappings again, once for this sample.
-            self.refresh();
-        }
         let mut read = |addr: u64| -> Result<u64, ()> {
             let at = addr.checked_sub(sp).ok_or(())? as usize;
             let bytes = stack.get(at..at + 8).ok_or(())?;
             Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
         };
-        let modules = &self.modules;
+        let unwound = &self.unwound;
         let mut frames = self.unwinder.iter_frames(
             ip,
             UnwindRegsX86_64::new(ip, sp, bp),
@@ -212,7 +219,7 @@ impl StackUnwinder {
         );
         while let Ok(Some(frame)) = frames.next() {
             let addr = frame.address_for_lookup();
-            let known = modules.iter().any(|r| r.contains(&addr));
+            let known = unwound.iter().any(|r| r.contains(&addr));
             out.lookup.push(addr);
             if !known || out.lookup.len() >= MAX_FRAMES {
                 break;
