@@ -67,10 +67,7 @@ pub fn command(args: &AttachArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
         return headless(args, notice, out);
     }
-    let target = target::find(args.pid)?;
-    if let Some(o) = &args.output {
-        check_writable(o)?;
-    }
+    let target = find(args)?;
     let sampling = match args.sample_hz {
         0 => "off (--sample-hz 0)".to_string(),
         hz => format!("cpu-clock {hz} Hz; user stacks unwound by .eh_frame"),
@@ -93,10 +90,7 @@ pub fn headless(
     notice: Option<&str>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let target = target::find(args.pid)?;
-    if let Some(o) = &args.output {
-        check_writable(o)?;
-    }
+    let target = find(args)?;
     if let Some(n) = notice {
         eprintln!("{n}");
     }
@@ -110,6 +104,16 @@ pub fn headless(
         print_text(&r, out)?;
     }
     Ok(())
+}
+
+/// The target, once `-o`'s file is known to be writable: both fail
+/// before anything is measured.
+fn find(args: &AttachArgs) -> anyhow::Result<target::Target> {
+    let target = target::find(args.pid)?;
+    if let Some(o) = &args.output {
+        check_writable(o)?;
+    }
+    Ok(target)
 }
 
 /// How to measure, from the options.
