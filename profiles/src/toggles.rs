@@ -74,7 +74,7 @@ impl Opt {
             Opt::SendCombining => "transmit kicks wait for a flush: at most 3 frames or the delay bound, whichever first (the paper's optimization 2)",
             Opt::IrqNotify => "receive is event-driven: an I/O thread writes arriving frames into the guest's ring and raises the NIC's line through a resampled irqfd, instead of the vCPU polling the TAP after every exit to user space (the paper's optimization 3)",
             Opt::KernelIrqchip => "the 8259, IOAPIC and PIT in KVM; off, worldswitch's own 8259 and 8254 take every EOI, mask change and tick in user space and inject with KVM_INTERRUPT (switching it restarts the guest)",
-            Opt::PvNic => "the guest transmits on a paravirtual ring a host thread drains: a doorbell KVM completes (ioeventfd) only when the host is not already draining, an interrupt (irqfd) only when the guest waits for room; receive stays on the Lance (the paper's section 4)",
+            Opt::PvNic => "the guest transmits on a paravirtual ring a host thread drains (a doorbell KVM completes, ioeventfd, only when the host is not already draining; an interrupt only when the guest waits for room) and receives on one the I/O thread fills (an interrupt only while the guest is not polling; frames wait for buffers instead of being dropped) (the paper's section 4)",
             Opt::AdaptiveCombining => "send-combining only while the guest transmits fast (a decaying transmit-rate estimate with hysteresis, at most 10 switches a second), so a lone packet goes at once (the paper's adaptive trigger)",
         }
     }

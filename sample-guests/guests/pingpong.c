@@ -63,8 +63,8 @@ void guest_main(void) {
         u64 msg[2] = {i, t0};
         net_send_to(ECHO_PORT, (const u8 *)msg, sizeof(msg));
         u64 deadline = timer_ticks + 100;
-        while (pong_seq != i && timer_ticks < deadline)
-            __asm__ volatile("sti; hlt");
+        for (u64 seen; (seen = pong_seq) != i && timer_ticks < deadline;)
+            halt_while64(&pong_seq, seen);
         if (pong_seq != i) {
             timeouts++;
             continue;

@@ -1,6 +1,7 @@
 /* The worldswitch guest ABI: ports and message layout shared by every sample
  * guest and mirrored by the host in src/devices/mailbox.rs (the path port in
- * src/devices/path.rs, the pv-nic in src/devices/pvnet.rs). Change both. */
+ * src/devices/path.rs, the pv-nic in src/machine/devices/pvnet/). Change
+ * both. */
 #ifndef WS_ABI_H
 #define WS_ABI_H
 
@@ -49,7 +50,7 @@ struct ws_msg {
 };
 
 /* The paravirtual NIC (pv-nic), mirrored by the host in
- * src/devices/pvnet.rs. Change both. 32-bit accesses only: IN dword of
+ * src/machine/devices/pvnet/. Change both. 32-bit accesses only: IN dword of
  * WS_PV_PORT reads WS_PV_MAGIC; OUT dword to WS_PV_RING_PORT registers the
  * ring (its guest-physical address, page-aligned; 0 unregisters, and the
  * host may serve the old ring for up to 10 ms more); any OUT to
@@ -62,6 +63,22 @@ struct ws_msg {
 #define WS_PV_IRQ 10
 #define WS_PV_MAX_ENTRIES 256 /* the largest ring */
 #define WS_PV_MORE 1u         /* entry flag: the frame continues in the next entry */
+
+/* Receive: a second ring of the same layout, registered at
+ * WS_PV_RX_RING_PORT. The guest posts empty buffers (len = their size) by
+ * moving prod; the host fills them in order, writes each one's len (the
+ * frame's bytes) and flags, and moves cons. want (host) says where the
+ * guest should receive; OUT dword 1 to WS_PV_RX_PATH_PORT moves receive to
+ * the ring, 0 back to the Lance: frames already on the old path were
+ * delivered there before the OUT completes, so draining the old path
+ * after it keeps every frame, in order. When the host runs out of buffers
+ * it sets notify and keeps frames waiting: any OUT to
+ * WS_PV_RX_DOORBELL_PORT after posting more brings them. The host raises
+ * WS_PV_IRQ when it fills buffers while want_irq is set. */
+#define WS_PV_RX_RING_PORT (WS_PV_PORT + 12)
+#define WS_PV_RX_PATH_PORT (WS_PV_PORT + 16)
+#define WS_PV_RX_DOORBELL_PORT (WS_PV_PORT + 20)
+#define WS_PV_RX_ERR 1u /* rx entry flag: the frame did not fit the buffer (dropped) */
 
 /* The ring header at the registered address; the entries follow it, from
  * byte 64. */

@@ -77,6 +77,16 @@ extern u64 start_info_paddr;
 /* Called from the timer interrupt on every tick, when set. */
 extern void (*tick_hook)(void);
 
+/* Halt until an interrupt unless *p no longer holds `seen`. Call with
+ * interrupts on: they stay on throughout, and no wake-up is lost between
+ * the look at *p and the HLT, because an interrupt taken there returns
+ * past the HLT (trap() moves it). The usual "cli; look; sti; hlt" relies
+ * on STI's one-instruction shadow reaching into an emulated HLT, which not
+ * every host honours. A wake-up is an interrupt or a change of *p: the
+ * caller looks again either way. */
+void halt_while32(const volatile u32 *p, u32 seen);
+void halt_while64(const volatile u64 *p, u64 seen);
+
 /* CPL3: open a port range in the TSS I/O bitmap, then run fn(arg) at CPL3 on
  * its own stack; returns the status fn passed to sys_exit. */
 void io_permit(u16 port, u16 count);

@@ -5,10 +5,10 @@
  * handler acknowledges CSR0 the way pcnet32 of the paper's era did (RAP
  * saved and restored, about a dozen port accesses per packet with the
  * kick). Where worldswitch offers its paravirtual NIC (pv-nic), datagrams
- * go on its transmit ring instead whenever the host's ring header asks
- * for it (the ABI is in abi.h, mirrored by the host in
- * src/devices/pvnet.rs); receive stays on the Lance. The chip's registers
- * and bits are named in lance.h. */
+ * go on its transmit ring, and frames arrive on its receive ring, whenever
+ * the host's ring headers ask for it (the ABI is in abi.h, mirrored by the
+ * host in src/machine/devices/pvnet/). The chip's registers and bits are
+ * named in lance.h. */
 #include "net.h"
 #include "lance.h"
 #include "user.h"
@@ -56,13 +56,15 @@ static const u8 peer_ip[4] = {192, 0, 2, 1};
 enum {
     C_FRAMES, C_BYTES, C_SENDS, C_IRQS, C_RAP_OUT, C_RAP_IN, C_RDP_OUT, C_RDP_IN,
     C_BDP_OUT, C_BDP_IN, C_RESET_IN, C_RX_FRAMES, C_RING_FULL, C_ARP_TIMEOUT,
-    C_PV_FRAMES, C_PV_DOORBELLS, C_PV_FULL, C_PV_IRQS, C_NIC_SWITCHES, C_N
+    C_PV_FRAMES, C_PV_DOORBELLS, C_PV_FULL, C_PV_IRQS, C_NIC_SWITCHES,
+    C_PV_RX_FRAMES, C_PV_RX_DOORBELLS, C_PV_RX_POLLS, C_RX_SWITCHES, C_N
 };
 static const char *const counter_names[C_N] = {
     "frames_sent", "bytes_sent", "sends", "nic_irqs", "port_rap_out", "port_rap_in",
     "port_rdp_out", "port_rdp_in", "port_bdp_out", "port_bdp_in", "port_reset_in",
     "frames_received", "tx_ring_full_waits", "arp_timeouts",
     "pv_frames", "pv_doorbells", "pv_ring_full_waits", "pv_irqs", "nic_switches",
+    "pv_rx_frames", "pv_rx_doorbells", "pv_rx_polls", "rx_switches",
 };
 static u64 counters[C_N];
 
@@ -79,6 +81,22 @@ static u8 pv_hdr[PV_N][64] __attribute__((aligned(64)));
 static int pv_present, pv_on;
 static u32 pv_prod;
 static void pv_init(void);
+
+/* Its receive ring: as many buffers as the Lance's ring has, so the two
+ * paths differ in mechanism, not in room. */
+#define PV_RX_N RX_N
+static struct {
+    volatile struct ws_pv_header h;
+    struct ws_pv_entry e[PV_RX_N];
+} pv_rx __attribute__((aligned(4096)));
+static u8 pv_rx_buf[PV_RX_N][RX_BUF];
+static u32 pv_rx_cons; /* buffers the guest has taken back */
+static int pv_rx_on;
+static void rx_follow(void);
+
+/* A full barrier without SSE (mfence cannot be emulated at CPL0 here): an
+ * index must be visible before the other side's flag is read. */
+static inline void full_fence(void) { __asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc"); }
 
 /* Counted accesses to the port at `off` in the NIC's I/O space, which
  * starts at `base`: a port access clobbers memory, so the hot paths read
@@ -211,14 +229,16 @@ static void tx_frame(int slot_hdr_len, const u8 *body, u64 body_len) {
     tx_ring[first].flags = first_flags;
 }
 
-/* Waits, with interrupts on, until `need` descriptors are free. */
+/* Waits until `need` descriptors are free: called with interrupts off,
+ * it turns them on while it halts (the interrupt handler reclaims). */
 static void tx_wait(int need) {
     tx_reclaim();
     while (tx_free() < need) {
         counters[C_RING_FULL]++;
-        u64 flags = irq_save();
-        __asm__ volatile("sti; hlt; cli");
-        irq_restore(flags);
+        u32 seen = (u32)tx_done;
+        __asm__ volatile("sti" ::: "memory");
+        halt_while32((const volatile u32 *)&tx_done, seen);
+        __asm__ volatile("cli" ::: "memory");
         tx_reclaim();
     }
 }
@@ -306,6 +326,7 @@ static void pcnet_isr(void) {
     nic_out(base, LANCE_RAP, CSR0);
     nic_out(base, LANCE_RDP, CSR0_ERRORS | CSR0_IDON | CSR0_INEA); /* clear errors and IDON, INEA back on */
     nic_out(base, LANCE_RAP, saved);
+    rx_follow();
 }
 
 static u64 net_syscall(u64 n, u64 a, u64 b, u64 c);
@@ -414,7 +435,66 @@ static void udp_header(u8 *h, u16 port, u64 payload) {
     *(u16 *)(udp + 4) = bswap16((u16)(8 + payload));
 }
 
-static void pv_isr(void) { counters[C_PV_IRQS]++; }
+/* Posts receive buffer `slot` again. */
+static void pv_rx_post(u32 slot) {
+    pv_rx.e[slot].addr = (u64)pv_rx_buf[slot];
+    pv_rx.e[slot].len = RX_BUF;
+    pv_rx.e[slot].flags = 0;
+}
+
+/* Takes every frame the host has filled, as NAPI does: no interrupts
+ * while polling, each buffer posted again as soon as it is read, the
+ * doorbell only when the host waits for buffers, and interrupts back on
+ * once empty, with a last look for a frame that came meanwhile. */
+static void pv_rx_poll(void) {
+    counters[C_PV_RX_POLLS]++;
+    pv_rx.h.want_irq = 0;
+    for (;;) {
+        while (pv_rx_cons != pv_rx.h.cons) {
+            u32 slot = pv_rx_cons % PV_RX_N;
+            if (!(pv_rx.e[slot].flags & WS_PV_RX_ERR)) {
+                counters[C_PV_RX_FRAMES]++;
+                rx_frame(pv_rx_buf[slot], pv_rx.e[slot].len);
+            }
+            pv_rx_post(slot);
+            pv_rx_cons++;
+            wmb(); /* the entry is posted before the host may fill it */
+            pv_rx.h.prod = pv_rx_cons + PV_RX_N;
+        }
+        full_fence();
+        if (pv_rx.h.notify) {
+            counters[C_PV_RX_DOORBELLS]++;
+            outl(WS_PV_RX_DOORBELL_PORT, 1);
+        }
+        pv_rx.h.want_irq = 1;
+        full_fence();
+        if (pv_rx_cons == pv_rx.h.cons)
+            return;
+        pv_rx.h.want_irq = 0;
+    }
+}
+
+/* Moves receive to where the host wants it. The OUT returns once no frame
+ * goes to the old path any more; what it already holds is taken first,
+ * so frames stay in order. Runs in interrupt handlers (a frame on either
+ * path brings one). */
+static void rx_follow(void) {
+    if (!pv_present || (pv_rx.h.want != 0) == pv_rx_on)
+        return;
+    pv_rx_on = !pv_rx_on;
+    outl(WS_PV_RX_PATH_PORT, (u32)pv_rx_on);
+    counters[C_RX_SWITCHES]++;
+    if (pv_rx_on)
+        rx_poll();
+    pv_rx_poll();
+}
+
+static void pv_isr(void) {
+    counters[C_PV_IRQS]++;
+    if (pv_rx_on)
+        pv_rx_poll();
+    rx_follow();
+}
 
 static void pv_init(void) {
     if (inl(WS_PV_PORT) != WS_PV_MAGIC)
@@ -422,31 +502,33 @@ static void pv_init(void) {
     pv.h.version = 1;
     pv.h.size = PV_N;
     pv.h.notify = 1;
+    for (u32 i = 0; i < PV_RX_N; i++)
+        pv_rx_post(i);
+    pv_rx.h.version = 1;
+    pv_rx.h.size = PV_RX_N;
+    pv_rx.h.want_irq = 1;
+    pv_rx.h.prod = PV_RX_N;
     irq_set_handler(WS_PV_IRQ, pv_isr);
     irq_unmask(WS_PV_IRQ);
     irq_unmask(2);
     outl(WS_PV_RING_PORT, (u32)(u64)&pv);
+    outl(WS_PV_RX_RING_PORT, (u32)(u64)&pv_rx);
     pv_present = 1;
 }
 
-/* A full barrier without SSE (mfence cannot be emulated at CPL0 here): the
- * producer index must be visible before the notify flag is read. */
-static inline void full_fence(void) { __asm__ volatile("lock; addl $0, (%%rsp)" ::: "memory", "cc"); }
-
 /* Waits, with interrupts on, while `busy()` holds: asks the host for an
- * interrupt when it consumes, and halts (the timer wakes us at worst). */
+ * interrupt when it consumes, and halts unless it consumed meanwhile.
+ * cons is read before want_irq is set, and the host sets cons before it
+ * reads want_irq: either the host interrupts, or the halt sees cons move. */
 static void pv_wait(int (*busy)(void)) {
     while (busy()) {
         counters[C_PV_FULL]++;
+        u32 seen = pv.h.cons;
         pv.h.want_irq = 1;
         full_fence();
         if (pv.h.notify) /* frames posted without a doorbell wait behind us */
             outl(WS_PV_DOORBELL_PORT, 1);
-        if (busy()) {
-            u64 flags = irq_save();
-            __asm__ volatile("sti; hlt; cli");
-            irq_restore(flags);
-        }
+        halt_while32(&pv.h.cons, seen);
         pv.h.want_irq = 0;
     }
 }
@@ -467,11 +549,12 @@ static int pv_use(void) {
     if (pv_on) {
         pv_wait(pv_pending);
     } else {
-        while (lance_pending()) {
+        for (;;) {
+            u32 seen = (u32)tx_done;
+            if (!lance_pending())
+                break;
             counters[C_RING_FULL]++;
-            u64 flags = irq_save();
-            __asm__ volatile("sti; hlt; cli");
-            irq_restore(flags);
+            halt_while32((const volatile u32 *)&tx_done, seen);
         }
     }
     pv_on = !pv_on;

@@ -49,6 +49,14 @@ pub struct PvReport {
     pub bad_registrations: u64,
     /// See `bad_registrations`.
     pub bad_accesses: u64,
+    /// Frames written into the guest's receive buffers.
+    pub rx_frames: u64,
+    /// Receive interrupts raised (only while the guest was not polling).
+    pub rx_irqs: u64,
+    /// Receive doorbells answered: buffers posted while frames waited.
+    pub rx_doorbells: u64,
+    /// Times the guest moved its receive path.
+    pub rx_switches: u64,
 }
 
 /// The frame accounting of a run.
@@ -302,7 +310,19 @@ impl NetRun {
             overruns: load(&c.pv.overruns),
             bad_registrations: load(&c.pv.bad_registrations),
             bad_accesses: load(&c.pv.bad_accesses),
+            rx_frames: load(&c.pv.rx_frames),
+            rx_irqs: load(&c.pv.rx_irqs),
+            rx_doorbells: load(&c.pv.rx_doorbells),
+            rx_switches: load(&c.pv.rx_switches),
         };
+        for (reason, n) in [
+            ("pv rx buffer unusable", load(&c.pv.rx_bad_buffers)),
+            ("pv rx no buffer by the end", load(&c.pv.rx_waiting)),
+        ] {
+            if n > 0 {
+                rx_dropped.insert(reason.into(), n);
+            }
+        }
         if pv.bad_entries > 0 {
             dropped.insert("pv bad entry".into(), pv.bad_entries);
         }

@@ -117,8 +117,8 @@ impl Guest {
             stitch: args.stitch,
             nic: Some(nic),
         })?;
-        if let Some(nic) = vm.take_nic() {
-            net.start(vm.kicker(), Box::new(nic))?;
+        if let Some(rx) = vm.take_rx_path() {
+            net.start(vm.kicker(), rx)?;
         }
         let sampler = match args.sample_hz {
             0 => Err("sampling is off (--sample-hz 0)".to_string()),

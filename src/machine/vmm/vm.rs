@@ -22,10 +22,13 @@ use crate::machine::devices::pcnet::port::{NicConfig, NicHandle, PcnetPort};
 use crate::machine::devices::pcnet::registers::IO_SIZE as PCNET_IO_SIZE;
 use crate::machine::devices::pic::{self, Pic, PicPorts, SharedPic};
 use crate::machine::devices::pit::{self, Pit};
-use crate::machine::devices::pvnet::{self, Drain, PvnetPort};
+use crate::machine::devices::pvnet::receive::RxPath;
+use crate::machine::devices::pvnet::transmit::Drain;
+use crate::machine::devices::pvnet::{self, PvnetPort};
 use crate::machine::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_IRQ};
 use crate::machine::devices::transmit_stamps::{PathPort, SlotAddress, PATH_PORT};
 use crate::machine::optimizations::Opt;
+use crate::machine::vmnet::{GuestRx, LinkCounters, SharedBackend, Switches};
 use crate::profiler::emulation::PortMap;
 use crate::profiler::live::{self, Every};
 use crate::profiler::stitch::StitchLog;
@@ -162,7 +165,8 @@ pub struct VmHandle {
     watchdog: Option<JoinHandle<()>>,
     /// The paravirtual NIC's drain thread, stopped after the vCPU.
     pv_drain: Option<Drain>,
-    nic: Option<NicHandle>,
+    /// The guest's receive path, for the I/O thread.
+    rx_path: Option<Box<dyn GuestRx>>,
     ports: PortMap,
     /// Signalled by the calibration's doorbell; nobody reads it.
     _bench_doorbell: EventFd,
@@ -196,10 +200,11 @@ impl VmHandle {
         self.kicker.kick();
     }
 
-    /// The NIC, for the I/O thread that delivers frames to it (once: the
-    /// chip's final counts are written when its last holder lets go).
-    pub fn take_nic(&mut self) -> Option<NicHandle> {
-        self.nic.take()
+    /// The guest's receive path (the Lance, and the pv-nic's ring where
+    /// there is one), for the I/O thread that delivers frames to it (once:
+    /// the chip's final counts are written when its last holder lets go).
+    pub fn take_rx_path(&mut self) -> Option<Box<dyn GuestRx>> {
+        self.rx_path.take()
     }
 
     /// A kicker other threads can use to wake the vCPU (it goes quiet once
@@ -314,12 +319,14 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         .map(|n| (n.counters.clone(), n.switches.clone()));
     let mut pv_drain = None;
     let mut nic_handle = None;
+    let mut rx_path: Option<Box<dyn GuestRx>> = None;
     if let Some(nic) = config.nic.take() {
-        // The pv-nic's completion interrupt is an irqfd: KVM's irqchip only.
-        if kernel_irqchip {
-            pv_drain = Some(add_pv_nic(&vm, &mut bus, &memory, &nic)?);
-        }
         functions.push(nic_function());
+        let link = PvLink {
+            backend: nic.backend.clone(),
+            counters: nic.counters.clone(),
+            switches: nic.switches.clone(),
+        };
         let irqfd = match &chip {
             IrqChip::Kernel(vm) => resampled_irqfd(vm, u32::from(NIC_IRQ)),
             IrqChip::User(_) => None,
@@ -332,8 +339,17 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
             irq,
             path_slot.clone(),
         );
-        nic_handle = Some(port.handle());
+        let handle = port.handle();
+        nic_handle = Some(handle.clone());
         bus.insert(Box::new(port), &[(NIC_IO_BASE, PCNET_IO_SIZE)])?;
+        // The pv-nic's interrupt is an irqfd: KVM's irqchip only.
+        rx_path = Some(if kernel_irqchip {
+            let (drain, path) = add_pv_nic(&vm, &mut bus, &memory, link, handle)?;
+            pv_drain = Some(drain);
+            Box::new(path)
+        } else {
+            Box::new(handle)
+        });
     }
     bus.insert(
         Box::new(PciConfigSpace::new(&functions)),
@@ -425,7 +441,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         vcpu: Some(vcpu_thread),
         watchdog: Some(watchdog),
         pv_drain,
-        nic: nic_handle,
+        rx_path,
         ports,
         _bench_doorbell: bench_doorbell,
     })
@@ -442,46 +458,67 @@ fn resampled_irqfd(vm: &VmFd, gsi: u32) -> Option<Resampled> {
     Some(Resampled::new(irqfd, resample))
 }
 
-/// The paravirtual NIC beside the Lance, sharing its backend: the doorbell
-/// as an ioeventfd where KVM offers one (else the port signals the same
-/// eventfd from user space), the completion interrupt as an irqfd, and the
-/// thread that drains the ring.
+/// What the pv-nic shares with the Lance: its backend, counters and the
+/// optimizations' switches.
+struct PvLink {
+    backend: SharedBackend,
+    counters: Arc<LinkCounters>,
+    switches: Arc<Switches>,
+}
+
+/// The paravirtual NIC beside the Lance (`lance`), sharing its backend:
+/// the doorbells as ioeventfds where KVM offers them (else the port
+/// signals the same eventfds from user space), the interrupt as an irqfd,
+/// the thread that drains the transmit ring, and the receive path that
+/// chooses between the Lance and the receive ring.
 fn add_pv_nic(
     vm: &VmFd,
     bus: &mut PioBus,
     memory: &GuestMemoryMmap,
-    nic: &NicConfig,
-) -> Result<Drain, VmError> {
+    link: PvLink,
+    lance: NicHandle,
+) -> Result<(Drain, RxPath), VmError> {
     let doorbell = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?);
-    let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?;
+    let irq = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?);
     vm.register_irqfd(&irq, pvnet::IRQ)
         .map_err(kvm_err("registering the pv-nic irqfd"))?;
+    let rx = RxPath::new(
+        memory.clone(),
+        Box::new(lance),
+        irq.clone(),
+        link.counters.clone(),
+        link.switches.clone(),
+    )
+    .map_err(VmError::Thread)?;
     // Without an ioeventfd every doorbell exits to user space; counted.
-    let _ = vm.register_ioevent(
-        &doorbell,
-        &IoEventAddress::Pio(u64::from(pvnet::DOORBELL)),
-        NoDatamatch,
-    );
+    for (fd, port) in [
+        (&*doorbell, pvnet::DOORBELL),
+        (rx.doorbell(), pvnet::RX_DOORBELL),
+    ] {
+        let _ = vm.register_ioevent(fd, &IoEventAddress::Pio(u64::from(port)), NoDatamatch);
+    }
     let area = pvnet::Area::default();
     bus.insert(
         Box::new(PvnetPort::new(
             memory.clone(),
             area.clone(),
-            nic.counters.clone(),
+            rx.clone(),
+            link.counters.clone(),
             doorbell.clone(),
         )),
         &[(pvnet::PORT, pvnet::PORTS)],
     )?;
-    Drain::start(
+    let drain = Drain::start(
         memory.clone(),
-        area,
-        nic.backend.clone(),
-        nic.counters.clone(),
-        nic.switches.clone(),
+        (area, rx.area()),
+        link.backend,
+        link.counters,
+        link.switches,
         doorbell,
         irq,
     )
-    .map_err(VmError::Thread)
+    .map_err(VmError::Thread)?;
+    Ok((drain, rx))
 }
 
 fn guest_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap, VmError> {

@@ -79,17 +79,29 @@ pub enum NetKind {
     Sink,
 }
 
-/// The guest's NIC as the I/O thread sees it with irq-notify on: it hands
-/// frames over itself, and answers the interrupt's resample.
+/// The guest's receive path as the I/O thread sees it when it reads the
+/// host itself (irq-notify on, or the pv-nic receiving): it hands frames
+/// over, and answers the Lance interrupt's resample.
 pub trait GuestRx: Send + Sync {
-    /// Writes `frames` into the guest's receive ring and raises the
-    /// interrupt if the chip wants it.
-    fn deliver(&self, frames: &[Vec<u8>]);
+    /// Takes `frames` (emptying it), in order: each reaches the guest, is
+    /// dropped with its reason counted, or waits for the guest's buffers
+    /// ahead of any later frame. False while frames wait: read no more
+    /// from the host until [`GuestRx::room_fd`] is readable.
+    fn deliver(&self, frames: &mut Vec<Vec<u8>>) -> bool;
     /// The eventfd KVM signals when the guest's EOI lowered the NIC's
     /// line, if it has one.
     fn resample_fd(&self) -> Option<std::os::fd::RawFd>;
     /// Answers that signal: raises the line again if still wanted.
     fn resampled(&self);
+    /// Readable when waiting frames may move on (the guest posted buffers,
+    /// or moved its receive path), for paths where frames can wait.
+    fn room_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// Answers that signal: delivers what waits; true once nothing does.
+    fn room(&self) -> bool {
+        true
+    }
 }
 
 /// What the receiving side counted, shared with its owner.
@@ -125,8 +137,19 @@ pub struct Switches {
     /// irq-notify off: the vCPU thread polls the TAP after every exit to
     /// user space and reads what waits; the I/O thread only ticks.
     pub poll_rx: AtomicBool,
-    /// pv-nic on: the guest is asked to transmit on the paravirtual ring.
+    /// pv-nic on: the guest is asked to use the paravirtual rings.
     pub pv_want: AtomicBool,
+    /// The guest receives on the paravirtual ring (it moved there): the
+    /// I/O thread reads the host, whatever `poll_rx` says.
+    pub pv_rx: AtomicBool,
+}
+
+impl Switches {
+    /// Whether the vCPU thread reads the host after its exits (irq-notify
+    /// off and the Lance receiving) rather than the I/O thread.
+    pub fn vcpu_polls(&self) -> bool {
+        self.poll_rx.load(Ordering::Relaxed) && !self.pv_rx.load(Ordering::Acquire)
+    }
 }
 
 /// What the paravirtual NIC counted.
@@ -154,4 +177,18 @@ pub struct PvCounters {
     pub bad_accesses: AtomicU64,
     /// The drain thread's CPU time, in nanoseconds.
     pub cpu_ns: AtomicU64,
+    /// Frames written into the guest's receive buffers.
+    pub rx_frames: AtomicU64,
+    /// Receive interrupts raised (only while the guest was not polling).
+    pub rx_irqs: AtomicU64,
+    /// Receive doorbells answered (buffers posted while frames waited).
+    pub rx_doorbells: AtomicU64,
+    /// Receive doorbells that exited to user space.
+    pub rx_doorbells_in_user: AtomicU64,
+    /// Frames dropped because the buffer was too small or not in RAM.
+    pub rx_bad_buffers: AtomicU64,
+    /// Frames waiting for a receive buffer now.
+    pub rx_waiting: AtomicU64,
+    /// Times the guest moved its receive path.
+    pub rx_switches: AtomicU64,
 }

@@ -380,11 +380,13 @@ impl TapLink {
         ))
     }
 
-    /// Starts the I/O thread. With irq-notify on it hands frames the host
-    /// sends straight to `guest` (which raises its interrupt through an
-    /// irqfd) and answers the interrupt's resample; with it off, `kick`
-    /// brings the vCPU back to user space at the host's tick, to read the
-    /// TAP itself. `counters` count the frames read.
+    /// Starts the I/O thread. With irq-notify on, or the guest receiving
+    /// on the pv-nic, it hands frames the host sends straight to `guest`
+    /// (which raises its interrupt through an irqfd), answers the Lance
+    /// interrupt's resample, and stops reading while frames wait for the
+    /// guest's buffers; otherwise `kick` brings the vCPU back to user space
+    /// at the host's tick, to read the TAP itself. `counters` count the
+    /// frames read.
     pub fn start_receiver(
         &mut self,
         guest: Box<dyn GuestRx>,
@@ -404,8 +406,12 @@ impl TapLink {
                 let mut buf = vec![0u8; 65536];
                 let mut batch: Vec<Vec<u8>> = Vec::new();
                 let fd = dev.as_raw_fd();
-                // poll() ignores a negative fd: no resample without an irqfd.
+                // poll() ignores a negative fd: no resample without an
+                // irqfd, no room to wait for where frames never wait.
                 let resample = guest.resample_fd().unwrap_or(-1);
+                let room = guest.room_fd().unwrap_or(-1);
+                // Frames wait for the guest's buffers: read no more.
+                let mut full = false;
                 let mut every = Every::new(live::PERIOD);
                 let profile = markers::this_thread;
                 let gone = |revents: libc::c_short| {
@@ -415,36 +421,50 @@ impl TapLink {
                     if every.due() {
                         live.publish(profile());
                     }
-                    if switches.poll_rx.load(Ordering::Relaxed) {
-                        // irq-notify off: the vCPU reads the TAP itself
-                        // after its exits; this thread only brings it back
-                        // to user space at the host's tick, as a hosted
-                        // VMM's timer interrupts did, and watches for the
-                        // device going away (no events asked: errors only).
-                        let mut pfd = libc::pollfd {
-                            fd,
-                            events: 0,
-                            revents: 0,
-                        };
-                        // SAFETY: one valid pollfd for the duration of the call.
-                        let ready = unsafe { libc::poll(&mut pfd, 1, HOST_TICK_MS) };
-                        if ready > 0 && gone(pfd.revents) {
+                    let ticking = switches.vcpu_polls();
+                    if ticking {
+                        // irq-notify off and the Lance receiving: the vCPU
+                        // reads the TAP itself after its exits; this thread
+                        // only brings it back to user space at the host's
+                        // tick, as a hosted VMM's timer interrupts did, and
+                        // watches for the device going away (no events
+                        // asked: errors only) and for the guest moving its
+                        // receive path.
+                        let mut pfds =
+                            [(fd, 0), (room, libc::POLLIN)].map(|(fd, events)| libc::pollfd {
+                                fd,
+                                events,
+                                revents: 0,
+                            });
+                        // SAFETY: two valid pollfds for the duration of the call.
+                        let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, HOST_TICK_MS) };
+                        if ready > 0 && gone(pfds[0].revents) {
                             counters.rx_device_gone.fetch_add(1, Ordering::Relaxed);
                             break;
+                        }
+                        if pfds[1].revents & libc::POLLIN != 0 {
+                            full = !guest.room();
+                            continue;
                         }
                         let _m = markers::scope(Category::HostEvents);
                         kick();
                         continue;
                     }
-                    let mut pfds = [fd, resample].map(|fd| libc::pollfd {
+                    let tap_events = if full { 0 } else { libc::POLLIN };
+                    let mut pfds = [
+                        (fd, tap_events),
+                        (resample, libc::POLLIN),
+                        (room, libc::POLLIN),
+                    ]
+                    .map(|(fd, events)| libc::pollfd {
                         fd,
-                        events: libc::POLLIN,
+                        events,
                         revents: 0,
                     });
                     // Not a marker scope: the thread sleeps in poll, and
                     // markers count time, not CPU time.
-                    // SAFETY: two valid pollfds for the duration of the call.
-                    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 2, POLL_MS) };
+                    // SAFETY: three valid pollfds for the duration of the call.
+                    let ready = unsafe { libc::poll(pfds.as_mut_ptr(), 3, POLL_MS) };
                     if ready <= 0 {
                         continue;
                     }
@@ -459,7 +479,11 @@ impl TapLink {
                         let _m = markers::scope(Category::HostEvents);
                         guest.resampled();
                     }
-                    if pfds[0].revents & libc::POLLIN == 0 {
+                    if pfds[2].revents & libc::POLLIN != 0 {
+                        let _m = markers::scope(Category::HostEvents);
+                        full = !guest.room();
+                    }
+                    if full || pfds[0].revents & libc::POLLIN == 0 {
                         continue;
                     }
                     while batch.len() < RX_BATCH {
@@ -473,8 +497,7 @@ impl TapLink {
                     counters
                         .rx_queued
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    guest.deliver(&batch);
-                    batch.clear();
+                    full = !guest.deliver(&mut batch);
                 }
                 profile()
             })?;

@@ -145,7 +145,7 @@ impl PcnetPort {
             core.service();
             r
         };
-        self.polled = core.nic.switches.poll_rx.load(Ordering::Relaxed);
+        self.polled = core.nic.switches.vcpu_polls();
         if self.polled {
             // The look the poll after this exit makes (and counts), done
             // now under the same hold of the lock.
@@ -194,16 +194,16 @@ impl NicHandle {
 }
 
 impl GuestRx for NicHandle {
-    fn deliver(&self, frames: &[Vec<u8>]) {
+    fn deliver(&self, frames: &mut Vec<Vec<u8>>) -> bool {
         // The batch's own work (the lock, the line) is the frames' time.
         let _m = markers::scope_uncounted(Category::LanceRx);
         let mut core = self.0.lock();
         let core = &mut *core;
         // Writes the guest made before these frames arrived come first.
         self.0.replay(core);
-        for frame in frames {
+        for frame in frames.drain(..) {
             let _m = markers::scope(Category::LanceRx);
-            if core.chip.receive(&core.ram, frame) {
+            if core.chip.receive(&core.ram, &frame) {
                 core.nic
                     .counters
                     .rx_delivered
@@ -211,6 +211,8 @@ impl GuestRx for NicHandle {
             }
         }
         core.update_irq();
+        // The chip takes every frame: what finds no descriptor is its drop.
+        true
     }
 
     fn resample_fd(&self) -> Option<RawFd> {
@@ -325,7 +327,7 @@ impl PioDevice for PcnetPort {
         let mut core = shared.lock();
         let core = &mut *core;
         shared.replay(core);
-        if core.nic.switches.poll_rx.load(Ordering::Relaxed) {
+        if core.nic.switches.vcpu_polls() {
             core.poll_rx();
         } else {
             core.service();

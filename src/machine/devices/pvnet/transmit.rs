@@ -1,155 +1,23 @@
-//! The paravirtual NIC (`pv-nic`): a transmit ring in guest memory that a
-//! host thread of its own drains, a doorbell port KVM completes as an
-//! ioeventfd (no exit to user space), doorbells suppressed while the host
-//! thread is draining, and a completion interrupt (irqfd) only when the
-//! guest asks for one. The guest finds it by a magic number, registers its
-//! ring, and moves its transmit path between the Lance and this ring when
-//! the host's `want` word in the ring header says so; receive stays on the
-//! Lance. The guest's side of this ABI is `sample-guests/runtime/abi.h`:
-//! change both.
-//!
-//! Ports (32-bit accesses only): `PORT` reads [`MAGIC`]; `PORT + 4` takes
-//! the guest-physical address of the ring header (page-aligned, 0 to
-//! unregister); `PORT + 8` is the doorbell. A registration takes effect at
-//! the drain thread's next look (within 10 ms): until then it may still
-//! serve the old ring, so a guest must not reuse that memory sooner.
-//!
-//! Ring header, little-endian u32 words at the registered address:
-//! 0 version (1), 1 `want` (host: 1 = transmit here, 0 = on the Lance),
-//! 2 `prod` (guest: entries posted), 3 `cons` (host: entries consumed),
-//! 4 `notify` (host: 0 while it drains and needs no doorbell), 5
-//! `want_irq` (guest: 1 = interrupt me when `cons` moves), 6 `size`
-//! (entries, a power of two up to [`MAX_ENTRIES`]); entries of 16 bytes
-//! from byte 64: u64 buffer address, u32 length, u32 flags ([`MORE`]: the
-//! frame continues in the next entry, as the guest's header buffer and its
-//! caller's bytes do, with no copy).
+//! The pv-nic's transmit side: the thread that drains the transmit ring
+//! into the backend, woken by the doorbell, and the completion interrupt
+//! when the guest waits. It also publishes the host's `want` word in both
+//! ring headers, so the guest's paths follow the toggle.
 
-use super::bus::{BusAction, PioDevice};
+use super::{Area, Header, CONS, MAX_CHAIN, MORE, NOTIFY, PROD, WANT, WANT_IRQ};
 use crate::machine::vmnet::{self, LinkCounters, SharedBackend, Switches};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-/// The first of the device's ports.
-pub const PORT: u16 = 0x3010;
-/// Ports it claims.
-pub const PORTS: u16 = 12;
-/// The doorbell port.
-pub const DOORBELL: u16 = PORT + 8;
-/// What `PORT` reads: "WSPV".
-pub const MAGIC: u32 = 0x5650_5357;
-/// The completion interrupt (ISA IRQ 10, edge, through an irqfd).
-pub const IRQ: u32 = 10;
-/// The largest ring.
-pub const MAX_ENTRIES: u32 = 256;
-const HEADER: u64 = 64;
-const ENTRY: u64 = 16;
-const WANT: u64 = 4;
-const PROD: u64 = 8;
-const CONS: u64 = 12;
-const NOTIFY: u64 = 16;
-const WANT_IRQ: u64 = 20;
-const SIZE: u64 = 24;
 /// Frames shorter than an Ethernet header or longer than a full frame
 /// without FCS are refused.
 const MIN_FRAME: u32 = 14;
 const MAX_FRAME: u32 = 1514;
 /// Passes over the ring one wake-up makes at most.
 const PASSES: u32 = 4;
-/// An entry's flag: the frame continues in the next entry.
-pub const MORE: u32 = 1;
-/// Entries one frame may span.
-pub const MAX_CHAIN: u32 = 16;
-
-/// The registered ring header's address (0: none), shared by the port
-/// and the drain thread.
-pub type Area = Arc<AtomicU64>;
-
-/// The device's ports on the vCPU thread.
-pub struct PvnetPort {
-    ram: GuestMemoryMmap,
-    area: Area,
-    link: Arc<LinkCounters>,
-    doorbell: Arc<EventFd>,
-}
-
-impl PvnetPort {
-    /// Ports over `ram`, counting in `link`; a doorbell that reaches user
-    /// space signals `doorbell` as KVM would.
-    pub fn new(
-        ram: GuestMemoryMmap,
-        area: Area,
-        link: Arc<LinkCounters>,
-        doorbell: Arc<EventFd>,
-    ) -> Self {
-        Self {
-            ram,
-            area,
-            link,
-            doorbell,
-        }
-    }
-
-    fn register(&self, gpa: u64) {
-        let fits = |size: u64| {
-            gpa.checked_add(size)
-                .is_some_and(|end| self.ram.address_in_range(GuestAddress(end - 1)))
-        };
-        let ok =
-            gpa == 0 || (gpa.is_multiple_of(4096) && fits(HEADER + u64::from(MAX_ENTRIES) * ENTRY));
-        if ok {
-            self.area.store(gpa, Ordering::Release);
-        } else {
-            self.link
-                .pv
-                .bad_registrations
-                .fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl PioDevice for PvnetPort {
-    fn name(&self) -> &'static str {
-        "pvnet"
-    }
-
-    fn read(&mut self, offset: u16, data: &mut [u8]) {
-        match (offset, data.len()) {
-            (0, 4) => data.copy_from_slice(&MAGIC.to_le_bytes()),
-            _ => {
-                self.link.pv.bad_accesses.fetch_add(1, Ordering::Relaxed);
-                data.fill(0xff);
-            }
-        }
-    }
-
-    fn write(&mut self, offset: u16, data: &[u8]) -> BusAction {
-        let value = match <[u8; 4]>::try_from(data) {
-            Ok(b) => u32::from_le_bytes(b),
-            Err(_) => {
-                self.link.pv.bad_accesses.fetch_add(1, Ordering::Relaxed);
-                return BusAction::None;
-            }
-        };
-        match offset {
-            4 => self.register(u64::from(value)),
-            8 => {
-                self.link
-                    .pv
-                    .doorbells_in_user
-                    .fetch_add(1, Ordering::Relaxed);
-                let _ = self.doorbell.write(1);
-            }
-            _ => {
-                self.link.pv.bad_accesses.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        BusAction::None
-    }
-}
 
 /// The thread that drains the ring into the backend.
 pub struct Drain {
@@ -160,15 +28,17 @@ pub struct Drain {
 impl Drain {
     /// Starts draining the ring registered at `area` into `backend`,
     /// counting frames in `link`, woken by `doorbell`, interrupting through
-    /// `irq`. `switches.pv_want` says which NIC the guest should transmit on.
+    /// `irq`. `switches.pv_want` says which NIC the guest should use; it
+    /// is written into both rings' headers (the receive ring's is
+    /// registered at `rx_area`).
     pub fn start(
         ram: GuestMemoryMmap,
-        area: Area,
+        (area, rx_area): (Area, Area),
         backend: SharedBackend,
         link: Arc<LinkCounters>,
         switches: Arc<Switches>,
         doorbell: Arc<EventFd>,
-        irq: EventFd,
+        irq: Arc<EventFd>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -178,6 +48,7 @@ impl Drain {
                 let mut ring = Ring {
                     ram,
                     registered: area,
+                    rx_area,
                     backend,
                     link,
                     switches,
@@ -237,10 +108,12 @@ fn wait(doorbell: &EventFd, timeout: Duration) -> u64 {
 struct Ring {
     ram: GuestMemoryMmap,
     registered: Area,
+    /// The receive ring's header, whose `want` this thread also writes.
+    rx_area: Area,
     backend: SharedBackend,
     link: Arc<LinkCounters>,
     switches: Arc<Switches>,
-    irq: EventFd,
+    irq: Arc<EventFd>,
     /// Entries consumed, as the host counts them.
     cons: u32,
     /// The header this thread last served (a new registration restarts).
@@ -249,16 +122,19 @@ struct Ring {
 }
 
 impl Ring {
+    fn header(&self) -> Header<'_> {
+        Header {
+            ram: &self.ram,
+            at: self.area,
+        }
+    }
+
     fn load(&self, off: u64) -> Option<u32> {
-        self.ram
-            .load::<u32>(GuestAddress(self.area + off), Ordering::Acquire)
-            .ok()
+        self.header().load(off)
     }
 
     fn store(&self, off: u64, v: u32) {
-        let _ = self
-            .ram
-            .store(v, GuestAddress(self.area + off), Ordering::Release);
+        self.header().store(off, v);
     }
 
     /// Publishes `want`, then drains everything posted: doorbells off while
@@ -268,6 +144,15 @@ impl Ring {
     /// the toggle while a guest keeps posting; returns whether work is
     /// left.
     fn serve(&mut self) -> bool {
+        let want = u32::from(self.switches.pv_want.load(Ordering::Relaxed));
+        let rx = self.rx_area.load(Ordering::Acquire);
+        if rx != 0 {
+            Header {
+                ram: &self.ram,
+                at: rx,
+            }
+            .store(WANT, want);
+        }
         let area = self.registered.load(Ordering::Acquire);
         if area != self.area {
             self.area = area;
@@ -281,13 +166,9 @@ impl Ring {
         if self.area == 0 {
             return false;
         }
-        self.store(
-            WANT,
-            u32::from(self.switches.pv_want.load(Ordering::Relaxed)),
-        );
-        let size = match self.load(SIZE) {
-            Some(s) if s.is_power_of_two() && s <= MAX_ENTRIES => s,
-            _ => return false, // not set up yet, or nonsense: nothing to drain
+        self.store(WANT, want);
+        let Some(size) = self.header().size() else {
+            return false; // not set up yet, or nonsense: nothing to drain
         };
         let before = self.cons;
         let mut more = false;
@@ -357,17 +238,13 @@ impl Ring {
         self.frame.clear();
         let mut good = true;
         for n in 1..=pending {
-            let slot = u64::from(self.cons.wrapping_add(n - 1) & (size - 1));
-            let mut raw = [0u8; 16];
-            let read = self
-                .ram
-                .read_slice(&mut raw, GuestAddress(self.area + HEADER + slot * ENTRY))
-                .is_ok();
-            let addr = u64::from_le_bytes(raw[..8].try_into().unwrap());
-            let len = u32::from_le_bytes(raw[8..12].try_into().unwrap()) as usize;
-            let flags = u32::from_le_bytes(raw[12..16].try_into().unwrap());
+            let slot = self.cons.wrapping_add(n - 1) & (size - 1);
+            let read = self.header().entry(slot);
+            let (addr, len, flags) = read
+                .as_ref()
+                .map_or((0, 0, 0), |e| (e.addr, e.len as usize, e.flags));
             let at = self.frame.len();
-            good = good && read && n <= MAX_CHAIN && at + len <= MAX_FRAME as usize;
+            good = good && read.is_some() && n <= MAX_CHAIN && at + len <= MAX_FRAME as usize;
             if good {
                 self.frame.resize(at + len, 0);
                 good = self
@@ -385,6 +262,7 @@ impl Ring {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{ENTRY, HEADER, SIZE};
     use super::*;
     use crate::machine::vmnet::{Backend, SendError};
     use std::sync::Mutex;
@@ -407,21 +285,16 @@ mod tests {
         let backend: SharedBackend = Arc::new(Mutex::new(Box::new(Collect(sent.clone()))));
         let area = Area::default();
         let link = Arc::new(LinkCounters::default());
-        let port = PvnetPort::new(
-            ram.clone(),
-            area.clone(),
-            link.clone(),
-            Arc::new(EventFd::new(0).unwrap()),
-        );
-        port.register(0x10000);
+        area.store(0x10000, Ordering::Relaxed);
         ram.write_obj(8u32, GuestAddress(0x10000 + SIZE)).unwrap();
         let ring = Ring {
             ram: ram.clone(),
             registered: area,
+            rx_area: Area::default(),
             backend,
             link,
             switches: Arc::new(Switches::default()),
-            irq: EventFd::new(0).unwrap(),
+            irq: Arc::new(EventFd::new(0).unwrap()),
             cons: 0,
             area: 0,
             frame: Vec::new(),
@@ -513,28 +386,5 @@ mod tests {
         ring.serve();
         assert_eq!(ring.link.pv.overruns.load(Ordering::Relaxed), 1);
         assert_eq!(ring.cons, 1_000_000);
-    }
-
-    #[test]
-    fn registrations_must_fit_in_ram() {
-        let ram = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let area = Area::default();
-        let link = Arc::new(LinkCounters::default());
-        let mut port = PvnetPort::new(
-            ram,
-            area.clone(),
-            link.clone(),
-            Arc::new(EventFd::new(0).unwrap()),
-        );
-        for bad in [0x10001u32, (1 << 20) - 4096, !0xfffu32] {
-            port.write(4, &bad.to_le_bytes());
-        }
-        port.write(4, &[1]);
-        assert_eq!(link.pv.bad_registrations.load(Ordering::Relaxed), 3);
-        assert_eq!(link.pv.bad_accesses.load(Ordering::Relaxed), 1);
-        assert_eq!(area.load(Ordering::Relaxed), 0);
-        let mut magic = [0u8; 4];
-        port.read(0, &mut magic);
-        assert_eq!(u32::from_le_bytes(magic), MAGIC);
     }
 }
