@@ -783,6 +783,9 @@ fn moved(o: Opt, on: bool, c: Counts, target: Opts) -> Result<Counts, String> {
         // Under a sender this fast the adaptive trigger keeps combining on.
         (Opt::AdaptiveCombining, _) => {}
         (Opt::IrqNotify, true) => n.tap_polls = 0.0,
+        // The vCPU looks at the TAP after its exits, unless receive is on
+        // the pv-nic's ring, which the I/O thread fills either way.
+        (Opt::IrqNotify, false) if target.get(Opt::PvNic) => n.tap_polls = 0.0,
         (Opt::IrqNotify, false) => n.tap_polls = n.exits_to_user,
         (Opt::PvNic, true) => {
             let lance = l.address_writes_exiting + l.data_writes_exiting + l.other_exiting;
@@ -791,13 +794,14 @@ fn moved(o: Opt, on: bool, c: Counts, target: Opts) -> Result<Counts, String> {
                 (n.port_accesses_in_kernel - l.writes_in_kernel).max(0.0) + 1.0;
             *l = LanceAccesses::default();
             // At most one doorbell per send(), no completion interrupt
-            // while the ring has room, the TAP write on the drain thread.
-            // The pv driver's own instructions are unknown until measured:
-            // the Lance driver's stay.
+            // while the ring has room, the TAP write on the drain thread;
+            // receive on the ring the I/O thread fills, so the vCPU never
+            // looks at the TAP. The pv driver's own instructions are
+            // unknown until measured: the Lance driver's stay.
             n.doorbells = 1.0;
             n.interrupts = 0.0;
             n.vcpu_tap_writes = 0.0;
-            n.tap_polls = n.tap_polls.min(n.exits_to_user);
+            n.tap_polls = 0.0;
         }
         (Opt::PvNic, false) => {
             return Err("the Lance's path has not been measured in this session".into())

@@ -81,8 +81,8 @@ impl Opt {
 
     /// The toggle this one needs, if any: the compatibility matrix.
     /// Combining waits on the data port's coalesced writes, the adaptive
-    /// trigger switches combining, and pv-nic's completion interrupt is an
-    /// irqfd, which only the in-kernel interrupt controller takes.
+    /// trigger switches combining, and irq-notify's resampled irqfd and
+    /// pv-nic's `KVM_IRQ_LINE` need the in-kernel interrupt controller.
     pub fn needs(self) -> Option<Opt> {
         NEEDS.iter().find(|(a, _)| *a == self).map(|&(_, b)| b)
     }
@@ -361,7 +361,7 @@ mod tests {
         o.apply("irq-notify=on").unwrap();
         o.apply("irq-notify=off").unwrap();
         o.apply("kernel-irqchip=off").unwrap();
-        assert!(!o.get(Opt::PvNic), "pv-nic's irqfd needs KVM's irqchip");
+        assert!(!o.get(Opt::PvNic), "pv-nic's interrupt needs KVM's irqchip");
         assert_eq!(o.describe(), "baseline, kernel-irqchip off");
         o.apply("pv-nic=on").unwrap();
         assert!(o.get(Opt::KernelIrqchip), "and brings it back");

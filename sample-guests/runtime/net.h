@@ -18,6 +18,12 @@ u64 net_send(const u8 *buf, u64 len);
 void net_send_to(u16 port, const u8 *payload, u64 len);
 /* Called from the NIC interrupt for every UDP datagram to the guest. */
 extern void (*udp_rx_hook)(u16 port, const u8 *payload, u64 len);
+/* Busy polling, as Linux's busy_poll: while receive is on the pv-nic's
+ * ring (which the host fills without the guest's help), look at it for up
+ * to `us` microseconds with its interrupt off, instead of halting for the
+ * interrupt. Returns 1 if frames came (handed to udp_rx_hook), 0 if none
+ * came or receive is on the Lance (whose frames come through exits). */
+int net_busy_poll(u64 us);
 /* Reports the driver's counters through the mailbox. */
 void net_report(void);
 

@@ -1,9 +1,10 @@
 //! Kernel tracepoint counters: tracepoint IDs from tracefs, and perf events
 //! that count them on one thread. They prove what KVM did from the kernel's
-//! side, independently of worldswitch's own counters.
+//! side, independently of worldswitch's own counters. A [`Watch`] is the
+//! same event as a wake-up: its descriptor is readable after each hit.
 
 use perf_event::events::Tracepoint;
-use perf_event::{Builder, Counter};
+use perf_event::{Builder, Counter, Sampler};
 use std::io;
 use std::path::PathBuf;
 
@@ -97,6 +98,57 @@ impl ThreadCounters {
             .iter_mut()
             .map(|(name, c)| Ok((name.clone(), c.read()?)))
             .collect()
+    }
+}
+
+/// One tracepoint on one thread, filtered, as something to wait for: every
+/// hit makes [`Watch::fd`] readable (a one-sample ring, woken per sample)
+/// until [`Watch::clear`].
+pub struct Watch {
+    ring: Sampler,
+}
+
+impl Watch {
+    /// Watches tracepoint `name` on thread `tid`, only the hits that pass
+    /// `filter` (as for [`ThreadCounters::open_filtered`]).
+    pub fn open(tid: libc::pid_t, name: &str, filter: &str) -> Result<Self, TraceError> {
+        let refused = |e| TraceError::Open(name.to_string(), e);
+        let counter = Builder::new(Tracepoint::with_id(id(name)?))
+            .observe_pid(tid)
+            .any_cpu()
+            .include_kernel()
+            .sample_period(1)
+            .wakeup_events(1)
+            .build()
+            .map_err(refused)?;
+        set_filter(&counter, filter).map_err(refused)?;
+        // The smallest ring: the samples are only wake-ups.
+        let mut ring = counter.sampled(4096).map_err(refused)?;
+        ring.enable().map_err(refused)?;
+        Ok(Self { ring })
+    }
+
+    /// Readable (POLLIN) once the tracepoint was hit since the last clear.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
+    }
+
+    /// Starts (`on`) or stops watching.
+    pub fn enable(&mut self, on: bool) -> io::Result<()> {
+        if on {
+            self.ring.enable()
+        } else {
+            self.ring.disable()
+        }
+    }
+
+    /// Consumes the hits so far; returns how many records there were.
+    pub fn clear(&mut self) -> u64 {
+        let mut n = 0;
+        while self.ring.next_record().is_some() {
+            n += 1;
+        }
+        n
     }
 }
 

@@ -140,7 +140,8 @@ fn nettest_rx_accounts_for_the_peers_stream() {
         return;
     }
     // Receive polled by the vCPU (baseline), delivered by the I/O thread
-    // through a resampled irqfd (paper), and through the user-space 8259.
+    // through a resampled irqfd (paper) or into the pv-nic's ring (modern),
+    // and through the user-space 8259.
     for config in CONFIGS {
         let mut args = vec![
             "--guest",
@@ -184,11 +185,13 @@ fn nettest_rx_accounts_for_the_peers_stream() {
 }
 
 /// How the receive path is set up: the vCPU polls the TAP (baseline), the
-/// I/O thread delivers and raises a resampled irqfd (paper), the vCPU polls
-/// and injects through the user-space 8259.
-const CONFIGS: [[&str; 2]; 3] = [
+/// I/O thread delivers and raises a resampled irqfd (paper), the I/O thread
+/// fills the pv-nic's ring (modern), the vCPU polls and injects through the
+/// user-space 8259.
+const CONFIGS: [[&str; 2]; 4] = [
     ["--preset", "baseline"],
     ["--preset", "paper"],
+    ["--preset", "modern"],
     ["--opt", "kernel-irqchip=off"],
 ];
 

@@ -36,11 +36,16 @@ impl IrqChip {
     }
 }
 
-/// An edge-triggered line (the UART's): an irqfd KVM pulses, or a pulse
-/// on the user-space controller.
+/// An edge-triggered line (the UART's, the pv-nic's): an irqfd KVM
+/// pulses, a pulse through `KVM_IRQ_LINE` from the raising thread, or a
+/// pulse on the user-space controller.
 pub enum EdgeIrq {
-    /// An eventfd registered as an irqfd.
+    /// An eventfd registered as an irqfd. KVM injects an ISA line's irqfd
+    /// from a kernel worker: one more thread hop.
     Irqfd(EventFd),
+    /// A line of KVM's irqchip, pulsed with two `KVM_IRQ_LINE` ioctls in
+    /// the raising thread, which also wakes the vCPU.
+    Line(Arc<VmFd>, u32),
     /// A line of the user-space controller, pulsed.
     User(SharedPic, u32),
 }
@@ -50,6 +55,12 @@ impl vm_superio::Trigger for EdgeIrq {
     fn trigger(&self) -> io::Result<()> {
         match self {
             EdgeIrq::Irqfd(fd) => fd.write(1),
+            EdgeIrq::Line(vm, irq) => {
+                let _m = markers::scope(Category::UserIrq);
+                let errno = |e: kvm_ioctls::Error| io::Error::from_raw_os_error(e.errno());
+                vm.set_irq_line(*irq, true).map_err(errno)?;
+                vm.set_irq_line(*irq, false).map_err(errno)
+            }
             EdgeIrq::User(p, irq) => {
                 pic::lock(p).pulse(*irq);
                 Ok(())

@@ -1,23 +1,45 @@
 //! The flusher: while data-port writes complete in KVM, a transmit kick
 //! (TDMD) sits in the coalesced ring until something makes the vCPU exit.
-//! This thread looks at the ring every [`POLL`] and kicks the vCPU when a
-//! kick should go out: at once without send-combining, and with it when
-//! [`Policy::limit`] kicks wait or the oldest has waited [`Policy::delay`].
-//! The kick is the one exit such a transmit costs; the writes are replayed
-//! in order on the vCPU thread before the kick is handled.
+//! This thread kicks the vCPU when a kick should go out: at once without
+//! send-combining, and with it when [`Policy::limit`] kicks wait or the
+//! oldest has waited [`Policy::delay`]. The kick is the one exit such a
+//! transmit costs; the writes are replayed in order on the vCPU thread
+//! before the kick is handled.
+//!
+//! Writes with effects but no kick (an acknowledgement, INEA back on after
+//! an interrupt handler) need no exit: the flusher replays them itself,
+//! under the NIC's lock, as the I/O thread does at an EOI.
+//!
+//! KVM says nothing when it logs a write, so the flusher learns of one from
+//! the kernel's `kvm_pio` tracepoint on the vCPU thread, filtered to
+//! data-port writes with TDMD or INEA set (a kick, or the write that ends
+//! an interrupt handler and that a halting guest waits behind): while the
+//! ring is empty it sleeps until one comes, and costs no CPU; while writes
+//! wait it looks every [`POLL`]. Where the tracepoint cannot be watched
+//! (no tracefs, perf refused) it looks every [`POLL`] throughout.
 
 use super::coalesced::Ring;
-use crate::machine::devices::pcnet::registers::{CSR0_TDMD, DWIO_RAP, WIO_RAP, WIO_RDP};
+use crate::machine::devices::pcnet::registers::{CSR0_INEA, CSR0_TDMD, DWIO_RAP, WIO_RAP, WIO_RDP};
 use crate::machine::vmnet::LinkCounters;
+use crate::profiler::tracepoints::{self, Watch};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
 
-/// How often the ring is looked at while data-port writes are coalesced.
+/// How often the ring is looked at while data-port writes are coalesced,
+/// where no tracepoint tells of kicks.
 pub const POLL: Duration = Duration::from_micros(100);
-/// How often it checks whether there is anything to do otherwise.
-const IDLE: Duration = Duration::from_millis(20);
+/// How often it looks with nothing to wake it: data-port writes exit
+/// (without a tracepoint), or nothing waits in the ring (with one).
+const IDLE: Duration = Duration::from_millis(50);
+/// The tracepoint fires as KVM starts the write, before it is logged: a
+/// wake-up that finds nothing looks again this much later, [`SETTLES`]
+/// times at most.
+const SETTLE: Duration = Duration::from_micros(20);
+const SETTLES: u32 = 5;
 /// The longest a kick waits for the vCPU to drain before kicking again.
 const RETRY: Duration = Duration::from_millis(1);
 /// The longest any write with effects waits in the ring.
@@ -107,9 +129,90 @@ impl Trigger {
 pub struct Flusher {
     policy: Arc<Mutex<Policy>>,
     stop: Arc<AtomicBool>,
+    /// Wakes the thread for a new policy or the stop.
+    wake: Arc<EventFd>,
     kicks: Arc<AtomicU64>,
     switches: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the flusher acts through.
+pub struct Reach {
+    /// Brings the vCPU out of the guest: it replays the ring, then handles
+    /// the kick (the one exit a transmit costs).
+    pub kick: Box<dyn Fn() + Send>,
+    /// Replays the ring on the calling thread, under the NIC's lock.
+    pub replay: Box<dyn Fn() + Send>,
+    /// The vCPU thread, whose port writes are watched.
+    pub vcpu: libc::pid_t,
+}
+
+/// The filter that keeps the writes the flusher wakes for, of the NIC at
+/// `nic_base`: word writes to its data port with TDMD or INEA set
+/// (whatever CSR RAP selects; another CSR's write with those bits only
+/// wakes the flusher to find nothing due).
+fn wake_filter(nic_base: u16) -> String {
+    format!(
+        "rw == 1 && port == {} && (val & {})",
+        nic_base + WIO_RDP,
+        CSR0_TDMD | CSR0_INEA
+    )
+}
+
+/// What wakes the thread: the kick tracepoint (enabled only while writes
+/// are coalesced, so exiting kicks cost nothing) and the wake eventfd.
+struct Sleep {
+    watch: Option<Watch>,
+    watching: bool,
+    wake: Arc<EventFd>,
+}
+
+impl Sleep {
+    /// Watches for kicks only while `on`.
+    fn watch(&mut self, on: bool) {
+        if on == self.watching {
+            return;
+        }
+        if let Some(w) = self.watch.as_mut() {
+            if w.enable(on).is_ok() {
+                self.watching = on;
+            }
+        }
+    }
+
+    /// Sleeps until a watched write, a wake, or `timeout`; true when a
+    /// watched write woke it.
+    fn until(&mut self, timeout: Duration) -> bool {
+        let watch = self
+            .watch
+            .as_ref()
+            .filter(|_| self.watching)
+            .map_or(-1, Watch::fd);
+        let mut pfds = [watch, self.wake.as_raw_fd()].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: two valid pollfds (poll ignores a negative fd) and a
+        // timespec, all alive for the duration of the call.
+        unsafe { libc::ppoll(pfds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+        if pfds[1].revents & libc::POLLIN != 0 {
+            let _ = self.wake.read();
+        }
+        if let Some(w) = self.watch.as_mut() {
+            w.clear();
+        }
+        pfds[0].revents & libc::POLLIN != 0
+    }
+
+    /// Whether kicks wake it (else it must poll).
+    fn told(&self) -> bool {
+        self.watch.is_some()
+    }
 }
 
 /// What waits in the ring.
@@ -122,6 +225,26 @@ pub struct Waiting {
     pub effects: u32,
     /// Every logged write.
     pub logged: usize,
+}
+
+/// When what waits must go out, at the latest: at once for a kick without
+/// combining, at the combining limit or bound with it, and any write with
+/// effects within [`EFFECT_DELAY`] of the oldest (`since`), or at once
+/// when the ring (of `capacity` entries) is half full. An interrupt enabled
+/// by a logged write must not wait for the next exit, which a halted guest
+/// may never make.
+fn due(policy: Policy, w: Waiting, since: Instant, now: Instant, capacity: u32) -> Instant {
+    let late = since + EFFECT_DELAY;
+    if w.logged as u32 > capacity / 2 {
+        return now;
+    }
+    let wanted = match policy {
+        Policy::Combine { limit, delay, .. } if w.kicks < limit => since + delay,
+        Policy::Combine { .. } => now,
+        _ if w.kicks > 0 => now,
+        _ => late,
+    };
+    wanted.min(late)
 }
 
 /// Looks at the ring of the NIC at `nic_base`. RAP is followed through the
@@ -150,18 +273,24 @@ pub fn waiting(ring: &Ring, nic_base: u16) -> Waiting {
 }
 
 impl Flusher {
-    /// Starts looking at `ring` (of the NIC at `nic_base`), kicking the
-    /// vCPU out of the guest with `kick`.
+    /// Starts looking at `ring` (of the NIC at `nic_base`), acting
+    /// through `reach`.
     pub fn start(
         ring: Arc<Ring>,
-        kick: Box<dyn Fn() + Send>,
+        reach: Reach,
         nic_base: u16,
         link: Arc<LinkCounters>,
     ) -> std::io::Result<Self> {
         let policy = Arc::new(Mutex::new(Policy::Idle));
         let stop = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
         let kicks = Arc::new(AtomicU64::new(0));
         let switches = Arc::new(AtomicU64::new(0));
+        let mut sleep = Sleep {
+            watch: Watch::open(reach.vcpu, tracepoints::PIO, &wake_filter(nic_base)).ok(),
+            watching: true,
+            wake: wake.clone(),
+        };
         let (p, s, k, sw) = (
             policy.clone(),
             stop.clone(),
@@ -175,11 +304,15 @@ impl Flusher {
                 let mut kicked: Option<Instant> = None;
                 let frames = || link.frames_written.load(Ordering::Relaxed);
                 let mut trigger = Trigger::new(frames());
+                // Looks left for a watched write not yet found in the ring.
+                let mut unseen = 0;
                 while !s.load(Ordering::Acquire) {
                     let mut policy = *p.lock().unwrap_or_else(|e| e.into_inner());
+                    sleep.watch(policy != Policy::Idle);
                     if policy == Policy::Idle {
                         oldest = None;
-                        std::thread::sleep(IDLE);
+                        unseen = 0;
+                        sleep.until(IDLE);
                         continue;
                     }
                     if let Policy::Combine { adaptive: true, .. } = policy {
@@ -189,38 +322,57 @@ impl Flusher {
                             policy = Policy::Immediate;
                         }
                     }
-                    let w = waiting(&ring, nic_base);
+                    let mut w = waiting(&ring, nic_base);
+                    let found = w.logged > 0;
+                    if w.kicks == 0 && w.effects > 0 {
+                        // Effects without a kick need no exit.
+                        (reach.replay)();
+                        w = waiting(&ring, nic_base);
+                    }
+                    let now = Instant::now();
+                    // The next thing to do, if anything waits.
+                    let mut next = None;
+                    if found {
+                        unseen = 0;
+                    }
                     if w.effects == 0 {
                         oldest = None;
                         kicked = None;
+                        if unseen > 0 {
+                            unseen -= 1;
+                            next = Some(now + SETTLE);
+                        }
                     } else {
-                        // Any write with effects goes out within the delay
-                        // bound: an interrupt enabled by a logged write
-                        // must not wait for the next exit, which a halted
-                        // guest may never make.
-                        let since = *oldest.get_or_insert_with(Instant::now);
-                        let late = since.elapsed() >= EFFECT_DELAY;
-                        let due = match policy {
-                            Policy::Combine { limit, delay, .. } => {
-                                w.kicks >= limit || since.elapsed() >= delay
-                            }
-                            _ => w.kicks > 0 || late,
-                        } || late
-                            || w.logged as u32 > ring.capacity() / 2;
+                        let since = *oldest.get_or_insert(now);
+                        let due = due(policy, w, since, now, ring.capacity());
                         // One kick per batch: the vCPU drains it soon.
-                        let settled = kicked.is_none_or(|t| t.elapsed() >= RETRY);
-                        if due && settled {
-                            kick();
+                        let at = due.max(kicked.map_or(now, |t| t + RETRY));
+                        if at <= now {
+                            (reach.kick)();
                             k.fetch_add(1, Ordering::Relaxed);
-                            kicked = Some(Instant::now());
+                            kicked = Some(now);
+                            next = Some(now + RETRY);
+                        } else {
+                            next = Some(at);
                         }
                     }
-                    std::thread::sleep(POLL);
+                    // While writes wait, look every POLL: a kick the guest
+                    // halts behind must not wait for the next wake-up.
+                    let look = if sleep.told() && w.logged == 0 {
+                        IDLE
+                    } else {
+                        POLL
+                    };
+                    let until = next.map_or(look, |t| t.saturating_duration_since(Instant::now()));
+                    if sleep.until(until.min(look)) {
+                        unseen = SETTLES;
+                    }
                 }
             })?;
         Ok(Self {
             policy,
             stop,
+            wake,
             kicks,
             switches,
             thread: Some(thread),
@@ -235,6 +387,7 @@ impl Flusher {
     /// Changes when it flushes.
     pub fn set(&self, policy: Policy) {
         *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
+        let _ = self.wake.write(1);
     }
 
     /// Kicks it has sent.
@@ -246,6 +399,7 @@ impl Flusher {
 impl Drop for Flusher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        let _ = self.wake.write(1);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

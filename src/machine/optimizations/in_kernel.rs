@@ -5,7 +5,7 @@
 //! lost or reordered across a flip.
 
 use super::coalesced::Ring;
-use super::flusher::{Flusher, Policy};
+use super::flusher::{Flusher, Policy, Reach};
 use super::{Opt, Opts, Preset};
 use crate::machine::devices::pcnet::registers::{DWIO_BDP, DWIO_RAP, WIO_BDP, WIO_RAP, WIO_RDP};
 use crate::machine::vmnet::{LinkCounters, Switches};
@@ -56,15 +56,16 @@ pub struct InKernel {
 
 impl InKernel {
     /// Prepares in-kernel completion for the NIC at `base` of the vCPU
-    /// whose ring is `ring`; nothing is registered until [`Self::apply`].
+    /// whose ring is `ring`, its flusher acting through `reach`; nothing is
+    /// registered until [`Self::apply`].
     pub fn new(
         vm: Arc<VmFd>,
         ring: Ring,
-        kick: Box<dyn Fn() + Send>,
+        reach: Reach,
         (base, link, switches): (u16, Arc<LinkCounters>, Arc<Switches>),
     ) -> std::io::Result<Self> {
         let ring = Arc::new(ring);
-        let flusher = Flusher::start(ring.clone(), kick, base, link)?;
+        let flusher = Flusher::start(ring.clone(), reach, base, link)?;
         Ok(Self {
             vm,
             base,

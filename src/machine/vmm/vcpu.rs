@@ -10,6 +10,7 @@ use super::kick;
 use crate::machine::devices::pcnet::port::NicHandle;
 use crate::machine::devices::pic;
 use crate::machine::optimizations::coalesced::Ring;
+use crate::machine::optimizations::flusher::Reach;
 use crate::machine::optimizations::in_kernel::InKernel;
 use crate::profiler::live::Every;
 use crate::profiler::markers;
@@ -209,9 +210,19 @@ impl Vcpu {
         // SAFETY: pthread_self has no preconditions. The flusher that
         // holds this kicker is joined before this thread ends.
         let kicker = kick::Kicker::new(unsafe { libc::pthread_self() });
-        let made = Ring::map(self.fd.as_raw_fd()).and_then(|ring| {
-            InKernel::new(self.vm.clone(), ring, Box::new(move || kicker.kick()), nic)
-        });
+        let handle = self.machine.nic.clone();
+        let reach = Reach {
+            kick: Box::new(move || kicker.kick()),
+            replay: Box::new(move || {
+                if let Some(h) = &handle {
+                    h.replay_before(None);
+                }
+            }),
+            // SAFETY: gettid has no preconditions.
+            vcpu: unsafe { libc::gettid() },
+        };
+        let made = Ring::map(self.fd.as_raw_fd())
+            .and_then(|ring| InKernel::new(self.vm.clone(), ring, reach, nic));
         let error = match made {
             Ok(k) => {
                 if let Some(h) = &self.machine.nic {

@@ -2,7 +2,7 @@
 //! serve beside the Lance. Transmit ([`transmit`]): a ring a host thread of
 //! its own drains, a doorbell port KVM completes as an ioeventfd (no exit
 //! to user space), doorbells suppressed while the host thread is draining,
-//! and a completion interrupt (irqfd) only when the guest asks for one.
+//! and a completion interrupt only when the guest asks for one.
 //! Receive ([`receive`]): buffers the guest posts, which the I/O thread
 //! fills straight from the TAP, an interrupt only while the guest is not
 //! already polling, and frames kept waiting (not dropped) while the guest
@@ -56,8 +56,8 @@ pub const DOORBELL: u16 = PORT + 8;
 pub const RX_DOORBELL: u16 = PORT + 20;
 /// What `PORT` reads: "WSPV".
 pub const MAGIC: u32 = 0x5650_5357;
-/// The completion interrupt of both rings (ISA IRQ 10, edge, through an
-/// irqfd).
+/// The interrupt of both rings (ISA IRQ 10, edge, pulsed with
+/// `KVM_IRQ_LINE` by the thread that raises it).
 pub const IRQ: u32 = 10;
 /// The largest ring.
 pub const MAX_ENTRIES: u32 = 256;
@@ -245,7 +245,9 @@ mod tests {
         let rx = RxPath::new(
             ram.clone(),
             Box::new(NoLance),
-            Arc::new(EventFd::new(0).unwrap()),
+            Arc::new(crate::machine::devices::irq::EdgeIrq::Irqfd(
+                EventFd::new(0).unwrap(),
+            )),
             link.clone(),
             Arc::new(Switches::default()),
         )

@@ -10,6 +10,7 @@
 //! frame is received, or waits, or is dropped with a reason, never lost.
 
 use super::{Area, Header, CONS, NOTIFY, PROD, WANT_IRQ};
+use crate::machine::devices::irq::EdgeIrq;
 use crate::machine::vmnet::{GuestRx, LinkCounters, Switches};
 use crate::profiler::markers;
 use profiles::taxonomy::Category;
@@ -18,6 +19,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_superio::Trigger;
 use vmm_sys_util::eventfd::EventFd;
 
 /// A filled entry's flag: the frame did not fit the buffer, or the buffer
@@ -37,7 +39,7 @@ struct Shared {
     /// from user space) and by a move of the path: the I/O thread looks
     /// at what waits.
     room: EventFd,
-    irq: Arc<EventFd>,
+    irq: Arc<EdgeIrq>,
     link: Arc<LinkCounters>,
     switches: Arc<Switches>,
 }
@@ -60,7 +62,7 @@ impl RxPath {
     pub fn new(
         ram: GuestMemoryMmap,
         lance: Box<dyn GuestRx>,
-        irq: Arc<EventFd>,
+        irq: Arc<EdgeIrq>,
         link: Arc<LinkCounters>,
         switches: Arc<Switches>,
     ) -> std::io::Result<Self> {
@@ -192,7 +194,7 @@ impl RxPath {
         std::sync::atomic::fence(Ordering::SeqCst);
         if st.cons != before && h.load(WANT_IRQ) == Some(1) {
             s.link.pv.rx_irqs.fetch_add(1, Ordering::Relaxed);
-            let _ = s.irq.write(1);
+            let _ = s.irq.trigger();
         }
         st.waiting.is_empty()
     }
@@ -263,7 +265,7 @@ mod tests {
         let path = RxPath::new(
             ram.clone(),
             Box::new(lance.clone()),
-            Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
+            Arc::new(EdgeIrq::Irqfd(EventFd::new(libc::EFD_NONBLOCK).unwrap())),
             Arc::new(LinkCounters::default()),
             Arc::new(Switches::default()),
         )
@@ -284,6 +286,14 @@ mod tests {
 
     fn word(ram: &GuestMemoryMmap, off: u64) -> u32 {
         ram.read_obj(GuestAddress(RING + off)).unwrap()
+    }
+
+    /// How many times the path interrupted since the last look.
+    fn raised(path: &RxPath) -> Option<u64> {
+        match &*path.0.irq {
+            EdgeIrq::Irqfd(fd) => fd.read().ok(),
+            _ => None,
+        }
     }
 
     fn frames(range: std::ops::Range<u8>) -> Vec<Vec<u8>> {
@@ -351,18 +361,14 @@ mod tests {
         path.set_path(true);
         post(&ram, 4);
         assert!(path.deliver(&mut frames(0..1)));
-        assert_eq!(
-            path.0.irq.read().ok(),
-            None,
-            "the guest polls: no interrupt"
-        );
+        assert_eq!(raised(&path), None, "the guest polls: no interrupt");
         ram.write_obj(1u32, GuestAddress(RING + WANT_IRQ)).unwrap();
         // 160 bytes do not fit a 100-byte buffer; a buffer outside RAM
         // takes nothing.
         ram.write_obj(1u64 << 40, GuestAddress(RING + HEADER + 2 * ENTRY))
             .unwrap();
         assert!(path.deliver(&mut vec![vec![7; 160], vec![8; 60], vec![9; 60]]));
-        assert_eq!(path.0.irq.read().ok(), Some(1));
+        assert_eq!(raised(&path), Some(1));
         let flags = |slot: u64| -> u32 {
             ram.read_obj(GuestAddress(RING + HEADER + slot * ENTRY + 12))
                 .unwrap()

@@ -4,12 +4,14 @@
 //! ring headers, so the guest's paths follow the toggle.
 
 use super::{Area, Header, CONS, MAX_CHAIN, MORE, NOTIFY, PROD, WANT, WANT_IRQ};
+use crate::machine::devices::irq::EdgeIrq;
 use crate::machine::vmnet::{self, LinkCounters, SharedBackend, Switches};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_superio::Trigger;
 use vmm_sys_util::eventfd::EventFd;
 
 /// Frames shorter than an Ethernet header or longer than a full frame
@@ -38,7 +40,7 @@ impl Drain {
         link: Arc<LinkCounters>,
         switches: Arc<Switches>,
         doorbell: Arc<EventFd>,
-        irq: Arc<EventFd>,
+        irq: Arc<EdgeIrq>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -113,7 +115,7 @@ struct Ring {
     backend: SharedBackend,
     link: Arc<LinkCounters>,
     switches: Arc<Switches>,
-    irq: Arc<EventFd>,
+    irq: Arc<EdgeIrq>,
     /// Entries consumed, as the host counts them.
     cons: u32,
     /// The header this thread last served (a new registration restarts).
@@ -187,7 +189,7 @@ impl Ring {
         }
         if self.cons != before && self.load(WANT_IRQ) == Some(1) {
             self.link.pv.irqs.fetch_add(1, Ordering::Relaxed);
-            let _ = self.irq.write(1);
+            let _ = self.irq.trigger();
         }
         more
     }
@@ -294,7 +296,7 @@ mod tests {
             backend,
             link,
             switches: Arc::new(Switches::default()),
-            irq: Arc::new(EventFd::new(0).unwrap()),
+            irq: Arc::new(EdgeIrq::Irqfd(EventFd::new(0).unwrap())),
             cons: 0,
             area: 0,
             frame: Vec::new(),
