@@ -13,10 +13,10 @@
 //! KVM says nothing when it logs a write, so the flusher learns of one from
 //! the kernel's `kvm_pio` tracepoint on the vCPU thread, filtered to
 //! data-port writes with TDMD or INEA set (a kick, or the write that ends
-//! an interrupt handler and that a halting guest waits behind): while the
-//! ring is empty it sleeps until one comes, and costs no CPU; while writes
-//! wait it looks every [`POLL`]. Where the tracepoint cannot be watched
-//! (no tracefs, perf refused) it looks every [`POLL`] throughout.
+//! an interrupt handler and that a halting guest waits behind): while no
+//! write with effects waits it sleeps until one comes, and costs no CPU;
+//! while one waits it looks every [`POLL`]. Where the tracepoint cannot be
+//! watched (no tracefs, perf refused) it looks every [`POLL`] throughout.
 
 use super::coalesced::Ring;
 use crate::machine::devices::pcnet::registers::{CSR0_INEA, CSR0_TDMD, DWIO_RAP, WIO_RAP, WIO_RDP};
@@ -195,7 +195,7 @@ impl Sleep {
         });
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // SAFETY: two valid pollfds (poll ignores a negative fd) and a
         // timespec, all alive for the duration of the call.
@@ -356,9 +356,12 @@ impl Flusher {
                             next = Some(at);
                         }
                     }
-                    // While writes wait, look every POLL: a kick the guest
-                    // halts behind must not wait for the next wake-up.
-                    let look = if sleep.told() && w.logged == 0 {
+                    // While writes with effects wait, look every POLL: the
+                    // tracepoint fires before KVM logs the write, and a
+                    // write logged late must not wait for the next wake-up
+                    // (without this, pingpong under paper saw 20-50 ms
+                    // stalls). Address writes alone need nothing.
+                    let look = if sleep.told() && w.effects == 0 {
                         IDLE
                     } else {
                         POLL
