@@ -133,7 +133,9 @@ impl Vcpu {
         kick::detach();
         let (stats, profile) = self.measured();
         // Dropping the bus flushes the console, and dropping the last hold
-        // on the NIC writes its final counts, before the last event.
+        // on the NIC (the flusher's is one) writes its final counts, before
+        // the last event.
+        drop(self.machine.in_kernel.take());
         drop(self.machine.nic.take());
         drop(self.machine.bus);
         self.events.send(VmEvent::State(VcpuState::Finished));
