@@ -284,6 +284,16 @@ pub struct RunArgs {
     /// default when standard output is not a terminal).
     #[arg(long)]
     pub headless: bool,
+    /// Headless, one line a second on standard output, vmstat style: Mb/s,
+    /// frames/s, exits/s by kind, writes completed in KVM/s and the
+    /// largest rows; the guest console goes to standard error.
+    #[arg(long, conflicts_with_all = ["json", "json_lines"])]
+    pub log: bool,
+    /// Headless, one JSON object a second on standard output (units in the
+    /// key names: t_s, throughput_mbps, frames_per_sec, pio_exits_per_sec,
+    /// ..., top_rows), and the result as the last line.
+    #[arg(long, conflicts_with = "json")]
+    pub json_lines: bool,
     /// How often the terminal UI refreshes its figures (100ms to 10s).
     #[arg(long, default_value = "500ms", value_parser = parse_refresh, value_name = "D")]
     pub refresh: Duration,

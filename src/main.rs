@@ -25,6 +25,16 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The commands that count kernel tracepoints mount tracefs when it is
+    // missing and they can (root): a fresh machine has it unmounted.
+    if matches!(
+        cli.command,
+        None | Some(Command::Run(_) | Command::Record(_) | Command::Bench(_) | Command::Attach(_))
+    ) {
+        if let Some(notice) = worldswitch::profiler::tracepoints::mount_if_missing() {
+            eprintln!("{notice}");
+        }
+    }
     match cli.command {
         None => run_command(&cli.run),
         Some(Command::Run(args)) => run_command(&args),
@@ -139,19 +149,39 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
-    let mut stdout = std::io::stdout();
-    let (mut sink, mut sink2, mut stderr) = (std::io::sink(), std::io::sink(), std::io::stderr());
-    let console: &mut dyn Write = if args.json { &mut sink } else { &mut stdout };
-    let status: &mut dyn Write = if args.json { &mut sink2 } else { &mut stderr };
-    let interactive = !args.headless && !args.json && worldswitch::frontends::tui::have_terminal();
-    let notice = (!args.headless && !args.json && !interactive)
+    let (mut stdout, mut stdout2) = (std::io::stdout(), std::io::stdout());
+    let (mut sink, mut sink2) = (std::io::sink(), std::io::sink());
+    let (mut stderr, mut stderr2) = (std::io::stderr(), std::io::stderr());
+    // --json: the console goes into the result; --log and --json-lines
+    // own standard output, a line a second, so the console goes to
+    // standard error (--log) or into the result (--json-lines).
+    let console: &mut dyn Write = match (args.json || args.json_lines, args.log) {
+        (true, _) => &mut sink,
+        (_, true) => &mut stderr2,
+        _ => &mut stdout2,
+    };
+    let status: &mut dyn Write = match (args.json, args.log || args.json_lines) {
+        (_, true) => &mut stdout,
+        (true, _) => &mut sink2,
+        _ => &mut stderr,
+    };
+    let headless = args.headless || args.json || args.log || args.json_lines;
+    let interactive = !headless && worldswitch::frontends::tui::have_terminal();
+    let notice = (!headless && !interactive)
         .then_some("notice: not a terminal, so running headless (--headless says so explicitly)");
     let result = if interactive {
         worldswitch::frontends::tui::run(args)?
     } else {
         run::run_noting(args, console, status, notice)?
     };
-    worldswitch::frontends::printer::print_run(&result, args.json, &mut stdout)?;
+    let mut stdout = std::io::stdout();
+    if args.json_lines {
+        // The result as the last line, compact.
+        serde_json::to_writer(&mut stdout, &result)?;
+        writeln!(stdout)?;
+    } else {
+        worldswitch::frontends::printer::print_run(&result, args.json, &mut stdout)?;
+    }
     if result.outcome.failed {
         if args.json {
             eprintln!("worldswitch: {}", result.outcome.message);

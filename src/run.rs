@@ -2,6 +2,7 @@
 //! signal, and hand back its result (which `frontends::printer` prints).
 
 use crate::cli::RunArgs;
+use crate::frontends::log::{top_rows, SecondLog, Style};
 use crate::session::{RunResult, Workbench};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,8 +63,20 @@ pub fn run_noting(
         eprintln!("worldswitch: {notice}");
     }
     let mut last_status = (Instant::now(), (0u64, 0u64));
+    let mut seconds = match (args.log, args.json_lines) {
+        (true, _) => Some(SecondLog::new(Style::Text)),
+        (_, true) => Some(SecondLog::new(Style::JsonLines)),
+        _ => None,
+    };
     while !session.pump(Duration::from_millis(50), console)? {
-        if last_status.0.elapsed() >= Duration::from_secs(1) {
+        if let Some(log) = seconds.as_mut() {
+            // The lines replace the status line; a picture a second.
+            if last_status.0.elapsed() >= Duration::from_secs(1) {
+                last_status.0 = Instant::now();
+                let snap = session.snapshot();
+                let _ = log.write(&snap.series, &top_rows(&snap.table), status);
+            }
+        } else if last_status.0.elapsed() >= Duration::from_secs(1) {
             let now = (Instant::now(), session.delivered());
             let dt = now.0.duration_since(last_status.0).as_secs_f64();
             let (frames, bytes) = (now.1 .0 - last_status.1 .0, now.1 .1 - last_status.1 .1);
@@ -90,6 +103,11 @@ pub fn run_noting(
         if timed_out || interrupted() {
             session.stop();
         }
+    }
+    if let Some(log) = seconds.as_mut() {
+        let snap = session.snapshot();
+        let _ = log.write(&snap.series, &top_rows(&snap.table), status);
+        let _ = log.finish(&top_rows(&snap.table), status);
     }
     session.finish(console)
 }

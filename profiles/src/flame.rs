@@ -1,17 +1,93 @@
 //! Flamegraph SVGs of folded stacks through inferno: a title, the count
-//! name, an inverted (icicle) option, and colours that depend only on a
-//! frame's name, so a category has the same colour in every graph.
+//! name, an inverted (icicle) option, and each frame filled with its
+//! world's colour ([`PALETTE`], the Flame screen's), named in a subtitle.
 
 use inferno::differential;
+use inferno::flamegraph::color::PaletteMap;
 use inferno::flamegraph::{self, Direction, Options};
+use std::collections::BTreeMap;
 
-/// Renders `folded` (`stack count` lines) as an SVG.
+/// The worlds' colours, for the Flame screen and SVG flame graphs alike:
+/// (world key in folded stacks, the terminal colour's name, its RGB).
+pub const PALETTE: [(&str, &str, (u8, u8, u8)); 5] = [
+    ("guest", "green", (76, 187, 76)),
+    ("vmm", "light red", (255, 123, 123)),
+    ("vmapp", "light blue", (127, 168, 255)),
+    ("host", "magenta", (211, 106, 211)),
+    ("workbench", "gray", (180, 180, 180)),
+];
+
+/// A world's palette entry (colour name, RGB), if `key` names one.
+pub fn colour(key: &str) -> Option<(&'static str, (u8, u8, u8))> {
+    PALETTE
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, name, rgb)| (name, rgb))
+}
+
+/// Each frame name's fill: the colour of the world it has the most
+/// samples under (stacks are `thread;world;category;frames...`: the
+/// world's frame and all below it are that world's; the thread's frame is
+/// left to inferno). A name drawn under two worlds takes the larger one's.
+/// inferno colours by name, through a palette map filled in advance.
+fn world_fills(folded: &[String]) -> PaletteMap {
+    let mut weight: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for line in folded {
+        let Some((stack, count)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let n = count.trim().parse::<u64>().unwrap_or(0);
+        let mut frames = stack.split(';').skip(1);
+        let Some(world) = frames.next().filter(|w| colour(w).is_some()) else {
+            continue;
+        };
+        for f in std::iter::once(world).chain(frames) {
+            *weight.entry(f).or_default().entry(world).or_default() += n;
+        }
+    }
+    let mut text = String::new();
+    for (frame, worlds) in &weight {
+        let (world, _) = worlds
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .expect("every frame has a world");
+        let (_, (r, g, b)) = colour(world).expect("a world of the palette");
+        // The map's lines are `name->rgb(r, g, b)`: a name with an arrow
+        // of its own keeps inferno's colour.
+        if !frame.contains("->") && !frame.contains('\n') {
+            text.push_str(&format!("{frame}->rgb({r}, {g}, {b})\n"));
+        }
+    }
+    PaletteMap::from_reader(&mut text.as_bytes()).unwrap_or_default()
+}
+
+/// The subtitle that says which colour is which world.
+fn legend() -> String {
+    let names = [
+        ("guest", "guest"),
+        ("vmm", "VMM (KVM)"),
+        ("vmapp", "VMApp (worldswitch)"),
+        ("host", "host"),
+        ("workbench", "profiler"),
+    ];
+    let parts: Vec<String> = names
+        .iter()
+        .filter_map(|(k, label)| colour(k).map(|(name, _)| format!("{label} {name}")))
+        .collect();
+    format!("colours by world: {}", parts.join(", "))
+}
+
+/// Renders `folded` (`stack count` lines) as an SVG, each frame in its
+/// world's colour.
 pub fn svg(folded: &[String], title: &str, inverted: bool) -> std::io::Result<Vec<u8>> {
     let mut options = Options::default();
     options.title = title.to_string();
+    options.subtitle = Some(legend());
     options.count_name = "samples".into();
     options.hash = true;
     options.deterministic = true;
+    let mut fills = world_fills(folded);
+    options.palette_map = Some(&mut fills);
     if inverted {
         options.direction = Direction::Inverted;
     }
@@ -63,6 +139,22 @@ mod tests {
         assert!(text.starts_with("<?xml"));
         assert!(text.contains("nettest on PVM"));
         assert!(text.contains("world_switch") && text.contains("vcpu_load"));
+        // Each world's frames in its colour, and the legend says so.
+        assert!(text.contains("colours by world: guest green"), "{text}");
+        // A frame's rect follows its title.
+        let fill_of = |frame: &str| {
+            let at = text.find(&format!(">{frame} (")).expect(frame);
+            let rect = &text[at..][text[at..].find("<rect").unwrap()..];
+            let fill = rect.split("fill=\"").nth(1).unwrap();
+            fill[..fill.find('"').unwrap()].to_string()
+        };
+        let rgb = |world| {
+            let (r, g, b) = colour(world).unwrap().1;
+            format!("rgb({r},{g},{b})")
+        };
+        assert_eq!(fill_of("vcpu_load"), rgb("vmm"));
+        assert_eq!(fill_of("world_switch"), rgb("vmm"));
+        assert_eq!(fill_of("guest_native"), rgb("guest"));
         assert_ne!(
             svg(&lines, "t", true).unwrap(),
             svg(&lines, "t", false).unwrap()

@@ -292,31 +292,25 @@ static void timer_tick(void) {
         tick_hook();
 }
 
-/* The halt windows: an interrupt whose return address lies in
- * [start, end) skips the rest, HLT included. */
-extern const char halt32_start[], halt32_end[], halt64_start[], halt64_end[];
-
-__attribute__((noinline)) void halt_while32(const volatile u32 *p, u32 seen) {
-    __asm__ volatile(".globl halt32_start, halt32_end\n"
-                     "halt32_start: cmpl %1, (%0)\n"
-                     "jne halt32_end\n"
-                     "hlt\n"
-                     "halt32_end:" ::"r"(p), "r"(seen) : "memory", "cc");
-}
-
-__attribute__((noinline)) void halt_while64(const volatile u64 *p, u64 seen) {
-    __asm__ volatile(".globl halt64_start, halt64_end\n"
-                     "halt64_start: cmpq %1, (%0)\n"
-                     "jne halt64_end\n"
-                     "hlt\n"
-                     "halt64_end:" ::"r"(p), "r"(seen) : "memory", "cc");
-}
+/* The halt windows: an interrupt whose return address lies in a window
+ * [NAME_start, NAME_end) skips the rest of it, HLT included. One function
+ * per width, each with its own labels. */
+#define HALT_WHILE(name, type, cmp)                                                        \
+    extern const char name##_start[], name##_end[];                                        \
+    __attribute__((noinline)) void name(const volatile type *p, type seen) {               \
+        __asm__ volatile(".globl " #name "_start, " #name "_end\n" #name "_start: " cmp      \
+                         " %1, (%0)\njne " #name "_end\nhlt\n" #name "_end:" ::"r"(p),       \
+                         "r"(seen)                                                         \
+                         : "memory", "cc");                                                \
+    }
+HALT_WHILE(halt_while32, u32, "cmpl")
+HALT_WHILE(halt_while64, u64, "cmpq")
 
 static void leave_halt_window(struct trap_frame *f) {
-    if (f->rip >= (u64)halt32_start && f->rip < (u64)halt32_end)
-        f->rip = (u64)halt32_end;
-    else if (f->rip >= (u64)halt64_start && f->rip < (u64)halt64_end)
-        f->rip = (u64)halt64_end;
+    if (f->rip >= (u64)halt_while32_start && f->rip < (u64)halt_while32_end)
+        f->rip = (u64)halt_while32_end;
+    else if (f->rip >= (u64)halt_while64_start && f->rip < (u64)halt_while64_end)
+        f->rip = (u64)halt_while64_end;
 }
 
 /* ---- PCI ---- */

@@ -116,12 +116,20 @@ pub fn checks() -> Vec<Check> {
     out.extend(perf());
     out.push(match tracepoints::tracefs() {
         Some(p) => check("tracefs", Status::Ok, p.display().to_string(), None),
-        None => check(
-            "tracefs",
-            Status::Missing,
-            "not mounted",
-            Some("mount -t tracefs nodev /sys/kernel/tracing"),
-        ),
+        None => match tracepoints::missing() {
+            tracepoints::TraceError::NotReadable(at) => check(
+                "tracefs",
+                Status::Missing,
+                format!("mounted at {at}, not readable by this user"),
+                Some("run worldswitch as root"),
+            ),
+            _ => check(
+                "tracefs",
+                Status::Missing,
+                "not mounted (worldswitch run as root mounts it)",
+                Some("mount -t tracefs nodev /sys/kernel/tracing"),
+            ),
+        },
     });
     if kvm.is_some() {
         out.extend(calibrate_tracepoints());

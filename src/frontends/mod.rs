@@ -3,6 +3,8 @@
 
 /// The engine thread behind the terminal UI.
 pub mod engine;
+/// A headless run's per-second lines (`run --log`, `--json-lines`).
+pub mod log;
 /// Results and profiles as text, JSON or CSV.
 pub mod printer;
 /// The terminal workbench.

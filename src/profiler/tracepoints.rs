@@ -20,8 +20,11 @@ const TRACEFS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// No tracefs mount.
-    #[error("tracefs is not mounted: mount it with 'mount -t tracefs nodev /sys/kernel/tracing'")]
+    #[error("tracefs is not mounted: as root, mount it with 'mount -t tracefs nodev /sys/kernel/tracing' (worldswitch run as root mounts it itself)")]
     NoTracefs,
+    /// tracefs is mounted, but this user may not read it.
+    #[error("tracefs at {0} is mounted but this user may not read it: run worldswitch as root (or let this user read it: 'chmod -R o+rX {0}' as root)")]
+    NotReadable(String),
     /// The tracepoint does not exist on this kernel.
     #[error("this kernel has no tracepoint {0}")]
     Unknown(String),
@@ -41,9 +44,71 @@ pub fn tracefs() -> Option<PathBuf> {
         .find(|p| p.join("events").is_dir())
 }
 
+/// `TRACEFS_MAGIC` from `linux/magic.h`: what statfs says of a tracefs.
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+
+/// Whether a tracefs is mounted at `path`, readable or not.
+fn mounted_at(path: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    // SAFETY: a zeroed statfs is a valid out-parameter, and the path is
+    // NUL-terminated; both live for the duration of the call.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == TRACEFS_MAGIC
+    }
+}
+
+/// Why tracefs cannot be read here: not mounted, or not readable by this
+/// user (each with its fix).
+pub fn missing() -> TraceError {
+    match TRACEFS.iter().find(|p| mounted_at(p)) {
+        Some(p) => TraceError::NotReadable((*p).to_string()),
+        None => TraceError::NoTracefs,
+    }
+}
+
+/// Mounts tracefs where the kernel expects it when it is missing and we
+/// are root, so the first run on a fresh machine has the tracepoint
+/// cross-checks. Returns a line to tell the user when it tried: mounted,
+/// or why not. Anyone else hears why at the first tracepoint (see
+/// [`missing`]).
+pub fn mount_if_missing() -> Option<String> {
+    if tracefs().is_some() {
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let at = TRACEFS[0];
+    if root && !mounted_at(at) {
+        let (src, dir, kind) = (c"nodev", std::ffi::CString::new(at).ok()?, c"tracefs");
+        // SAFETY: NUL-terminated strings alive for the call, no data.
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dir.as_ptr(),
+                kind.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r == 0 && tracefs().is_some() {
+            return Some(format!(
+                "notice: mounted tracefs at {at} for the kernel tracepoint cross-checks"
+            ));
+        }
+        let e = io::Error::last_os_error();
+        return Some(format!(
+            "notice: tracefs could not be mounted at {at} ({e}); the kernel tracepoint cross-checks are off"
+        ));
+    }
+    None
+}
+
 /// The ID of tracepoint `name` ("kvm/kvm_userspace_exit").
 pub fn id(name: &str) -> Result<u64, TraceError> {
-    let base = tracefs().ok_or(TraceError::NoTracefs)?;
+    let base = tracefs().ok_or_else(missing)?;
     let path = base.join("events").join(name).join("id");
     let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => TraceError::Unknown(name.to_string()),

@@ -14,6 +14,7 @@ mod net;
 mod optimizations;
 mod profile;
 mod qemu;
+mod scripts;
 mod tui;
 mod vcpu_states;
 

@@ -32,14 +32,16 @@ pub fn state(s: RunState) -> Style {
 }
 
 /// A world's colour (flame frames, table rows), by its key in folded
-/// stacks: `guest`, `vmm`, `vmapp`, `host`, or a thread name.
+/// stacks: `guest`, `vmm`, `vmapp`, `host`, or a thread name (`io` cyan).
+/// The names come from `profiles::flame::PALETTE`, which SVG flame graphs
+/// fill with too.
 pub fn world(key: &str) -> Color {
-    match key {
-        "guest" => Color::Green,
-        "vmm" => Color::LightRed,
-        "vmapp" => Color::LightBlue,
-        "host" => Color::Magenta,
-        "io" => Color::Cyan,
+    match profiles::flame::colour(key).map(|(name, _)| name) {
+        Some("green") => Color::Green,
+        Some("light red") => Color::LightRed,
+        Some("light blue") => Color::LightBlue,
+        Some("magenta") => Color::Magenta,
+        _ if key == "io" => Color::Cyan,
         _ => Color::Gray,
     }
 }
