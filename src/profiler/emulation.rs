@@ -12,8 +12,7 @@ use crate::profiler::tracepoints;
 use perf_event::data::Record;
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, SampleFlag};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -141,7 +140,8 @@ fn raw_tracer(id: u64, tid: libc::pid_t, ring: usize) -> std::io::Result<perf_ev
 
 /// The window collector.
 pub struct EmulationWindows {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread.
+    stop: mpsc::Sender<()>,
     live: Published<EmulationSummary>,
     thread: JoinHandle<EmulationSummary>,
 }
@@ -169,8 +169,8 @@ impl EmulationWindows {
         let mut pio = tracepoints::id(PIO_TRACEPOINT)
             .ok()
             .and_then(|id| raw_tracer(id, tid, 1 << 20).ok());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_thread = stop.clone();
+        // Dropped to stop: the thread's sleeps end at once.
+        let (stop, stopped) = mpsc::channel::<()>();
         let live = Published::default();
         let publish = live.clone();
         let thread = std::thread::Builder::new()
@@ -178,7 +178,12 @@ impl EmulationWindows {
             .spawn(move || {
                 super::yield_to_measured_threads();
                 let mut s = EmulationSummary::default();
-                while !stop_thread.load(Ordering::Acquire) {
+                // Sleeps up to `d`; true once asked to stop.
+                let rest = |d: Duration| {
+                    !matches!(stopped.recv_timeout(d), Err(RecvTimeoutError::Timeout))
+                };
+                let mut stopping = false;
+                while !stopping {
                     let t0 = Instant::now();
                     let enabled = match crate::injected::perf_refused() {
                         Some(e) => Err(e),
@@ -197,7 +202,7 @@ impl EmulationWindows {
                         let _ = p.enable();
                     }
                     let frames0 = frames();
-                    std::thread::sleep(window);
+                    stopping = rest(window);
                     let _ = sampler.disable();
                     s.frames_in_windows += frames().saturating_sub(frames0);
                     if let Some(p) = pio.as_mut() {
@@ -243,11 +248,8 @@ impl EmulationWindows {
                     }
                     settle(&mut s);
                     publish.publish(s.clone());
-                    // Sleep out the period, waking early to stop.
-                    while t0.elapsed() < period && !stop_thread.load(Ordering::Acquire) {
-                        let left = period.saturating_sub(t0.elapsed());
-                        std::thread::sleep(left.min(Duration::from_millis(20)));
-                    }
+                    // Sleep out the period, waking at once to stop.
+                    stopping = stopping || rest(period.saturating_sub(t0.elapsed()));
                 }
                 settle(&mut s);
                 s
@@ -263,7 +265,7 @@ impl EmulationWindows {
 
     /// Stops and returns the mix.
     pub fn finish(self) -> EmulationSummary {
-        self.stop.store(true, Ordering::Release);
+        drop(self.stop);
         self.thread.join().unwrap_or_default()
     }
 }

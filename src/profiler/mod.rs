@@ -55,16 +55,46 @@ pub fn steal_pct(since: Option<f64>, seconds: f64) -> Option<f64> {
     Some((steal_seconds()? - since?) / (seconds * cpus).max(1e-9) * 100.0)
 }
 
+/// The host TSC's frequency, from two readings of it and of the monotonic
+/// clock: taken when started and when asked, at least 20 ms apart (asked
+/// sooner, it sleeps the rest). A run starts one as it boots and asks as
+/// it reports, measuring over its own length rather than waiting at start.
+#[derive(Debug, Clone, Copy)]
+pub struct TscClock {
+    at: std::time::Instant,
+    tsc: u64,
+}
+
+impl TscClock {
+    /// The shortest measurement.
+    const MIN: std::time::Duration = std::time::Duration::from_millis(20);
+
+    /// Starts measuring.
+    pub fn start() -> Self {
+        Self {
+            at: std::time::Instant::now(),
+            tsc: tsc(),
+        }
+    }
+
+    /// MHz from the start to now.
+    pub fn mhz(&self) -> f64 {
+        if let Some(rest) = Self::MIN.checked_sub(self.at.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        let (now, c) = (std::time::Instant::now(), tsc());
+        c.wrapping_sub(self.tsc) as f64 / now.duration_since(self.at).as_secs_f64() / 1e6
+    }
+}
+
+fn tsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 /// Measures the host TSC rate against CLOCK_MONOTONIC over 20 ms.
 pub fn host_tsc_mhz() -> f64 {
-    let tsc = || {
-        // SAFETY: RDTSC has no preconditions on x86-64.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    };
-    let (t0, c0) = (std::time::Instant::now(), tsc());
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    let (t1, c1) = (std::time::Instant::now(), tsc());
-    (c1 - c0) as f64 / t1.duration_since(t0).as_secs_f64() / 1e6
+    TscClock::start().mhz()
 }
 
 /// Lowers the calling thread's priority (nice 10), so a collector that

@@ -182,10 +182,22 @@ impl Sampler {
         hz: u64,
         stitch: Option<(Arc<StitchLog>, Arc<GuestImage>)>,
     ) -> Result<Self, String> {
-        let kallsyms = Kallsyms::load().map_err(|e| format!("cannot read kernel symbols: {e}"))?;
-        // Without our own symbols, user frames stay unnamed and VMApp
-        // samples unclassified; the markers still measure those rows.
-        let user_syms = UserSymbols::load().ok();
+        Kallsyms::check().map_err(|e| format!("cannot read kernel symbols: {e}"))?;
+        // The symbol tables load beside the run, off its start's critical
+        // path (tens of milliseconds each); the rings hold the samples
+        // meanwhile. Without our own symbols, user frames stay unnamed and
+        // VMApp samples unclassified; the markers still measure those rows.
+        let symbols = std::thread::Builder::new()
+            .name("profiler-syms".into())
+            .spawn(|| {
+                super::yield_to_measured_threads();
+                // Both at once, on the two tables' own threads.
+                let user = std::thread::spawn(|| UserSymbols::load().ok());
+                let k = Kallsyms::load().unwrap_or_default();
+                let u = user.join().ok().flatten();
+                (k, u)
+            })
+            .map_err(|e| format!("cannot start the profiler: {e}"))?;
         let ring = open(vcpu_tid, hz, true)
             .map_err(|e| format!("perf_event_open refused cpu-clock sampling: {e}; run as root or lower kernel.perf_event_paranoid"))?;
         let mut watched = vec![Watched {
@@ -195,11 +207,7 @@ impl Sampler {
             ring,
             preempted_at: None,
         }];
-        let namer = Namer {
-            kallsyms,
-            user_syms,
-            stitch,
-        };
+
         let stop = Arc::new(AtomicBool::new(false));
         let stop_thread = stop.clone();
         let live = Published::default();
@@ -208,8 +216,16 @@ impl Sampler {
             .name("profiler".into())
             .spawn(move || {
                 super::yield_to_measured_threads();
-                let mut every = Every::new(live::PERIOD);
                 let mut summary = SampleSummary::default();
+                // The other threads are watched from now, symbols or not.
+                watch_new(&mut watched, &threads(), hz, &mut summary);
+                let (kallsyms, user_syms) = symbols.join().unwrap_or_default();
+                let namer = Namer {
+                    kallsyms,
+                    user_syms,
+                    stitch,
+                };
+                let mut every = Every::new(live::PERIOD);
                 let mut preempted_ns = 0u64;
                 let mut look = true;
                 loop {
@@ -700,7 +716,8 @@ mod tests {
 
     #[test]
     fn callchains_keep_only_kernel_frames_root_first() {
-        let k = Kallsyms::parse("ffffffff81000000 T leaf\nffffffff81001000 T root\n").unwrap();
+        let k =
+            Kallsyms::parse("ffffffff81000000 T leaf\nffffffff81001000 T root\n".into()).unwrap();
         let chain = [
             CONTEXT_KERNEL,
             0xffffffff81000010,

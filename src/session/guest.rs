@@ -18,6 +18,7 @@ use crate::profiler::emulation::EmulationWindows;
 use crate::profiler::sampler::{self, SampleSummary, Sampler};
 use crate::profiler::threads::ThreadMeter;
 use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
+use crate::profiler::TscClock;
 use profiles::attribution::{self, Inputs};
 use profiles::snapshot::{RunState, ThreadCpu};
 use profiles::table::Table;
@@ -80,7 +81,8 @@ pub struct Guest {
     windows: Result<EmulationWindows, String>,
     counters: Option<ThreadCounters>,
     counters_unavailable: Option<String>,
-    tsc_mhz: f64,
+    /// The host TSC's rate, measured over the run.
+    tsc: TscClock,
     booted: Instant,
     state: RunState,
     stop_sent: bool,
@@ -144,7 +146,7 @@ impl Guest {
                 Ok(c) => (Some(c), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-        let tsc_mhz = crate::profiler::host_tsc_mhz();
+        let tsc = TscClock::start();
         let mut whole_run = ThreadMeter::default();
         whole_run.sample();
         vm.command(Command::Resume);
@@ -158,7 +160,7 @@ impl Guest {
             windows,
             counters,
             counters_unavailable,
-            tsc_mhz,
+            tsc,
             booted: Instant::now(),
             state: RunState::Starting,
             stop_sent: false,
@@ -361,7 +363,7 @@ impl Guest {
             .ok()
             .and_then(EmulationWindows::latest);
         attribution::table(&Inputs {
-            tsc_mhz: self.tsc_mhz,
+            tsc_mhz: self.tsc.mhz(),
             wall_seconds: wall,
             vcpu: &profile.vcpu,
             io: io.as_ref(),
@@ -496,7 +498,7 @@ impl Guest {
 
     /// The transmit path (Figure 5), once the guest has measured it.
     pub fn transmit_path(&self) -> Option<TransmitPath> {
-        TransmitPath::from_counters(&self.guest_counters, self.tsc_mhz)
+        TransmitPath::from_counters(&self.guest_counters, self.tsc.mhz())
     }
 
     /// Waits for the guest to finish (stopping it), quiesces the network
@@ -511,6 +513,7 @@ impl Guest {
         let mut news = Vec::new();
         while !self.pump(Duration::from_millis(100), console, &mut news)? {}
         let seconds = self.booted.elapsed().as_secs_f64();
+        let tsc_mhz = self.tsc.mhz();
         let transmit_path = self.transmit_path();
         let tracepoints = self.tracepoint_counts();
         self.net.quiesce();
@@ -530,7 +533,7 @@ impl Guest {
         keep_tail(&mut self.text, CONSOLE_KEEP);
         let io = self.net.io_profile();
         let table = attribution::table(&Inputs {
-            tsc_mhz: self.tsc_mhz,
+            tsc_mhz,
             wall_seconds: seconds,
             vcpu: &profile.vcpu,
             io: io.as_ref(),
@@ -560,7 +563,7 @@ impl Guest {
                 .unwrap_or_default(),
             emulation: emulation.ok(),
             transmit_path,
-            host_tsc_mhz: self.tsc_mhz,
+            host_tsc_mhz: tsc_mhz,
             vcpu_cpu_seconds: profile.vcpu.cpu_seconds,
             thread_cpu,
             io_cpu_seconds: io.map(|io| io.cpu_seconds),

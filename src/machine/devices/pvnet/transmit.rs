@@ -24,6 +24,8 @@ const PASSES: u32 = 4;
 /// The thread that drains the ring into the backend.
 pub struct Drain {
     stop: Arc<AtomicBool>,
+    /// The doorbell, rung once more to wake the thread for its stop.
+    doorbell: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -44,6 +46,7 @@ impl Drain {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let bell = doorbell.clone();
         let thread = std::thread::Builder::new()
             .name("pvnet".into())
             .spawn(move || {
@@ -76,6 +79,7 @@ impl Drain {
             })?;
         Ok(Self {
             stop,
+            doorbell: bell,
             thread: Some(thread),
         })
     }
@@ -84,6 +88,7 @@ impl Drain {
 impl Drop for Drain {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        let _ = self.doorbell.write(1);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
