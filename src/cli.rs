@@ -57,9 +57,12 @@ pub enum Command {
     Report {
         /// A profile written by `worldswitch record`.
         file: PathBuf,
-        /// table, json or csv.
+        /// table, json, csv, folded or speedscope.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// Write it to this file instead of standard output.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<PathBuf>,
     },
     /// Write a saved profile's sampled stacks as a flamegraph SVG.
     Flamegraph {
@@ -119,6 +122,9 @@ pub enum ReportFormat {
     /// The sampled stacks, folded (`thread;world;row;frames... count` per
     /// line), for inferno, flamegraph.pl or speedscope.
     Folded,
+    /// The sampled stacks as a speedscope file: one sampled profile per
+    /// thread (open it at speedscope.app).
+    Speedscope,
 }
 
 /// `bench`: the results table, or one of the other benchmarks.

@@ -62,13 +62,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Some(Command::Report { file, format }) => {
+        Some(Command::Report {
+            file,
+            format,
+            output,
+        }) => {
             let profile = profiles::profile::Profile::load(&file)?;
-            worldswitch::frontends::printer::print_profile(
-                &profile,
-                format,
-                &mut std::io::stdout(),
-            )?;
+            match output {
+                Some(path) => {
+                    worldswitch::commands::record::check_writable(&path)?;
+                    let mut text = Vec::new();
+                    worldswitch::frontends::printer::print_profile(&profile, format, &mut text)?;
+                    std::fs::write(&path, text).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot write {}: {e}; choose another -o path",
+                            path.display()
+                        )
+                    })?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => worldswitch::frontends::printer::print_profile(
+                    &profile,
+                    format,
+                    &mut std::io::stdout(),
+                )?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Flamegraph {

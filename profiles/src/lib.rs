@@ -10,6 +10,7 @@ pub mod model;
 pub mod profile;
 pub mod rules;
 pub mod snapshot;
+pub mod speedscope;
 pub mod stats;
 pub mod table;
 pub mod taxonomy;

@@ -52,6 +52,13 @@ pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> 
                 writeln!(out, "{line}")?;
             }
         }
+        ReportFormat::Speedscope => {
+            eprintln!(
+                "notice: this profile keeps sample counts per stack, not each sample's time: each thread's stacks go to speedscope with their counts as weights"
+            );
+            let exporter = format!("worldswitch {}", env!("CARGO_PKG_VERSION"));
+            print_json(&profiles::speedscope::file(p, &exporter), out)?;
+        }
         ReportFormat::Table => {
             let v = &p.provenance;
             writeln!(

@@ -446,3 +446,55 @@ fn bench_predict_only_prints_predictions_and_every_input() {
         "naive: address-port writes exit too: {r:#}"
     );
 }
+
+#[test]
+fn a_profile_opens_in_speedscope_one_profile_per_thread() {
+    if !kvm_or_skip("speedscope export") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ws-speedscope-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, out_file) = (dir.join("p.json"), dir.join("speedscope.json"));
+    crate::record_ok(&file, &["--duration", "2s"]);
+    let out = worldswitch(&[
+        "report",
+        file.to_str().unwrap(),
+        "--format",
+        "speedscope",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let p = profiles::profile::Profile::load(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The schema's required fields.
+    assert_eq!(v["$schema"], profiles::speedscope::SCHEMA);
+    let frames = v["shared"]["frames"].as_array().unwrap();
+    assert!(frames.iter().all(|f| f["name"].is_string()));
+    let profiles = v["profiles"].as_array().unwrap();
+    assert!(profiles.iter().any(|t| t["name"] == "vcpu"), "{profiles:?}");
+    // Every sample of the profile is there, in its thread.
+    let total: u64 = profiles
+        .iter()
+        .map(|t| {
+            assert_eq!(t["type"], "sampled");
+            let (samples, weights) = (
+                t["samples"].as_array().unwrap(),
+                t["weights"].as_array().unwrap(),
+            );
+            assert_eq!(samples.len(), weights.len());
+            assert!(samples
+                .iter()
+                .flat_map(|s| s.as_array().unwrap())
+                .all(|i| (i.as_u64().unwrap() as usize) < frames.len()));
+            weights.iter().map(|w| w.as_u64().unwrap()).sum::<u64>()
+        })
+        .sum();
+    assert_eq!(total, p.folded.values().sum::<u64>());
+    assert!(total > 100, "{total} samples");
+}
