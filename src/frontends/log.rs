@@ -31,7 +31,7 @@ struct Second<'a> {
     kick_exits_per_sec: f64,
     other_exits_per_sec: f64,
     in_kernel_writes_per_sec: f64,
-    top_rows: Vec<TopRow<'a>>,
+    top_rows: &'a [TopRow<'a>],
 }
 
 /// A row of the overhead table in a line.
@@ -97,20 +97,12 @@ impl SecondLog {
         top: &[(&'static str, f64)],
         out: &mut dyn Write,
     ) -> io::Result<()> {
-        let top: Vec<TopRow> = top
-            .iter()
-            .map(|&(row, share_pct)| TopRow { row, share_pct })
-            .collect();
         let since = self.last_t;
         for p in series.iter().filter(|p| p.t > since) {
             self.last_t = p.t;
             let second = self.pending.first().map(|f| f.t.floor());
             if second.is_some_and(|s| p.t.floor() > s) {
-                let m = mean(&std::mem::take(&mut self.pending));
-                match self.style {
-                    Style::Text => self.text(&m, &top, out)?,
-                    Style::JsonLines => json_line(&m, &top, out)?,
-                }
+                self.emit(top, out)?;
             }
             self.pending.push(*p);
         }
@@ -119,19 +111,23 @@ impl SecondLog {
 
     /// Writes the last, partial second, if points of it wait.
     pub fn finish(&mut self, top: &[(&'static str, f64)], out: &mut dyn Write) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+        if !self.pending.is_empty() {
+            self.emit(top, out)?;
         }
+        out.flush()
+    }
+
+    /// Writes the second the pending points make, and forgets them.
+    fn emit(&mut self, top: &[(&'static str, f64)], out: &mut dyn Write) -> io::Result<()> {
         let m = mean(&std::mem::take(&mut self.pending));
         let top: Vec<TopRow> = top
             .iter()
             .map(|&(row, share_pct)| TopRow { row, share_pct })
             .collect();
         match self.style {
-            Style::Text => self.text(&m, &top, out)?,
-            Style::JsonLines => json_line(&m, &top, out)?,
+            Style::Text => self.text(&m, &top, out),
+            Style::JsonLines => json_line(&m, &top, out),
         }
-        out.flush()
     }
 
     fn text(&mut self, p: &Point, top: &[TopRow], out: &mut dyn Write) -> io::Result<()> {
@@ -172,13 +168,7 @@ fn json_line(p: &Point, top: &[TopRow], out: &mut dyn Write) -> io::Result<()> {
         kick_exits_per_sec: p.kick_exits_per_sec,
         other_exits_per_sec: p.other_exits_per_sec,
         in_kernel_writes_per_sec: p.in_kernel_writes_per_sec,
-        top_rows: top
-            .iter()
-            .map(|r| TopRow {
-                row: r.row,
-                share_pct: r.share_pct,
-            })
-            .collect(),
+        top_rows: top,
     };
     serde_json::to_writer(&mut *out, &line)?;
     writeln!(out)
