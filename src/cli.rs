@@ -57,7 +57,7 @@ pub enum Command {
     Report {
         /// A profile written by `worldswitch record`.
         file: PathBuf,
-        /// table, json, csv, folded or speedscope.
+        /// table, json, csv, folded, speedscope or firefox.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
         /// Write it to this file instead of standard output.
@@ -125,6 +125,10 @@ pub enum ReportFormat {
     /// The sampled stacks as a speedscope file: one sampled profile per
     /// thread (open it at speedscope.app).
     Speedscope,
+    /// The sampled stacks as a Firefox Profiler file: one thread per
+    /// worldswitch thread, the paper's rows as categories (open it at
+    /// profiler.firefox.com).
+    Firefox,
 }
 
 /// `bench`: the results table, or one of the other benchmarks.
@@ -590,7 +594,7 @@ pub struct AttachArgs {
     #[arg(long)]
     pub headless: bool,
     /// Samples per second of each of the target's threads' stacks (0: none).
-    #[arg(long, default_value_t = crate::commands::attach::measure::DEFAULT_HZ, value_parser = clap::value_parser!(u64).range(0..=10000))]
+    #[arg(long, default_value_t = crate::profiler::foreign::DEFAULT_HZ, value_parser = clap::value_parser!(u64).range(0..=10000))]
     pub sample_hz: u64,
     /// Trace kvm:kvm_emulate_insn on the busiest vCPU in short windows, to
     /// split instruction emulation by kind and count emulated instructions

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attribution;
+pub mod firefox;
 pub mod flame;
 pub mod flametree;
 pub mod inputs;

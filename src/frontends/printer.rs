@@ -25,6 +25,25 @@ pub fn print_run(r: &RunResult, json: bool, out: &mut dyn Write) -> std::io::Res
     }
 }
 
+/// The rate `p`'s stacks were sampled at: `--sample-hz` on the command
+/// line that recorded it, else that command's default.
+fn sample_hz(p: &Profile) -> f64 {
+    let args = &p.provenance.command_line;
+    let given = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--sample-hz") {
+            Some("") => args.get(i + 1)?.parse().ok(),
+            Some(v) => v.strip_prefix('=')?.parse().ok(),
+            None => None,
+        });
+    given.unwrap_or(if args.iter().any(|a| a == "attach") {
+        crate::profiler::foreign::DEFAULT_HZ
+    } else {
+        crate::profiler::sampler::DEFAULT_HZ
+    }) as f64
+}
+
 /// Prints a saved profile.
 pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> anyhow::Result<()> {
     match format {
@@ -58,6 +77,12 @@ pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> 
             );
             let exporter = format!("worldswitch {}", env!("CARGO_PKG_VERSION"));
             print_json(&profiles::speedscope::file(p, &exporter), out)?;
+        }
+        ReportFormat::Firefox => {
+            eprintln!(
+                "notice: this profile keeps sample counts per stack, not each sample's time: each thread's stacks are laid out one after another, so the call tree is exact and the timeline's order is not"
+            );
+            print_json(&profiles::firefox::file(p, sample_hz(p)), out)?;
         }
         ReportFormat::Table => {
             let v = &p.provenance;

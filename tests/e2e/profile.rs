@@ -498,3 +498,48 @@ fn a_profile_opens_in_speedscope_one_profile_per_thread() {
     assert_eq!(total, p.folded.values().sum::<u64>());
     assert!(total > 100, "{total} samples");
 }
+
+#[test]
+fn a_profile_opens_in_the_firefox_profiler_one_thread_per_thread() {
+    if !kvm_or_skip("Firefox Profiler export") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ws-firefox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, out_file) = (dir.join("p.json"), dir.join("firefox.json"));
+    crate::record_ok(&file, &["--duration", "2s"]);
+    let out = worldswitch(&[
+        "report",
+        file.to_str().unwrap(),
+        "--format",
+        "firefox",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let p = profiles::profile::Profile::load(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The processed format's frame: meta with the rows as categories, and
+    // one thread per worldswitch thread holding all of its samples.
+    assert!(v["meta"]["version"].is_number(), "{}", v["meta"]);
+    let categories = v["meta"]["categories"].as_array().unwrap();
+    assert!(
+        categories
+            .iter()
+            .any(|c| c["name"].as_str().unwrap().starts_with("guest:") && c["color"] == "green"),
+        "{categories:?}"
+    );
+    let threads = v["threads"].as_array().unwrap();
+    assert!(threads.iter().any(|t| t["name"] == "vcpu"));
+    let total: i64 = threads
+        .iter()
+        .flat_map(|t| t["samples"]["weight"].as_array().unwrap())
+        .map(|w| w.as_i64().unwrap())
+        .sum();
+    assert_eq!(total as u64, p.folded.values().sum::<u64>());
+}

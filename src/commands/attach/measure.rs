@@ -51,11 +51,7 @@ pub struct Settings {
     pub ports: PortNames,
 }
 
-/// Stack samples per second by default. Lower than for our own guest:
-/// paired runs on QEMU (8 rounds of 5 s, 13% steal) cost it 5.6% of its
-/// frames at 250 Hz with no windows; a sampling timer interrupt is dear on
-/// a nested host, and attach samples every busy thread.
-pub const DEFAULT_HZ: u64 = 100;
+pub use crate::profiler::foreign::DEFAULT_HZ;
 /// Percent of the time the emulation windows trace by default: 2% cost
 /// QEMU another 4% in the same runs.
 pub const DEFAULT_DUTY_PCT: u8 = 1;
