@@ -602,7 +602,7 @@ pub struct AttachArgs {
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub emulation_windows: bool,
     /// Percent of the time the emulation windows trace.
-    #[arg(long, default_value_t = crate::commands::attach::measure::DEFAULT_DUTY_PCT, value_parser = clap::value_parser!(u8).range(1..=100), value_name = "PCT")]
+    #[arg(long, default_value_t = crate::profiler::foreign::DEFAULT_DUTY_PCT, value_parser = clap::value_parser!(u8).range(1..=100), value_name = "PCT")]
     pub emulation_duty: u8,
     /// Print the result as JSON.
     #[arg(long)]

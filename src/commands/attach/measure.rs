@@ -51,10 +51,7 @@ pub struct Settings {
     pub ports: PortNames,
 }
 
-pub use crate::profiler::foreign::DEFAULT_HZ;
-/// Percent of the time the emulation windows trace by default: 2% cost
-/// QEMU another 4% in the same runs.
-pub const DEFAULT_DUTY_PCT: u8 = 1;
+pub use crate::profiler::foreign::{DEFAULT_DUTY_PCT, DEFAULT_HZ};
 
 impl Default for Settings {
     /// The command line's defaults: [`DEFAULT_HZ`], windows
