@@ -167,21 +167,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
-    let (mut stdout, mut stdout2) = (std::io::stdout(), std::io::stdout());
-    let (mut sink, mut sink2) = (std::io::sink(), std::io::sink());
-    let (mut stderr, mut stderr2) = (std::io::stderr(), std::io::stderr());
     // --json: the console goes into the result; --log and --json-lines
     // own standard output, a line a second, so the console goes to
     // standard error (--log) or into the result (--json-lines).
-    let console: &mut dyn Write = match (args.json || args.json_lines, args.log) {
-        (true, _) => &mut sink,
-        (_, true) => &mut stderr2,
-        _ => &mut stdout2,
+    let mut console: Box<dyn Write> = match (args.json || args.json_lines, args.log) {
+        (true, _) => Box::new(std::io::sink()),
+        (_, true) => Box::new(std::io::stderr()),
+        _ => Box::new(std::io::stdout()),
     };
-    let status: &mut dyn Write = match (args.json, args.log || args.json_lines) {
-        (_, true) => &mut stdout,
-        (true, _) => &mut sink2,
-        _ => &mut stderr,
+    let mut status: Box<dyn Write> = match (args.json, args.log || args.json_lines) {
+        (_, true) => Box::new(std::io::stdout()),
+        (true, _) => Box::new(std::io::sink()),
+        _ => Box::new(std::io::stderr()),
     };
     let headless = args.headless || args.json || args.log || args.json_lines;
     let interactive = !headless && worldswitch::frontends::tui::have_terminal();
@@ -190,7 +187,7 @@ fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
     let result = if interactive {
         worldswitch::frontends::tui::run(args)?
     } else {
-        run::run_noting(args, console, status, notice)?
+        run::run_noting(args, &mut *console, &mut *status, notice)?
     };
     let mut stdout = std::io::stdout();
     if args.json_lines {

@@ -69,14 +69,14 @@ pub fn run_noting(
         _ => None,
     };
     while !session.pump(Duration::from_millis(50), console)? {
-        if let Some(log) = seconds.as_mut() {
+        if last_status.0.elapsed() < Duration::from_secs(1) {
+            // Not yet a second since the last line.
+        } else if let Some(log) = seconds.as_mut() {
             // The lines replace the status line; a picture a second.
-            if last_status.0.elapsed() >= Duration::from_secs(1) {
-                last_status.0 = Instant::now();
-                let snap = session.snapshot();
-                let _ = log.write(&snap.series, &top_rows(&snap.table), status);
-            }
-        } else if last_status.0.elapsed() >= Duration::from_secs(1) {
+            last_status.0 = Instant::now();
+            let snap = session.snapshot();
+            let _ = log.write(&snap.series, &top_rows(&snap.table), status);
+        } else {
             let now = (Instant::now(), session.delivered());
             let dt = now.0.duration_since(last_status.0).as_secs_f64();
             let (frames, bytes) = (now.1 .0 - last_status.1 .0, now.1 .1 - last_status.1 .1);
@@ -106,8 +106,9 @@ pub fn run_noting(
     }
     if let Some(log) = seconds.as_mut() {
         let snap = session.snapshot();
-        let _ = log.write(&snap.series, &top_rows(&snap.table), status);
-        let _ = log.finish(&top_rows(&snap.table), status);
+        let top = top_rows(&snap.table);
+        let _ = log.write(&snap.series, &top, status);
+        let _ = log.finish(&top, status);
     }
     session.finish(console)
 }

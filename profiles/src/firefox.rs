@@ -91,33 +91,15 @@ pub fn file(p: &Profile, hz: f64) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Provenance;
+    use crate::profile::tests::fixture;
 
     #[test]
     fn threads_rows_and_every_sample_reach_the_firefox_profiler_format() {
-        let folded = [
+        let p = fixture(&[
             ("vcpu;vmm;world_switch;vcpu_load", 30),
             ("vcpu;guest;guest_native", 10),
             ("io;vmapp;vmnet_rx;tun_recv", 5),
-        ]
-        .into_iter()
-        .map(|(s, n)| (s.to_string(), n))
-        .collect();
-        let table = serde_json::from_value(serde_json::json!({
-            "denominator": "vCPU CPU time",
-            "denominator_seconds": 1.0,
-            "rows": [],
-            "unavailable": [],
-            "profiler_cost_seconds": 0.0
-        }))
-        .unwrap();
-        let p = Profile::new(
-            Provenance::default(),
-            2.0,
-            table,
-            folded,
-            serde_json::Value::Null,
-        );
+        ]);
         let v = file(&p, 1000.0);
         let categories = v["meta"]["categories"].as_array().unwrap();
         let world_switch = categories

@@ -7,22 +7,52 @@ use inferno::flamegraph::color::PaletteMap;
 use inferno::flamegraph::{self, Direction, Options};
 use std::collections::BTreeMap;
 
-/// The worlds' colours, for the Flame screen and SVG flame graphs alike:
-/// (world key in folded stacks, the terminal colour's name, its RGB).
-pub const PALETTE: [(&str, &str, (u8, u8, u8)); 5] = [
-    ("guest", "green", (76, 187, 76)),
-    ("vmm", "light red", (255, 123, 123)),
-    ("vmapp", "light blue", (127, 168, 255)),
-    ("host", "magenta", (211, 106, 211)),
-    ("workbench", "gray", (180, 180, 180)),
+/// A world's colour.
+pub struct WorldColour {
+    /// The world's key in folded stacks.
+    pub key: &'static str,
+    /// Its name in the legend.
+    pub label: &'static str,
+    /// The terminal colour's name.
+    pub name: &'static str,
+    /// Its RGB.
+    pub rgb: (u8, u8, u8),
+}
+
+const fn world(
+    key: &'static str,
+    label: &'static str,
+    name: &'static str,
+    rgb: (u8, u8, u8),
+) -> WorldColour {
+    WorldColour {
+        key,
+        label,
+        name,
+        rgb,
+    }
+}
+
+/// The worlds' colours, for the Flame screen and SVG flame graphs alike.
+pub const PALETTE: [WorldColour; 5] = [
+    world("guest", "guest", "green", (76, 187, 76)),
+    world("vmm", "VMM (KVM)", "light red", (255, 123, 123)),
+    world(
+        "vmapp",
+        "VMApp (worldswitch)",
+        "light blue",
+        (127, 168, 255),
+    ),
+    world("host", "host", "magenta", (211, 106, 211)),
+    world("workbench", "profiler", "gray", (180, 180, 180)),
 ];
 
 /// A world's palette entry (colour name, RGB), if `key` names one.
 pub fn colour(key: &str) -> Option<(&'static str, (u8, u8, u8))> {
     PALETTE
         .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|&(_, name, rgb)| (name, rgb))
+        .find(|w| w.key == key)
+        .map(|w| (w.name, w.rgb))
 }
 
 /// Each frame name's fill: the colour of the world it has the most
@@ -63,16 +93,9 @@ fn world_fills(folded: &[String]) -> PaletteMap {
 
 /// The subtitle that says which colour is which world.
 fn legend() -> String {
-    let names = [
-        ("guest", "guest"),
-        ("vmm", "VMM (KVM)"),
-        ("vmapp", "VMApp (worldswitch)"),
-        ("host", "host"),
-        ("workbench", "profiler"),
-    ];
-    let parts: Vec<String> = names
+    let parts: Vec<String> = PALETTE
         .iter()
-        .filter_map(|(k, label)| colour(k).map(|(name, _)| format!("{label} {name}")))
+        .map(|w| format!("{} {}", w.label, w.name))
         .collect();
     format!("colours by world: {}", parts.join(", "))
 }

@@ -177,11 +177,17 @@ impl Profile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::table::Measured;
 
     fn sample() -> Profile {
+        fixture(&[("vcpu;vmm;world_switch;vcpu_load", 7)])
+    }
+
+    /// A profile of `folded` (stack, samples) with a one-row table: what
+    /// the exporters' tests read.
+    pub(crate) fn fixture(folded: &[(&str, u64)]) -> Profile {
         let table = Table::from_measured(
             &[Measured {
                 category: crate::taxonomy::Category::LanceTx,
@@ -197,8 +203,7 @@ mod tests {
             1.0,
             &[],
         );
-        let mut folded = BTreeMap::new();
-        folded.insert("vcpu;vmm;world_switch;vcpu_load".to_string(), 7);
+        let folded = folded.iter().map(|&(s, n)| (s.to_string(), n)).collect();
         Profile::new(
             Provenance::default(),
             1.0,

@@ -187,17 +187,21 @@ impl Sampler {
         // path (tens of milliseconds each); the rings hold the samples
         // meanwhile. Without our own symbols, user frames stay unnamed and
         // VMApp samples unclassified; the markers still measure those rows.
-        let symbols = std::thread::Builder::new()
-            .name("profiler-syms".into())
+        // Both at once, each on a thread of its own.
+        let load = |name: &str| std::thread::Builder::new().name(name.into());
+        let not_started = |e| format!("cannot start the profiler: {e}");
+        let kernel_syms = load("profiler-ksyms")
             .spawn(|| {
                 super::yield_to_measured_threads();
-                // Both at once, on the two tables' own threads.
-                let user = std::thread::spawn(|| UserSymbols::load().ok());
-                let k = Kallsyms::load().unwrap_or_default();
-                let u = user.join().ok().flatten();
-                (k, u)
+                Kallsyms::load().unwrap_or_default()
             })
-            .map_err(|e| format!("cannot start the profiler: {e}"))?;
+            .map_err(not_started)?;
+        let user_syms = load("profiler-usyms")
+            .spawn(|| {
+                super::yield_to_measured_threads();
+                UserSymbols::load().ok()
+            })
+            .map_err(not_started)?;
         let ring = open(vcpu_tid, hz, true)
             .map_err(|e| format!("perf_event_open refused cpu-clock sampling: {e}; run as root or lower kernel.perf_event_paranoid"))?;
         let mut watched = vec![Watched {
@@ -219,10 +223,9 @@ impl Sampler {
                 let mut summary = SampleSummary::default();
                 // The other threads are watched from now, symbols or not.
                 watch_new(&mut watched, &threads(), hz, &mut summary);
-                let (kallsyms, user_syms) = symbols.join().unwrap_or_default();
                 let namer = Namer {
-                    kallsyms,
-                    user_syms,
+                    kallsyms: kernel_syms.join().unwrap_or_default(),
+                    user_syms: user_syms.join().ok().flatten(),
                     stitch,
                 };
                 let mut every = Every::new(live::PERIOD);

@@ -453,20 +453,18 @@ fn bench_predict_only_prints_predictions_and_every_input() {
     );
 }
 
-#[test]
-fn a_profile_opens_in_speedscope_one_profile_per_thread() {
-    if !kvm_or_skip("speedscope export") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("ws-speedscope-{}", std::process::id()));
+/// A 2 s recording exported by `report --format FORMAT -o`: the export
+/// and the profile it came from.
+fn exported(format: &str) -> (serde_json::Value, profiles::profile::Profile) {
+    let dir = std::env::temp_dir().join(format!("ws-{format}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (file, out_file) = (dir.join("p.json"), dir.join("speedscope.json"));
+    let (file, out_file) = (dir.join("p.json"), dir.join(format!("{format}.json")));
     crate::record_ok(&file, &["--duration", "2s"]);
     let out = worldswitch(&[
         "report",
         file.to_str().unwrap(),
         "--format",
-        "speedscope",
+        format,
         "-o",
         out_file.to_str().unwrap(),
     ]);
@@ -478,6 +476,15 @@ fn a_profile_opens_in_speedscope_one_profile_per_thread() {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     let p = profiles::profile::Profile::load(&file).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+    (v, p)
+}
+
+#[test]
+fn a_profile_opens_in_speedscope_one_profile_per_thread() {
+    if !kvm_or_skip("speedscope export") {
+        return;
+    }
+    let (v, p) = exported("speedscope");
     // The schema's required fields.
     assert_eq!(v["$schema"], profiles::speedscope::SCHEMA);
     let frames = v["shared"]["frames"].as_array().unwrap();
@@ -510,26 +517,7 @@ fn a_profile_opens_in_the_firefox_profiler_one_thread_per_thread() {
     if !kvm_or_skip("Firefox Profiler export") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("ws-firefox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (file, out_file) = (dir.join("p.json"), dir.join("firefox.json"));
-    crate::record_ok(&file, &["--duration", "2s"]);
-    let out = worldswitch(&[
-        "report",
-        file.to_str().unwrap(),
-        "--format",
-        "firefox",
-        "-o",
-        out_file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
-    let p = profiles::profile::Profile::load(&file).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (v, p) = exported("firefox");
     // The processed format's frame: meta with the rows as categories, and
     // one thread per worldswitch thread holding all of its samples.
     assert!(v["meta"]["version"].is_number(), "{}", v["meta"]);

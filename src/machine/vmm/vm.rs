@@ -28,7 +28,7 @@ use crate::machine::devices::pvnet::{self, PvnetPort};
 use crate::machine::devices::serial::{ConsoleSink, SerialDevice, COM1_BASE, COM1_IRQ};
 use crate::machine::devices::transmit_stamps::{PathPort, SlotAddress, PATH_PORT};
 use crate::machine::optimizations::Opt;
-use crate::machine::vmnet::{GuestRx, LinkCounters, SharedBackend, Switches};
+use crate::machine::vmnet::GuestRx;
 use crate::profiler::emulation::PortMap;
 use crate::profiler::live::{self, Every};
 use crate::profiler::stitch::StitchLog;
@@ -322,11 +322,7 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
     let mut rx_path: Option<Box<dyn GuestRx>> = None;
     if let Some(nic) = config.nic.take() {
         functions.push(nic_function());
-        let link = PvLink {
-            backend: nic.backend.clone(),
-            counters: nic.counters.clone(),
-            switches: nic.switches.clone(),
-        };
+        let pv_link = nic.clone();
         let irqfd = match &chip {
             IrqChip::Kernel(vm) => resampled_irqfd(vm, u32::from(NIC_IRQ)),
             IrqChip::User(_) => None,
@@ -342,9 +338,9 @@ pub fn start(mut config: VmConfig) -> Result<VmHandle, VmError> {
         let handle = port.handle();
         nic_handle = Some(handle.clone());
         bus.insert(Box::new(port), &[(NIC_IO_BASE, PCNET_IO_SIZE)])?;
-        // The pv-nic's interrupt is an irqfd: KVM's irqchip only.
+        // The pv-nic's interrupt is a KVM_IRQ_LINE: KVM's irqchip only.
         rx_path = Some(if kernel_irqchip {
-            let (drain, path) = add_pv_nic(&vm, &mut bus, &memory, link, handle)?;
+            let (drain, path) = add_pv_nic(&vm, &mut bus, &memory, pv_link, handle)?;
             pv_drain = Some(drain);
             Box::new(path)
         } else {
@@ -458,25 +454,17 @@ fn resampled_irqfd(vm: &VmFd, gsi: u32) -> Option<Resampled> {
     Some(Resampled::new(irqfd, resample))
 }
 
-/// What the pv-nic shares with the Lance: its backend, counters and the
-/// optimizations' switches.
-struct PvLink {
-    backend: SharedBackend,
-    counters: Arc<LinkCounters>,
-    switches: Arc<Switches>,
-}
-
-/// The paravirtual NIC beside the Lance (`lance`), sharing its backend:
-/// the doorbells as ioeventfds where KVM offers them (else the port
-/// signals the same eventfds from user space), the interrupt pulsed with
-/// `KVM_IRQ_LINE`,
-/// the thread that drains the transmit ring, and the receive path that
-/// chooses between the Lance and the receive ring.
+/// The paravirtual NIC beside the Lance (`lance`), sharing its backend,
+/// counters and switches (`link`): the doorbells as ioeventfds where KVM
+/// offers them (else the port signals the same eventfds from user space),
+/// the interrupt pulsed with `KVM_IRQ_LINE`, the thread that drains the
+/// transmit ring, and the receive path that chooses between the Lance and
+/// the receive ring.
 fn add_pv_nic(
     vm: &Arc<VmFd>,
     bus: &mut PioBus,
     memory: &GuestMemoryMmap,
-    link: PvLink,
+    link: NicConfig,
     lance: NicHandle,
 ) -> Result<(Drain, RxPath), VmError> {
     let doorbell = Arc::new(EventFd::new(libc::EFD_NONBLOCK).map_err(VmError::Thread)?);

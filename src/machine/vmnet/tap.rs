@@ -421,8 +421,7 @@ impl TapLink {
                     if every.due() {
                         live.publish(profile());
                     }
-                    let ticking = switches.vcpu_polls();
-                    if ticking {
+                    if switches.vcpu_polls() {
                         // irq-notify off and the Lance receiving: the vCPU
                         // reads the TAP itself after its exits; this thread
                         // only brings it back to user space at the host's

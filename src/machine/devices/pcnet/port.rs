@@ -27,7 +27,9 @@ use vm_memory::GuestMemoryMmap;
 /// Frames read from the host per poll, at most, with irq-notify off.
 const RX_POLL_MAX: usize = 32;
 
-/// What the NIC needs from the VM builder's caller.
+/// What the NIC needs from the VM builder's caller (shared handles: the
+/// pv-nic beside it takes a copy).
+#[derive(Clone)]
 pub struct NicConfig {
     /// Where frames go.
     pub backend: SharedBackend,
