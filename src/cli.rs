@@ -105,9 +105,25 @@ pub struct RecordArgs {
     /// Where to save the profile (JSON).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// What to save: profile (worldswitch's own, for report, view, diff and
+    /// flamegraph), or the same run straight as a speedscope or Firefox
+    /// Profiler file.
+    #[arg(long, value_enum, default_value = "profile")]
+    pub format: RecordFormat,
     /// Options of `run`.
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// What `record` saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordFormat {
+    /// A worldswitch profile (format version 2, with the timeline).
+    Profile,
+    /// A speedscope file, as `report --format speedscope` would write.
+    Speedscope,
+    /// A Firefox Profiler file, as `report --format firefox` would write.
+    Firefox,
 }
 
 /// Output formats of `report`.
@@ -357,6 +373,10 @@ pub struct RunArgs {
     /// KVM halt polling in nanoseconds (0 keeps an idle guest from burning a core).
     #[arg(long, default_value_t = 0, value_name = "NS")]
     pub halt_poll_ns: u64,
+    /// Keep each sample's time and stack, the one-second series and the
+    /// marks for the result's timeline (what `record` saves).
+    #[arg(skip)]
+    pub timeline: bool,
 }
 
 impl RunArgs {

@@ -70,15 +70,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let profile = profiles::profile::Profile::load(&file)?;
             match output {
                 Some(path) => {
-                    worldswitch::commands::record::check_writable(&path)?;
-                    let mut text = Vec::new();
-                    worldswitch::frontends::printer::print_profile(&profile, format, &mut text)?;
-                    std::fs::write(&path, text).map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot write {}: {e}; choose another -o path",
-                            path.display()
-                        )
-                    })?;
+                    worldswitch::commands::record::export(&profile, format, &path)?;
                     eprintln!("wrote {}", path.display());
                 }
                 None => worldswitch::frontends::printer::print_profile(

@@ -15,6 +15,7 @@ pub mod speedscope;
 pub mod stats;
 pub mod table;
 pub mod taxonomy;
+pub mod timeline;
 pub mod toggles;
 pub mod transmit_path;
 pub mod vmm_rules;

@@ -1,14 +1,17 @@
 //! Saved profiles: a versioned, documented JSON format with the run's
 //! provenance, the overhead table and the folded stacks, and its exports.
 //!
-//! Format (`format` = "worldswitch-profile", `version` = 1): `provenance`
+//! Format (`format` = "worldswitch-profile", `version` = 2): `provenance`
 //! (kernel, KVM flavour, CPU, clocksource, halt polling, toggles, guest and
 //! its build ID, worldswitch version, command line), `seconds` (wall time),
 //! `table` (see [`Table`]), `folded` (stack -> samples; stacks are
-//! `thread;world;category;frames...`, root first) and `extra` (free-form
-//! run figures: exits, link accounting).
+//! `thread;world;category;frames...`, root first), `extra` (free-form run
+//! figures: exits, link accounting) and, new in version 2, `timeline`
+//! (see [`Timeline`]: each sample's time and stack, the one-second series,
+//! marks and phases). Version-1 files load with no timeline.
 
 use crate::table::Table;
+use crate::timeline::Timeline;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,8 +19,10 @@ use std::path::Path;
 
 /// The `format` field of every profile.
 pub const FORMAT: &str = "worldswitch-profile";
-/// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST: u32 = 1;
 
 /// Where and how a profile was recorded.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -61,6 +66,10 @@ pub struct Profile {
     pub folded: BTreeMap<String, u64>,
     /// Other figures of the run.
     pub extra: serde_json::Value,
+    /// The run over time (version 2; None when loaded from version 1, or
+    /// not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Timeline>,
 }
 
 /// Why a profile could not be read or written.
@@ -85,7 +94,7 @@ pub enum ProfileError {
         why: String,
     },
     /// Another version of the format.
-    #[error("{path} is a version {found} profile; this worldswitch reads version {VERSION}")]
+    #[error("{path} is a version {found} profile; this worldswitch reads versions {OLDEST} to {VERSION}")]
     Version {
         /// The file.
         path: String,
@@ -111,7 +120,13 @@ impl Profile {
             table,
             folded,
             extra,
+            timeline: None,
         }
+    }
+
+    /// The profile with its timeline.
+    pub fn with_timeline(self, timeline: Option<Timeline>) -> Self {
+        Self { timeline, ..self }
     }
 
     /// Writes the profile as JSON to `path`.
@@ -153,7 +168,7 @@ impl Profile {
             });
         }
         match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(VERSION) => {}
+            Some(v) if (u64::from(OLDEST)..=u64::from(VERSION)).contains(&v) => {}
             found => {
                 return Err(ProfileError::Version {
                     path: name,
@@ -161,10 +176,25 @@ impl Profile {
                 })
             }
         }
-        serde_json::from_value(value).map_err(|e| ProfileError::NotAProfile {
-            path: name,
+        let p: Profile = serde_json::from_value(value).map_err(|e| ProfileError::NotAProfile {
+            path: name.clone(),
             why: e.to_string(),
-        })
+        })?;
+        if let Some(why) = p.timeline.as_ref().and_then(|t| t.check().err()) {
+            return Err(ProfileError::NotAProfile { path: name, why });
+        }
+        Ok(p)
+    }
+
+    /// What an export says of a version-1 profile, which has no timeline:
+    /// its times are made up from the sample counts.
+    pub fn timeline_notice(&self) -> Option<&'static str> {
+        self.timeline.is_none().then_some(
+            "this profile has no timeline (it is format version 1): each \
+             thread's stacks are exported with their sample counts, so the \
+             call tree is exact and the time order is not; record it again \
+             for a timeline",
+        )
     }
 
     /// The folded stacks, one `stack count` line each, sorted.
@@ -226,6 +256,40 @@ pub(crate) mod tests {
             q.folded_lines(),
             vec!["vcpu;vmm;world_switch;vcpu_load 7".to_string()]
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn version_1_loads_without_a_timeline_and_a_bad_timeline_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ws-profile-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.json");
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["version"] = 1.into();
+        assert!(
+            v.get("timeline").is_none(),
+            "none is written when none was kept"
+        );
+        std::fs::write(&path, v.to_string()).unwrap();
+        let old = Profile::load(&path).unwrap();
+        assert!(old.timeline.is_none());
+        assert!(old.timeline_notice().unwrap().contains("version 1"));
+        v["version"] = VERSION.into();
+        v["timeline"] = serde_json::json!({
+            "stacks": ["vcpu;guest;guest_native"],
+            "samples": {"t_ms": [0.0, 4.0], "stack": [0, 1]},
+            "samples_left_out": 0, "seconds": [], "marks": [], "phases": [],
+        });
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = Profile::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("not a worldswitch profile") && e.contains("stack 1 of 1"),
+            "{e}"
+        );
+        v["timeline"]["samples"]["stack"] = serde_json::json!([0, 0]);
+        std::fs::write(&path, v.to_string()).unwrap();
+        let new = Profile::load(&path).unwrap();
+        assert_eq!(new.timeline.unwrap().samples.t_ms, [0.0, 4.0]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -5,6 +5,7 @@
 
 use crate::profile::Profile;
 use crate::table::Table;
+pub use crate::timeline::{Mark, Point};
 use crate::toggles::Opt;
 use crate::transmit_path::TransmitPath;
 use serde::{Deserialize, Serialize};
@@ -52,38 +53,6 @@ pub struct Info {
     /// the last reset).
     #[serde(default)]
     pub rolling: bool,
-}
-
-/// One point of the time series, over the interval that ends at `t`.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
-pub struct Point {
-    /// Seconds since the run started.
-    pub t: f64,
-    /// Goodput the peer received, Mb/s.
-    pub mbps: f64,
-    /// Datagrams the peer received per second.
-    pub frames_per_sec: f64,
-    /// Exits to user space per second for port I/O.
-    pub pio_exits_per_sec: f64,
-    /// Exits to user space per second for MMIO.
-    pub mmio_exits_per_sec: f64,
-    /// Exits to user space per second for kicks (host events, pauses).
-    pub kick_exits_per_sec: f64,
-    /// Other exits to user space per second.
-    pub other_exits_per_sec: f64,
-    /// Port writes KVM completed without an exit, per second.
-    #[serde(default)]
-    pub in_kernel_writes_per_sec: f64,
-}
-
-/// A moment worth marking on the charts (an optimization toggled, a
-/// baseline marked, counters reset).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Mark {
-    /// Seconds since the run started.
-    pub t: f64,
-    /// What happened.
-    pub label: String,
 }
 
 /// A worldswitch thread's CPU use.
@@ -253,8 +222,15 @@ impl Snapshot {
                     .join("+"),
                 rolling: false,
             },
-            series: Vec::new(),
-            marks: Vec::new(),
+            // A recording's timeline draws the charts it was recorded with.
+            series: p
+                .timeline
+                .as_ref()
+                .map_or_else(Vec::new, |t| t.seconds.clone()),
+            marks: p
+                .timeline
+                .as_ref()
+                .map_or_else(Vec::new, |t| t.marks.clone()),
             threads: Vec::new(),
             guest_counters: BTreeMap::new(),
             net: NetFigures {
@@ -336,6 +312,7 @@ mod tests {
                 table,
                 folded: BTreeMap::new(),
                 extra: serde_json::json!({"frames_delivered": 7}),
+                timeline: None,
             },
             "x.json",
         );
@@ -396,6 +373,7 @@ mod tests {
                 table: Table::from_measured(&[], 1000.0, (1.0, "t"), 1.0, &[]),
                 folded: BTreeMap::new(),
                 extra: serde_json::json!({}),
+                timeline: None,
             },
             "x.json",
         );

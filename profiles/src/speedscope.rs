@@ -1,9 +1,12 @@
 //! A saved profile in speedscope's file format
 //! (<https://www.speedscope.app/file-format-schema.json>): one sampled
-//! profile per thread, over one shared frame table. Version-1 profiles
-//! keep sample counts per stack, not each sample's time, so each thread's
-//! profile lists its stacks once with their counts as weights: speedscope's
-//! left-heavy and sandwich views are exact, its time order is not.
+//! profile per thread, over one shared frame table. With a timeline
+//! (version 2) each thread's samples come in the order they were taken
+//! (a run of one stack as one weighted sample), so speedscope's time order
+//! view is the run's. Version-1 profiles keep sample counts per stack
+//! only, so each thread's profile lists its stacks once with their counts
+//! as weights: the left-heavy and sandwich views are exact, the time order
+//! is not.
 
 use crate::profile::Profile;
 use serde::Serialize;
@@ -51,10 +54,41 @@ struct Sampled {
 /// `p` as a speedscope file: stacks are `thread;world;row;frames...`, so
 /// each thread becomes a profile whose stacks start at the world.
 pub fn file(p: &Profile, exporter: &str) -> serde_json::Value {
+    // Stacks with their sample counts, in the order speedscope gets them.
+    let stacks: Vec<(&str, u64)> = match &p.timeline {
+        Some(t) => {
+            let mut runs: Vec<(u32, u64)> = Vec::new();
+            let mut by_time: Vec<(f64, u32)> = t
+                .samples
+                .t_ms
+                .iter()
+                .copied()
+                .zip(t.samples.stack.iter().copied())
+                .collect();
+            by_time.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // Per thread, consecutive samples of one stack make one run.
+            let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+            for (_, i) in by_time {
+                let stack = t.stacks[i as usize].as_str();
+                let thread = stack.split(';').next().unwrap_or(stack);
+                match last.get(thread) {
+                    Some(&r) if runs[r].0 == i => runs[r].1 += 1,
+                    _ => {
+                        last.insert(thread, runs.len());
+                        runs.push((i, 1));
+                    }
+                }
+            }
+            runs.into_iter()
+                .map(|(i, n)| (t.stacks[i as usize].as_str(), n))
+                .collect()
+        }
+        None => p.folded.iter().map(|(s, &n)| (s.as_str(), n)).collect(),
+    };
     let mut frames: Vec<Frame> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut threads: BTreeMap<&str, Sampled> = BTreeMap::new();
-    for (stack, &count) in &p.folded {
+    for (stack, count) in stacks {
         let mut parts = stack.split(';');
         let Some(thread) = parts.next() else { continue };
         let sample: Vec<usize> = parts
@@ -134,5 +168,38 @@ mod tests {
             names.contains(&vec!["vmm", "world_switch", "vcpu_load"]),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn a_timeline_gives_each_threads_samples_in_time_order() {
+        let stacks = [
+            "vcpu;guest;guest_native",
+            "vcpu;vmm;world_switch",
+            "io;vmapp;io_wait",
+        ];
+        let p = fixture(&[(stacks[0], 3), (stacks[1], 1), (stacks[2], 1)]).with_timeline(Some(
+            crate::timeline::Timeline {
+                stacks: stacks.map(String::from).to_vec(),
+                samples: crate::timeline::Samples {
+                    // Out of order on purpose; the io sample between the
+                    // vCPU's first two does not split their run.
+                    t_ms: vec![12.0, 0.0, 4.0, 2.0, 8.0],
+                    stack: vec![0, 0, 1, 2, 0],
+                },
+                ..Default::default()
+            },
+        ));
+        let v = file(&p, "worldswitch test");
+        let vcpu = v["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "vcpu")
+            .unwrap()
+            .clone();
+        // guest (0 ms), world_switch (4 ms), guest twice (8, 12 ms).
+        assert_eq!(vcpu["weights"], serde_json::json!([1, 1, 2]));
+        assert_eq!(vcpu["samples"][0], vcpu["samples"][2]);
+        assert_eq!(vcpu["endValue"], 4);
     }
 }

@@ -1,7 +1,7 @@
 //! `record`, `report` and `flamegraph`: saving a run's profile with its
 //! provenance, and reading it back as tables, JSON, CSV or an SVG.
 
-use crate::cli::RecordArgs;
+use crate::cli::{RecordArgs, RecordFormat, ReportFormat};
 use crate::run;
 use crate::session::RunResult;
 use anyhow::Context;
@@ -74,6 +74,28 @@ pub fn save_or_keep(profile: &Profile, output: &Path, what: &str) -> anyhow::Res
         profiles::profile::ProfileError::Io { source, .. } => source.to_string(),
         other => other.to_string(),
     };
+    keep(profile, output, what, &e)
+}
+
+/// Writes `profile` to `output` in an export `format`; if that fails,
+/// keeps the profile itself in the temporary directory and says where.
+fn export_or_keep(
+    profile: &Profile,
+    format: ReportFormat,
+    output: &Path,
+    what: &str,
+) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    crate::frontends::printer::print_profile(profile, format, &mut text)?;
+    match std::fs::write(output, text) {
+        Ok(()) => Ok(()),
+        Err(e) => keep(profile, output, what, &e.to_string()),
+    }
+}
+
+/// Keeps `profile`, which could not be written to `output` (`e`), in the
+/// temporary directory, and fails saying where.
+fn keep(profile: &Profile, output: &Path, what: &str, e: &str) -> anyhow::Result<()> {
     if std::fs::metadata(output).is_ok_and(|m| m.len() == 0) {
         let _ = std::fs::remove_file(output);
     }
@@ -96,6 +118,15 @@ pub fn save_or_keep(profile: &Profile, output: &Path, what: &str) -> anyhow::Res
     }
 }
 
+/// Writes a saved profile in `format` to `output`.
+pub fn export(profile: &Profile, format: ReportFormat, output: &Path) -> anyhow::Result<()> {
+    check_writable(output)?;
+    let mut text = Vec::new();
+    crate::frontends::printer::print_profile(profile, format, &mut text)?;
+    std::fs::write(output, text)
+        .with_context(|| format!("cannot write {}: choose another -o path", output.display()))
+}
+
 /// Runs the guest and saves its profile to `args.output`.
 pub fn record(
     args: &RecordArgs,
@@ -111,7 +142,11 @@ pub fn record(
         .map(|c| serde_json::json!({"tracepoint": c.name, "status": c.status, "detail": c.detail}))
         .collect();
     let mut console = std::io::sink();
-    let result = run::run(&args.run, &mut console, status)?;
+    let run_args = crate::cli::RunArgs {
+        timeline: true,
+        ..args.run.clone()
+    };
+    let result = run::run(&run_args, &mut console, status)?;
     let extra = serde_json::json!({
         "outcome": result.outcome,
         "exits": result.exits,
@@ -133,11 +168,30 @@ pub fn record(
         result.profile.clone(),
         result.folded.clone(),
         extra,
-    );
-    save_or_keep(&profile, &args.output, &result.guest)?;
+    )
+    .with_timeline(result.timeline.clone());
+    let what = match args.format {
+        RecordFormat::Profile => {
+            save_or_keep(&profile, &args.output, &result.guest)?;
+            "Profile"
+        }
+        RecordFormat::Speedscope => {
+            export_or_keep(
+                &profile,
+                ReportFormat::Speedscope,
+                &args.output,
+                &result.guest,
+            )?;
+            "speedscope profile"
+        }
+        RecordFormat::Firefox => {
+            export_or_keep(&profile, ReportFormat::Firefox, &args.output, &result.guest)?;
+            "Firefox Profiler profile"
+        }
+    };
     writeln!(
         out,
-        "{} Profile of {} ({:.1} s, {} sampled stacks) saved to {}.",
+        "{} {what} of {} ({:.1} s, {} sampled stacks) saved to {}.",
         result.outcome.message,
         result.guest,
         result.seconds,

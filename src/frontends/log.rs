@@ -62,22 +62,6 @@ pub struct SecondLog {
     header: bool,
 }
 
-/// The mean of `points` (of equal length), at the last one's time.
-fn mean(points: &[Point]) -> Point {
-    let n = points.len().max(1) as f64;
-    let sum = |f: fn(&Point) -> f64| points.iter().map(f).sum::<f64>() / n;
-    Point {
-        t: points.last().map_or(0.0, |p| p.t),
-        mbps: sum(|p| p.mbps),
-        frames_per_sec: sum(|p| p.frames_per_sec),
-        pio_exits_per_sec: sum(|p| p.pio_exits_per_sec),
-        mmio_exits_per_sec: sum(|p| p.mmio_exits_per_sec),
-        kick_exits_per_sec: sum(|p| p.kick_exits_per_sec),
-        other_exits_per_sec: sum(|p| p.other_exits_per_sec),
-        in_kernel_writes_per_sec: sum(|p| p.in_kernel_writes_per_sec),
-    }
-}
-
 impl SecondLog {
     /// A log in `style`.
     pub fn new(style: Style) -> Self {
@@ -119,7 +103,7 @@ impl SecondLog {
 
     /// Writes the second the pending points make, and forgets them.
     fn emit(&mut self, top: &[(&'static str, f64)], out: &mut dyn Write) -> io::Result<()> {
-        let m = mean(&std::mem::take(&mut self.pending));
+        let m = Point::mean(&std::mem::take(&mut self.pending));
         let top: Vec<TopRow> = top
             .iter()
             .map(|&(row, share_pct)| TopRow { row, share_pct })

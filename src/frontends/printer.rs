@@ -72,16 +72,16 @@ pub fn print_profile(p: &Profile, format: ReportFormat, out: &mut dyn Write) -> 
             }
         }
         ReportFormat::Speedscope => {
-            eprintln!(
-                "notice: this profile keeps sample counts per stack, not each sample's time: each thread's stacks go to speedscope with their counts as weights"
-            );
+            if let Some(notice) = p.timeline_notice() {
+                eprintln!("notice: {notice}");
+            }
             let exporter = format!("worldswitch {}", env!("CARGO_PKG_VERSION"));
             print_json(&profiles::speedscope::file(p, &exporter), out)?;
         }
         ReportFormat::Firefox => {
-            eprintln!(
-                "notice: this profile keeps sample counts per stack, not each sample's time: each thread's stacks are laid out one after another, so the call tree is exact and the timeline's order is not"
-            );
+            if let Some(notice) = p.timeline_notice() {
+                eprintln!("notice: {notice}");
+            }
             print_json(&profiles::firefox::file(p, sample_hz(p)), out)?;
         }
         ReportFormat::Table => {

@@ -163,11 +163,35 @@ fn comm(tid: libc::pid_t) -> String {
         .unwrap_or_else(|_| format!("thread-{tid}"))
 }
 
+/// Samples a timeline keeps: about an hour of the vCPU thread at the
+/// default rate, 24 bytes each; later samples are counted, not kept.
+const TIMED_KEEP: usize = 1 << 20;
+
+/// Each sample's time (CLOCK_MONOTONIC ns) and stack, in the order they
+/// were read (each thread's in time order), for a recording's timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Timed {
+    /// (time, folded stack) of each sample kept.
+    pub samples: Vec<(u64, Arc<str>)>,
+    /// Samples past [`TIMED_KEEP`], counted in the folded stacks only.
+    pub left_out: u64,
+}
+
+impl Timed {
+    fn push(&mut self, t: u64, stack: Arc<str>) {
+        if self.samples.len() < TIMED_KEEP {
+            self.samples.push((t, stack));
+        } else {
+            self.left_out += 1;
+        }
+    }
+}
+
 /// A running sampler.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     live: Published<SampleSummary>,
-    thread: JoinHandle<SampleSummary>,
+    thread: JoinHandle<(SampleSummary, Option<Timed>)>,
 }
 
 impl Sampler {
@@ -176,11 +200,13 @@ impl Sampler {
     /// first look (and threads started later within [`live::PERIOD`] of
     /// starting). With `stitch`, vCPU samples taken while an exit was
     /// handled get the guest stack walked at that exit, symbolized against
-    /// the guest image.
+    /// the guest image. With `timeline`, each sample's time and stack is
+    /// kept too ([`Sampler::finish`] returns them).
     pub fn start(
         vcpu_tid: libc::pid_t,
         hz: u64,
         stitch: Option<(Arc<StitchLog>, Arc<GuestImage>)>,
+        timeline: bool,
     ) -> Result<Self, String> {
         Kallsyms::check().map_err(|e| format!("cannot read kernel symbols: {e}"))?;
         // The symbol tables load beside the run, off its start's critical
@@ -221,6 +247,7 @@ impl Sampler {
             .spawn(move || {
                 super::yield_to_measured_threads();
                 let mut summary = SampleSummary::default();
+                let mut timed = timeline.then(Timed::default);
                 // The other threads are watched from now, symbols or not.
                 watch_new(&mut watched, &threads(), hz, &mut summary);
                 let namer = Namer {
@@ -237,7 +264,7 @@ impl Sampler {
                     // drain below, so all their records are read by it.
                     let alive = look.then(threads);
                     for w in &mut watched {
-                        drain(w, &namer, &mut summary, &mut preempted_ns);
+                        drain(w, &namer, &mut summary, &mut preempted_ns, &mut timed);
                     }
                     if let Some(alive) = alive {
                         watched.retain(|w| w.role == Role::Vcpu || alive.contains(&w.tid));
@@ -255,7 +282,7 @@ impl Sampler {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 summary.cost_seconds = super::thread_cpu_seconds();
-                summary
+                (summary, timed)
             })
             .map_err(|e| format!("cannot start the profiler thread: {e}"))?;
         Ok(Self { stop, live, thread })
@@ -266,8 +293,9 @@ impl Sampler {
         self.live.latest()
     }
 
-    /// Stops sampling and returns what was seen.
-    pub fn finish(self) -> SampleSummary {
+    /// Stops sampling and returns what was seen, with each sample's time
+    /// and stack if they were kept.
+    pub fn finish(self) -> (SampleSummary, Option<Timed>) {
         self.stop.store(true, Ordering::Release);
         self.thread.join().unwrap_or_default()
     }
@@ -306,8 +334,15 @@ fn watch_new(
     }
 }
 
-/// Reads every record waiting in `w`'s ring into `summary`.
-fn drain(w: &mut Watched, namer: &Namer, summary: &mut SampleSummary, preempted_ns: &mut u64) {
+/// Reads every record waiting in `w`'s ring into `summary`, and each
+/// sample's time and stack into `timed` where it is kept.
+fn drain(
+    w: &mut Watched,
+    namer: &Namer,
+    summary: &mut SampleSummary,
+    preempted_ns: &mut u64,
+    timed: &mut Option<Timed>,
+) {
     while let Some(record) = w.ring.next_record() {
         if record.ty() == RECORD_SWITCH {
             // Body: the sample_id trailer, pid/tid then time.
@@ -333,9 +368,12 @@ fn drain(w: &mut Watched, namer: &Namer, summary: &mut SampleSummary, preempted_
         match record.parse_record() {
             Ok(Record::Sample(s)) => {
                 let chain = s.callchain().unwrap_or(&[]);
-                match w.role {
+                let stack = match w.role {
                     Role::Vcpu => namer.vcpu_sample(misc, chain, s.time(), summary),
                     role => namer.other_sample(&w.name, role, chain, summary),
+                };
+                if let (Some(timed), Some(t)) = (timed.as_mut(), s.time()) {
+                    timed.push(t, stack);
                 }
             }
             Ok(Record::Lost(l)) => summary.lost += l.lost,
@@ -361,7 +399,7 @@ impl Namer {
         chain: &[u64],
         time: Option<u64>,
         summary: &mut SampleSummary,
-    ) {
+    ) -> Arc<str> {
         summary.total += 1;
         *summary.threads.entry(VCPU.into()).or_insert(0) += 1;
         let mut frames = Vec::with_capacity(64);
@@ -374,8 +412,7 @@ impl Namer {
         };
         if let Some(c) = category {
             *summary.by_category.entry(c).or_insert(0) += 1;
-            add_stack(&mut summary.folded, fold(category, &frames));
-            return;
+            return add_stack(&mut summary.folded, fold(category, &frames));
         }
         summary.outside_kvm_run += 1;
         let user = self.user_frames(chain);
@@ -400,12 +437,18 @@ impl Namer {
         add_stack(
             &mut summary.folded,
             fold_frames(VCPU, "vmapp", row, &root_first),
-        );
+        )
     }
 
     /// A sample of another thread: the I/O thread's rows by the VMApp
     /// rules, any other thread's by what the thread is.
-    fn other_sample(&self, name: &str, role: Role, chain: &[u64], summary: &mut SampleSummary) {
+    fn other_sample(
+        &self,
+        name: &str,
+        role: Role,
+        chain: &[u64],
+        summary: &mut SampleSummary,
+    ) -> Arc<str> {
         match summary.threads.get_mut(name) {
             Some(n) => *n += 1,
             None => {
@@ -444,7 +487,7 @@ impl Namer {
         add_stack(
             &mut summary.folded,
             fold_frames(name, world, row, &root_first),
-        );
+        )
     }
 
     /// The user frames of a leaf-first callchain, root first.
@@ -489,24 +532,22 @@ fn guest_frames(w: &Walk, image: &GuestImage) -> Vec<String> {
 /// bounded and its rows stay right.
 pub const MAX_STACKS: usize = 512;
 
-/// Counts one sample of `stack`.
-pub(crate) fn add_stack(folded: &mut BTreeMap<Arc<str>, u64>, stack: String) {
-    if let Some(n) = folded.get_mut(stack.as_str()) {
-        *n += 1;
-        return;
-    }
-    let key = if folded.len() < MAX_STACKS {
+/// Counts one sample of `stack`; returns the key it was counted under.
+pub(crate) fn add_stack(folded: &mut BTreeMap<Arc<str>, u64>, stack: String) -> Arc<str> {
+    let key = if folded.len() < MAX_STACKS || folded.contains_key(stack.as_str()) {
         stack
     } else {
         let head: Vec<&str> = stack.split(';').take(3).collect();
         format!("{};[other stacks]", head.join(";"))
     };
-    match folded.get_mut(key.as_str()) {
-        Some(n) => *n += 1,
-        None => {
-            folded.insert(key.into(), 1);
-        }
+    if let Some((k, _)) = folded.get_key_value(key.as_str()) {
+        let k = k.clone();
+        *folded.get_mut(&k).expect("just found") += 1;
+        return k;
     }
+    let k: Arc<str> = key.into();
+    folded.insert(k.clone(), 1);
+    k
 }
 
 /// Folded stacks as plain strings, for profiles and snapshots.

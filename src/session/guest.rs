@@ -3,7 +3,7 @@
 //! [`Guest::finish`] in a [`RunResult`]. It lives as long as its VM; the
 //! [`super::Workbench`] around it keeps what outlives a restart.
 
-use super::result::{ledger, outcome, Outcome, PhaseTime, RunResult};
+use super::result::{ledger, outcome, Outcome, RunResult};
 use crate::cli::RunArgs;
 use crate::machine::devices::host::GuestSays;
 use crate::machine::guest_image::GuestImage;
@@ -15,16 +15,19 @@ use crate::machine::vmm::vcpu::Command;
 use crate::machine::vmm::vm::{self, VmConfig, VmHandle};
 use crate::machine::vmnet::tap::IoProfile;
 use crate::profiler::emulation::EmulationWindows;
-use crate::profiler::sampler::{self, SampleSummary, Sampler};
+use crate::profiler::sampler::{self, SampleSummary, Sampler, Timed};
 use crate::profiler::threads::ThreadMeter;
 use crate::profiler::tracepoints::{ThreadCounters, PIO, USERSPACE_EXIT};
 use crate::profiler::TscClock;
 use profiles::attribution::{self, Inputs};
 use profiles::snapshot::{RunState, ThreadCpu};
 use profiles::table::Table;
+use profiles::timeline::{Phase, Timeline};
 use profiles::transmit_path::TransmitPath;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Console text kept in a result; older text is dropped first.
@@ -84,11 +87,13 @@ pub struct Guest {
     /// The host TSC's rate, measured over the run.
     tsc: TscClock,
     booted: Instant,
+    /// The same moment on the sampler's clock (CLOCK_MONOTONIC ns).
+    booted_ns: u64,
     state: RunState,
     stop_sent: bool,
     text: String,
     guest_counters: BTreeMap<String, u64>,
-    phases: Vec<PhaseTime>,
+    phases: Vec<Phase>,
     open_phases: BTreeMap<(String, u64), Instant>,
     bad_messages: Vec<String>,
     latest: (ExitStats, VcpuProfile),
@@ -129,6 +134,7 @@ impl Guest {
                 hz,
                 vm.stitch_log()
                     .map(|log| (log, std::sync::Arc::new(image.clone()))),
+                args.timeline,
             ),
         };
         let windows = if args.emulation_windows {
@@ -162,6 +168,7 @@ impl Guest {
             counters_unavailable,
             tsc,
             booted: Instant::now(),
+            booted_ns: crate::profiler::stitch::monotonic_ns(),
             state: RunState::Starting,
             stop_sent: false,
             text: String::new(),
@@ -242,9 +249,10 @@ impl Guest {
                 at,
             }) => {
                 if let Some(start) = self.open_phases.remove(&(name.clone(), index)) {
-                    self.phases.push(PhaseTime {
+                    self.phases.push(Phase {
                         name,
                         index,
+                        start_s: start.saturating_duration_since(self.booted).as_secs_f64(),
                         seconds: at.duration_since(start).as_secs_f64(),
                     });
                 }
@@ -517,7 +525,10 @@ impl Guest {
         let transmit_path = self.transmit_path();
         let tracepoints = self.tracepoint_counts();
         self.net.quiesce();
-        let samples = self.sampler.map(Sampler::finish);
+        let (samples, timed) = match self.sampler.map(Sampler::finish) {
+            Ok((s, timed)) => (Ok(s), timed),
+            Err(e) => (Err(e), None),
+        };
         let emulation = self.windows.map(EmulationWindows::finish);
         let (stats, profile) = self.latest;
         let exits = match tracepoints.get(USERSPACE_EXIT) {
@@ -561,6 +572,7 @@ impl Guest {
             folded: samples
                 .map(|s| sampler::owned(&s.folded))
                 .unwrap_or_default(),
+            timeline: None,
             emulation: emulation.ok(),
             transmit_path,
             host_tsc_mhz: tsc_mhz,
@@ -570,11 +582,41 @@ impl Guest {
             optimizations: self.opts.states(),
             optimization_changes: Vec::new(),
         };
+        result.timeline = timed.map(|t| timeline(t, self.booted_ns, &result.phases));
         if let Some(counts) = ledger(&result) {
             result.profile.per_frame(counts);
         }
         Ok(result)
     }
+}
+
+/// The run's samples and phases over time, in milliseconds and seconds
+/// since the guest booted (`booted_ns` on the sampler's clock); the
+/// workbench adds its series and marks.
+fn timeline(timed: Timed, booted_ns: u64, phases: &[Phase]) -> Timeline {
+    let mut samples = timed.samples;
+    // Each thread's samples come in order; the threads interleave.
+    samples.sort_by_key(|&(t, _)| t);
+    let mut index: HashMap<Arc<str>, u32> = HashMap::new();
+    let mut t = Timeline {
+        samples_left_out: timed.left_out,
+        phases: phases.to_vec(),
+        ..Timeline::default()
+    };
+    for (ns, stack) in samples {
+        let next = index.len() as u32;
+        let i = *index.entry(stack.clone()).or_insert_with(|| {
+            t.stacks.push(stack.to_string());
+            next
+        });
+        // Samples taken before the boot (the sampler starts first) are
+        // put at its moment.
+        t.samples
+            .t_ms
+            .push(ns.saturating_sub(booted_ns) as f64 / 1e6);
+        t.samples.stack.push(i);
+    }
+    t
 }
 
 /// Of the port accesses the guest made, the share KVM completed itself.

@@ -8,5 +8,5 @@ mod result;
 mod workbench;
 
 pub use guest::{Base, Guest, News};
-pub use result::{counts, ledger, outcome, Outcome, PhaseTime, RunResult};
+pub use result::{counts, ledger, outcome, Outcome, RunResult};
 pub use workbench::Workbench;

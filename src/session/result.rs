@@ -39,17 +39,6 @@ pub struct Outcome {
     pub failed: bool,
 }
 
-/// A guest phase the host timed (from its begin to its end message).
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseTime {
-    /// Phase name.
-    pub name: String,
-    /// Phase index.
-    pub index: u64,
-    /// Host wall time between the begin and end messages.
-    pub seconds: f64,
-}
-
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
@@ -72,7 +61,7 @@ pub struct RunResult {
     /// Counters the guest reported through the mailbox (last value wins).
     pub guest_counters: BTreeMap<String, u64>,
     /// Phases the guest reported, timed by the host.
-    pub phases: Vec<PhaseTime>,
+    pub phases: Vec<profiles::timeline::Phase>,
     /// Malformed mailbox messages, ignored.
     pub bad_messages: Vec<String>,
     /// Guest console output (the last 64 KiB).
@@ -89,6 +78,10 @@ pub struct RunResult {
     /// Sampled stacks, folded (saved by `record`, not printed by `run`).
     #[serde(skip)]
     pub folded: BTreeMap<String, u64>,
+    /// The run over time, where `RunArgs::timeline` asked for it (saved
+    /// by `record`, not printed by `run`).
+    #[serde(skip)]
+    pub timeline: Option<profiles::timeline::Timeline>,
     /// CPU seconds of the vCPU thread.
     pub vcpu_cpu_seconds: f64,
     /// CPU seconds of the I/O thread (TAP only).

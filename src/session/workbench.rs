@@ -29,6 +29,8 @@ const HISTORY_KEEP: usize = 61;
 const MARKS_KEEP: usize = 500;
 /// Optimization changes kept for the result (the first ones).
 const CHANGES_KEEP: usize = 1000;
+/// Points kept for a recording's timeline (a day, two a second).
+const TIMELINE_POINTS_KEEP: usize = 2 * 86_400;
 /// How long a restart waits for the old guest to end.
 const RESTART_WAIT: Duration = Duration::from_secs(10);
 
@@ -42,6 +44,8 @@ pub struct Workbench {
     started: Instant,
     lines: VecDeque<String>,
     series: VecDeque<Point>,
+    /// Every point, for the result's timeline (where asked for).
+    points: Option<Vec<Point>>,
     last_point: (Instant, ExitStats, (u64, u64)),
     base: Base,
     baseline: Option<Table>,
@@ -81,6 +85,7 @@ impl Workbench {
             started: now,
             lines: VecDeque::new(),
             series: VecDeque::new(),
+            points: args.timeline.then(Vec::new),
             last_point: (now, ExitStats::default(), (0, 0)),
             base: Base::default(),
             baseline: None,
@@ -237,7 +242,7 @@ impl Workbench {
             return;
         }
         let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
-        self.series.push_back(Point {
+        let point = Point {
             t: now.duration_since(self.started).as_secs_f64(),
             mbps: rate(delivered.1, d0.1) * 8.0 / 1e6,
             frames_per_sec: rate(delivered.0, d0.0),
@@ -246,7 +251,15 @@ impl Workbench {
             kick_exits_per_sec: rate(stats.interrupted, s0.interrupted),
             other_exits_per_sec: rate(stats.other, s0.other),
             in_kernel_writes_per_sec: rate(stats.coalesced_writes, s0.coalesced_writes),
-        });
+        };
+        if let Some(points) = self
+            .points
+            .as_mut()
+            .filter(|p| p.len() < TIMELINE_POINTS_KEEP)
+        {
+            points.push(point);
+        }
+        self.series.push_back(point);
         while self.series.len() > SERIES_KEEP {
             self.series.pop_front();
         }
@@ -528,7 +541,20 @@ impl Workbench {
     /// Waits for the guest to finish (stopping it), quiesces the network
     /// and collectors, and reports everything measured.
     pub fn finish(self, console: &mut dyn Write) -> anyhow::Result<RunResult> {
+        // The guest's times count from its boot; the timeline's from the
+        // first guest's (a restart boots a later one).
+        let offset = self.guest.booted().duration_since(self.started);
         let mut r = self.guest.finish(console)?;
+        if let Some(t) = r.timeline.as_mut() {
+            let ms = offset.as_micros() as f64 / 1e3;
+            t.samples.t_ms.iter_mut().for_each(|x| *x += ms);
+            t.phases.iter_mut().for_each(|p| p.start_s += ms / 1e3);
+            t.seconds = profiles::timeline::per_second(&self.points.unwrap_or_default());
+            // The optimizations at the start, then the chart's marks
+            // (which have every later change).
+            t.marks = self.opt_changes.iter().take(1).cloned().collect();
+            t.marks.extend(self.marks);
+        }
         r.optimization_changes = self.opt_changes;
         Ok(r)
     }

@@ -62,6 +62,7 @@ fn snapshot() -> Snapshot {
         table: Table::from_measured(&[], 1000.0, (1.0, "t"), 1.0, &[]),
         folded,
         extra: serde_json::json!({}),
+        timeline: None,
     };
     Snapshot::from_profile(&p, "test")
 }

@@ -119,6 +119,7 @@ fn profile() -> Profile {
         table,
         folded,
         extra: serde_json::json!({}),
+        timeline: None,
     }
 }
 

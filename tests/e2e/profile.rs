@@ -453,13 +453,13 @@ fn bench_predict_only_prints_predictions_and_every_input() {
     );
 }
 
-/// A 2 s recording exported by `report --format FORMAT -o`: the export
-/// and the profile it came from.
-fn exported(format: &str) -> (serde_json::Value, profiles::profile::Profile) {
+/// A recording of `duration` exported by `report --format FORMAT -o`: the
+/// export and the profile it came from.
+fn exported(format: &str, duration: &str) -> (serde_json::Value, profiles::profile::Profile) {
     let dir = std::env::temp_dir().join(format!("ws-{format}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (file, out_file) = (dir.join("p.json"), dir.join(format!("{format}.json")));
-    crate::record_ok(&file, &["--duration", "2s"]);
+    crate::record_ok(&file, &["--duration", duration]);
     let out = worldswitch(&[
         "report",
         file.to_str().unwrap(),
@@ -484,7 +484,7 @@ fn a_profile_opens_in_speedscope_one_profile_per_thread() {
     if !kvm_or_skip("speedscope export") {
         return;
     }
-    let (v, p) = exported("speedscope");
+    let (v, p) = exported("speedscope", "2s");
     // The schema's required fields.
     assert_eq!(v["$schema"], profiles::speedscope::SCHEMA);
     let frames = v["shared"]["frames"].as_array().unwrap();
@@ -510,6 +510,29 @@ fn a_profile_opens_in_speedscope_one_profile_per_thread() {
         .sum();
     assert_eq!(total, p.folded.values().sum::<u64>());
     assert!(total > 100, "{total} samples");
+    // The samples came in time order: the timeline has every one.
+    let t = p.timeline.as_ref().expect("a recording keeps its timeline");
+    assert_eq!(t.samples.t_ms.len() as u64, total);
+}
+
+#[test]
+fn record_writes_a_speedscope_file_straight() {
+    if !kvm_or_skip("record --format speedscope") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ws-record-ss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.speedscope.json");
+    crate::record_ok(&file, &["--duration", "1s", "--format", "speedscope"]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(v["$schema"], profiles::speedscope::SCHEMA);
+    assert!(v["shared"]["frames"].as_array().unwrap().len() > 3, "{v}");
+    assert!(v["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "vcpu"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -517,7 +540,7 @@ fn a_profile_opens_in_the_firefox_profiler_one_thread_per_thread() {
     if !kvm_or_skip("Firefox Profiler export") {
         return;
     }
-    let (v, p) = exported("firefox");
+    let (v, p) = exported("firefox", "4s");
     // The processed format's frame: meta with the rows as categories, and
     // one thread per worldswitch thread holding all of its samples.
     assert!(v["meta"]["version"].is_number(), "{}", v["meta"]);
@@ -536,4 +559,34 @@ fn a_profile_opens_in_the_firefox_profiler_one_thread_per_thread() {
         .map(|w| w.as_i64().unwrap())
         .sum();
     assert_eq!(total as u64, p.folded.values().sum::<u64>());
+    // A real timeline: the vCPU's samples of a 4 s recording span at least
+    // 3 s, the run's first mark (its optimizations) is on its marker
+    // chart, and the counters have a sample a second.
+    let vcpu = threads.iter().find(|t| t["name"] == "vcpu").unwrap();
+    let deltas: Vec<f64> = vcpu["samples"]["timeDeltas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_f64().unwrap())
+        .collect();
+    let span_ms: f64 = deltas[1..].iter().sum();
+    assert!(span_ms >= 3000.0, "the samples span {span_ms} ms");
+    assert!(deltas.iter().all(|&d| d >= 0.0), "time order");
+    let markers = &vcpu["markers"];
+    assert!(markers["length"].as_u64().unwrap() >= 1, "{markers}");
+    let counters = v["counters"].as_array().unwrap();
+    let names: Vec<&str> = counters
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Throughput", "Exits to user space"]);
+    let seconds = counters[0]["samples"]["length"].as_u64().unwrap();
+    assert!((3..=6).contains(&seconds), "{seconds} counter samples");
+    let megabits: f64 = counters[0]["samples"]["count"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .sum();
+    assert!(megabits > 1.0, "nettest sends: {megabits} Mb");
 }
