@@ -190,10 +190,10 @@ impl Profile {
     /// its times are made up from the sample counts.
     pub fn timeline_notice(&self) -> Option<&'static str> {
         self.timeline.is_none().then_some(
-            "this profile has no timeline (it is format version 1): each \
-             thread's stacks are exported with their sample counts, so the \
-             call tree is exact and the time order is not; record it again \
-             for a timeline",
+            "this profile has no timeline (a version-1 profile, or one saved \
+             by attach, keeps no sample times): each thread's stacks are \
+             exported with their sample counts, so the call tree is exact \
+             and the time order is not",
         )
     }
 
@@ -273,7 +273,7 @@ pub(crate) mod tests {
         std::fs::write(&path, v.to_string()).unwrap();
         let old = Profile::load(&path).unwrap();
         assert!(old.timeline.is_none());
-        assert!(old.timeline_notice().unwrap().contains("version 1"));
+        assert!(old.timeline_notice().unwrap().contains("version-1"));
         v["version"] = VERSION.into();
         v["timeline"] = serde_json::json!({
             "stacks": ["vcpu;guest;guest_native"],
