@@ -252,6 +252,7 @@ impl EmulationWindows {
                     stopping = stopping || rest(period.saturating_sub(t0.elapsed()));
                 }
                 settle(&mut s);
+                super::drop_side_by_side([Some(sampler), pio]);
                 s
             })
             .map_err(|e| format!("cannot start the emulation tracer: {e}"))?;

@@ -282,6 +282,7 @@ impl Sampler {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 summary.cost_seconds = super::thread_cpu_seconds();
+                super::drop_side_by_side(watched.into_iter().map(|w| w.ring));
                 (summary, timed)
             })
             .map_err(|e| format!("cannot start the profiler thread: {e}"))?;
