@@ -394,7 +394,14 @@ fn split_peer(t: &mut Table, s: &SampleSummary) {
 /// I/O between in-kernel and exit-to-user by `in_kernel_pio`.
 fn split_emulation(t: &mut Table, e: &EmulationSummary, in_kernel_pio: f64) {
     let total = e.total();
-    if let (0, Some(why)) = (total, &e.refused) {
+    let why = match (&e.refused, e.windows) {
+        (Some(why), _) => Some(why.as_str()),
+        (None, 0) => Some(
+            "the run ended before the first emulation window (half a period in, past the guest's boot)",
+        ),
+        _ => None,
+    };
+    if let (0, Some(why)) = (total, why) {
         for c in [Category::Privileged, Category::Iret] {
             t.unavailable.retain(|u| u.category != c);
             t.unavailable.push(Unavailable {

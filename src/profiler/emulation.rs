@@ -5,7 +5,11 @@
 //! and reports the mix, which the table uses to split the emulation row.
 //! In the same windows it traces `kvm:kvm_pio` to see which ports the guest
 //! touches (the paper counted accesses to the PIC). Its figures are
-//! estimates and say so.
+//! estimates and say so. The first window opens half a period after the
+//! start, past the guest's boot, and only then are the tracepoints'
+//! perf events opened: a run over before it (a guest that only says
+//! hello) leaves no tracepoint to unregister, which costs a kernel grace
+//! period at the end (about 45 ms here).
 
 use super::live::Published;
 use crate::profiler::tracepoints;
@@ -24,7 +28,8 @@ const LONGEST_WINDOW: Duration = Duration::from_millis(50);
 
 /// A window's length and how often one starts, for `duty_pct` percent of
 /// the time traced: windows of `duty_pct` x 10 ms each second, up to 50 ms
-/// long; beyond 5%, 50 ms windows more often (at 100%, back to back).
+/// long; beyond 5%, 50 ms windows more often (at 100%, back to back). The
+/// first starts half a period in.
 pub fn windows(duty_pct: u8) -> (Duration, Duration) {
     let pct = u32::from(duty_pct.clamp(1, 100));
     let window = (Duration::from_millis(10) * pct).min(LONGEST_WINDOW);
@@ -159,16 +164,12 @@ impl EmulationWindows {
     ) -> Result<Self, String> {
         let (window, period) = windows(duty_pct);
         let id = tracepoints::id(TRACEPOINT).map_err(|e| e.to_string())?;
-        let mut sampler = raw_tracer(id, tid, 4 << 20)
-            .map_err(|e| format!("perf events refused {TRACEPOINT}: {e}"))?;
         let (len_at, insn_at) = field_offsets();
         // Port accesses in the same windows, where the tracepoint exists.
         let pio_field = field_offset(PIO_TRACEPOINT);
         let port_at = pio_field("int port;").unwrap_or(12);
         let rw_at = pio_field("int rw;").unwrap_or(8);
-        let mut pio = tracepoints::id(PIO_TRACEPOINT)
-            .ok()
-            .and_then(|id| raw_tracer(id, tid, 1 << 20).ok());
+        let pio_id = tracepoints::id(PIO_TRACEPOINT).ok();
         // Dropped to stop: the thread's sleeps end at once.
         let (stop, stopped) = mpsc::channel::<()>();
         let live = Published::default();
@@ -182,9 +183,28 @@ impl EmulationWindows {
                 let rest = |d: Duration| {
                     !matches!(stopped.recv_timeout(d), Err(RecvTimeoutError::Timeout))
                 };
-                let mut stopping = false;
+                // The tracers, opened at the first window.
+                let mut tracers = None;
+                let mut stopping = rest(period / 2);
                 while !stopping {
                     let t0 = Instant::now();
+                    if tracers.is_none() {
+                        match raw_tracer(id, tid, 4 << 20) {
+                            Ok(t) => {
+                                let pio = pio_id.and_then(|id| raw_tracer(id, tid, 1 << 20).ok());
+                                tracers = Some((t, pio));
+                            }
+                            Err(e) => {
+                                s.refused = Some(format!("perf events refused {TRACEPOINT}: {e}"));
+                                settle(&mut s);
+                                publish.publish(s.clone());
+                                break;
+                            }
+                        }
+                    }
+                    let Some((sampler, pio)) = tracers.as_mut() else {
+                        break;
+                    };
                     let enabled = match crate::injected::perf_refused() {
                         Some(e) => Err(e),
                         None => sampler.enable(),
@@ -252,7 +272,9 @@ impl EmulationWindows {
                     stopping = stopping || rest(period.saturating_sub(t0.elapsed()));
                 }
                 settle(&mut s);
-                super::drop_side_by_side([Some(sampler), pio]);
+                if let Some((sampler, pio)) = tracers {
+                    super::drop_side_by_side([Some(sampler), pio]);
+                }
                 s
             })
             .map_err(|e| format!("cannot start the emulation tracer: {e}"))?;

@@ -215,6 +215,21 @@ fn emulation_windows_split_the_emulation_row_or_say_why_not() {
         "{}",
         why.reason
     );
+    // A run over before the first window (half a period in) says that.
+    let none = EmulationSummary::default();
+    i.emulation = Some(&none);
+    let t = table(&i);
+    assert!((share(&t, Category::EmulatedOrdinary) - 50.0).abs() < 1e-6);
+    let why = t
+        .unavailable
+        .iter()
+        .find(|u| u.category == Category::Privileged)
+        .unwrap();
+    assert!(
+        why.reason.contains("before the first emulation window"),
+        "{}",
+        why.reason
+    );
 }
 
 #[test]
