@@ -51,7 +51,9 @@ pub enum Command {
     /// Benchmarks that print figures measured on this machine; without a
     /// subcommand, the paper's results table: nettest under each preset.
     Bench(BenchArgs),
-    /// Run a guest like `run` and save its profile to a file.
+    /// Run a guest like `run` and save its profile to a file (on a
+    /// terminal, in the workbench: its toggles, resets and baselines are
+    /// marked on the saved timeline; --headless for none).
     Record(RecordArgs),
     /// Print a saved profile: the overhead tables like the paper's Table 1.
     Report {
@@ -406,6 +408,12 @@ impl RunArgs {
             o.set(opt, on);
         }
         o
+    }
+
+    /// Whether the options ask for no terminal UI (`--headless`, or an
+    /// output for scripts).
+    pub fn is_headless(&self) -> bool {
+        self.headless || self.json || self.log || self.json_lines
     }
 
     /// The guest command line the arguments make.

@@ -172,7 +172,7 @@ fn run_command(args: &worldswitch::cli::RunArgs) -> anyhow::Result<ExitCode> {
         (true, _) => Box::new(std::io::sink()),
         _ => Box::new(std::io::stderr()),
     };
-    let headless = args.headless || args.json || args.log || args.json_lines;
+    let headless = args.is_headless();
     let interactive = !headless && worldswitch::frontends::tui::have_terminal();
     let notice = (!headless && !interactive)
         .then_some("notice: not a terminal, so running headless (--headless says so explicitly)");

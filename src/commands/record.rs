@@ -141,12 +141,17 @@ pub fn record(
         .into_iter()
         .map(|c| serde_json::json!({"tracepoint": c.name, "status": c.status, "detail": c.detail}))
         .collect();
-    let mut console = std::io::sink();
     let run_args = crate::cli::RunArgs {
         timeline: true,
         ..args.run.clone()
     };
-    let result = run::run(&run_args, &mut console, status)?;
+    // On a terminal the workbench records: its toggles, resets and
+    // baselines become the timeline's marks.
+    let result = if !run_args.is_headless() && crate::frontends::tui::have_terminal() {
+        crate::frontends::tui::run(&run_args)?
+    } else {
+        run::run(&run_args, &mut std::io::sink(), status)?
+    };
     let extra = serde_json::json!({
         "outcome": result.outcome,
         "exits": result.exits,

@@ -343,3 +343,66 @@ fn a_saved_profile_opens_in_the_same_screens() {
     assert!(screen.contains("worldswitch exited with 0"), "{screen}");
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn a_recording_in_the_workbench_marks_its_toggles_resets_and_baselines() {
+    if !kvm_or_skip("record in the workbench") {
+        return;
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        crate::skip("record in the workbench: tmux is not installed");
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("ws-record-tui-{}.json", std::process::id()));
+    let (t, _) = start(
+        "record",
+        &format!(
+            "record --net sink --duration 5s --refresh 200ms -o {}",
+            file.display()
+        ),
+        "Mb/s now",
+        &[],
+    );
+    // Flip send-combining (with what it needs), reset, mark a baseline.
+    for key in ["c", "r", "b"] {
+        t.keys(key);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    t.wait_for(" finished ", 20);
+    t.keys("q");
+    let screen = t.wait_for("worldswitch exited with", 20);
+    assert!(screen.contains("worldswitch exited with 0"), "{screen}");
+    assert!(screen.contains("saved to"), "{screen}");
+    let p = profiles::profile::Profile::load(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let timeline = p.timeline.as_ref().expect("a recording keeps its timeline");
+    let labels: Vec<&str> = timeline.marks.iter().map(|m| m.label.as_str()).collect();
+    assert!(labels[0].starts_with("optimizations: "), "{labels:?}");
+    for mark in [
+        "optimizations: rap-in-kernel+data-port-in-kernel+send-combining",
+        "counters reset",
+        "baseline marked",
+    ] {
+        assert!(
+            labels.iter().any(|l| l.starts_with(mark)),
+            "{mark}: {labels:?}"
+        );
+    }
+    assert!(
+        timeline.marks.windows(2).all(|w| w[0].t <= w[1].t),
+        "{labels:?}"
+    );
+    // Each is a marker on the vCPU thread of the Firefox Profiler file.
+    let v = profiles::firefox::file(&p, 250.0);
+    let vcpu = v["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "vcpu")
+        .unwrap();
+    assert!(
+        vcpu["markers"]["length"].as_u64().unwrap() >= 4,
+        "{}",
+        vcpu["markers"]
+    );
+}
