@@ -1,6 +1,7 @@
 //! Golden files for what `report` and `flamegraph` print from a fixed
-//! profile: the folded stacks, the text table (with its per-frame ledger)
-//! and the SVG. A change to any
+//! profile: the folded stacks, the text table (with its per-frame ledger),
+//! the Firefox Profiler and speedscope files (from its timeline) and the
+//! SVG. A change to any
 //! of them shows as a diff of the file under `tests/golden`; after checking
 //! it, `WORLDSWITCH_BLESS=1 cargo test --test e2e golden` writes the new
 //! output as the expected one.
@@ -11,6 +12,7 @@ use profiles::inputs::{MarkedThread, MarkerRow, PvDrain, SampleSummary};
 use profiles::profile::{Profile, Provenance, FORMAT, VERSION};
 use profiles::table::{Direction, PerFrame};
 use profiles::taxonomy::Category;
+use profiles::timeline::{Mark, Phase, Point, Samples, Timeline};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -103,6 +105,7 @@ fn profile() -> Profile {
     .into_iter()
     .map(|(s, n)| (s.to_string(), n))
     .collect();
+    let timeline = timeline(&folded);
     Profile {
         format: FORMAT.into(),
         version: VERSION,
@@ -119,7 +122,59 @@ fn profile() -> Profile {
         table,
         folded,
         extra: serde_json::json!({}),
-        timeline: None,
+        timeline: Some(timeline),
+    }
+}
+
+/// A timeline over `folded`: each thread's samples 4 ms apart (250 Hz),
+/// its stacks in turn; a series point a second, three marks and a phase.
+fn timeline(folded: &BTreeMap<String, u64>) -> Timeline {
+    let stacks: Vec<String> = folded.keys().cloned().collect();
+    let mut by_thread: BTreeMap<&str, Vec<(u32, u64)>> = BTreeMap::new();
+    for (i, (stack, &n)) in folded.iter().enumerate() {
+        let thread = stack.split(';').next().unwrap();
+        by_thread.entry(thread).or_default().push((i as u32, n));
+    }
+    let mut samples = Samples::default();
+    for mut left in by_thread.into_values() {
+        let mut t = 0.0;
+        while left.iter().any(|&(_, n)| n > 0) {
+            for (i, n) in left.iter_mut().filter(|(_, n)| *n > 0) {
+                *n -= 1;
+                samples.t_ms.push(t);
+                samples.stack.push(*i);
+                t += 4.0;
+            }
+        }
+    }
+    let point = |t: f64, mbps: f64| Point {
+        t,
+        mbps,
+        frames_per_sec: mbps * 1e6 / 8.0 / 4096.0,
+        pio_exits_per_sec: mbps * 500.0,
+        kick_exits_per_sec: 100.0,
+        ..Point::default()
+    };
+    let mark = |t: f64, label: &str| Mark {
+        t,
+        label: label.into(),
+    };
+    Timeline {
+        stacks,
+        samples,
+        samples_left_out: 0,
+        seconds: vec![point(1.0, 15.0), point(2.0, 17.5), point(2.5, 16.0)],
+        marks: vec![
+            mark(0.0, "optimizations: baseline"),
+            mark(1.2, "counters reset"),
+            mark(1.8, "baseline marked"),
+        ],
+        phases: vec![Phase {
+            name: "send".into(),
+            index: 0,
+            start_s: 0.1,
+            seconds: 2.3,
+        }],
     }
 }
 
@@ -171,6 +226,8 @@ fn golden_report_folded_table_and_svg() {
     profile().save(&file).unwrap();
     golden("report.folded", &report(&file, "folded"));
     golden("report.txt", &report(&file, "table"));
+    golden("report.firefox.json", &report(&file, "firefox"));
+    golden("report.speedscope.json", &report(&file, "speedscope"));
     let svg = dir.join("p.svg");
     let out = worldswitch(&[
         "flamegraph",
