@@ -226,6 +226,15 @@ mod tests {
     use crate::profile::tests::fixture;
     use crate::timeline::{Mark, Phase, Point, Samples};
 
+    /// A JSON array of numbers.
+    fn floats(v: &serde_json::Value) -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect()
+    }
+
     #[test]
     fn threads_rows_and_every_sample_reach_the_firefox_profiler_format() {
         let p = fixture(&[
@@ -258,13 +267,7 @@ mod tests {
         assert_eq!(weights, 40);
         // The stacks follow one another: the second (world_switch) starts
         // where the first one's 10 samples at 1 kHz end.
-        let deltas: Vec<f64> = samples["timeDeltas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_f64().unwrap())
-            .collect();
-        assert_eq!(deltas, vec![0.0, 10.0]);
+        assert_eq!(floats(&samples["timeDeltas"]), vec![0.0, 10.0]);
     }
 
     #[test]
@@ -305,22 +308,14 @@ mod tests {
         let v = file(&p, 250.0);
         let threads = v["threads"].as_array().unwrap();
         let vcpu = threads.iter().find(|t| t["name"] == "vcpu").unwrap();
-        let deltas: Vec<f64> = vcpu["samples"]["timeDeltas"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_f64().unwrap())
-            .collect();
-        assert_eq!(deltas, vec![5.0, 1000.0, 1500.0]);
+        assert_eq!(
+            floats(&vcpu["samples"]["timeDeltas"]),
+            vec![5.0, 1000.0, 1500.0]
+        );
         let markers = &vcpu["markers"];
         assert_eq!(markers["length"], 2, "{markers}");
         // The phase is an interval from 250 ms to 2250 ms.
-        let starts: Vec<f64> = markers["startTime"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_f64().unwrap())
-            .collect();
+        let starts = floats(&markers["startTime"]);
         assert!(
             starts.contains(&1500.0) && starts.contains(&250.0),
             "{markers}"
