@@ -78,6 +78,9 @@ fn role_of(comm: &str) -> (String, Role) {
         // KVM's own worker for the VM (NX huge page recovery) joins the
         // process's threads.
         "kvm-nx-lpage-re" => ("kvm-worker".into(), other("vmm", "kvm_worker")),
+        // The vCPU being measured is watched by its ID; another one is the
+        // cost model's calibration VM, which the workbench runs beside it.
+        "vcpu0" => ("calibration-vcpu".into(), other("workbench", "cost_model")),
         _ => (comm.into(), other("workbench", "workbench")),
     }
 }
@@ -733,6 +736,7 @@ mod tests {
             }
         );
         assert_eq!(role_of("profiler-emul").0, "profiler-emul");
+        assert_eq!(role_of("vcpu0").0, "calibration-vcpu");
         assert!(matches!(
             role_of("engine").1,
             Role::Other {
