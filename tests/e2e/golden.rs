@@ -6,7 +6,7 @@
 //! it, `WORLDSWITCH_BLESS=1 cargo test --test e2e golden` writes the new
 //! output as the expected one.
 
-use crate::worldswitch;
+use crate::worldswitch_ok;
 use profiles::attribution::{self, Inputs};
 use profiles::inputs::{MarkedThread, MarkerRow, PvDrain, SampleSummary};
 use profiles::profile::{Profile, Provenance, FORMAT, VERSION};
@@ -210,13 +210,7 @@ fn golden(name: &str, got: &[u8]) {
 }
 
 fn report(file: &Path, format: &str) -> Vec<u8> {
-    let out = worldswitch(&["report", file.to_str().unwrap(), "--format", format]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    worldswitch_ok(&["report", file.to_str().unwrap(), "--format", format]).stdout
 }
 
 #[test]
@@ -229,7 +223,7 @@ fn golden_report_folded_table_and_svg() {
     golden("report.firefox.json", &report(&file, "firefox"));
     golden("report.speedscope.json", &report(&file, "speedscope"));
     let svg = dir.join("p.svg");
-    let out = worldswitch(&[
+    worldswitch_ok(&[
         "flamegraph",
         file.to_str().unwrap(),
         "-o",
@@ -237,11 +231,6 @@ fn golden_report_folded_table_and_svg() {
         "--title",
         "golden",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     golden("flamegraph.svg", &std::fs::read(&svg).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -68,18 +68,25 @@ pub fn worldswitch(args: &[&str]) -> Output {
         .expect("running the worldswitch binary")
 }
 
+/// Runs the worldswitch binary with `args` and asserts that it succeeded,
+/// saying what it printed on standard error if not.
+pub fn worldswitch_ok(args: &[&str]) -> Output {
+    let out = worldswitch(args);
+    assert!(
+        out.status.success(),
+        "worldswitch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Records nettest over the sink to `file` with `args` added (duration and
 /// the rest), and asserts that it worked.
 pub fn record_ok(file: &Path, args: &[&str]) {
     let mut all = vec!["record", "--guest", "nettest", "--net", "sink", "-o"];
     all.push(file.to_str().unwrap());
     all.extend_from_slice(args);
-    let out = worldswitch(&all);
-    assert!(
-        out.status.success(),
-        "record {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    worldswitch_ok(&all);
 }
 
 /// Runs `worldswitch run --json` with `args` and parses the result.

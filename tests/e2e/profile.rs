@@ -1,6 +1,6 @@
 //! `record`, `report` and `flamegraph` end to end.
 
-use crate::{kvm_or_skip, worldswitch};
+use crate::{kvm_or_skip, worldswitch, worldswitch_ok};
 
 #[test]
 fn record_then_report_and_draw() {
@@ -11,7 +11,7 @@ fn record_then_report_and_draw() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("p.json");
     let file = file.to_str().unwrap();
-    let out = worldswitch(&[
+    worldswitch_ok(&[
         "record",
         "--guest",
         "nettest",
@@ -22,11 +22,6 @@ fn record_then_report_and_draw() {
         "-o",
         file,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     let out = worldswitch(&["report", file, "--format", "json"]);
     assert!(out.status.success());
@@ -136,18 +131,13 @@ fn diff_compares_two_profiles() {
         let size = format!("write_size={size}");
         crate::record_ok(path, &["--duration", "1s", "--guest-arg", &size]);
     }
-    let out = worldswitch(&[
+    let out = worldswitch_ok(&[
         "diff",
         a.to_str().unwrap(),
         b.to_str().unwrap(),
         "-o",
         svg.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("transmitting via VMNet") && text.contains("pp"),
@@ -163,7 +153,7 @@ fn bench_profiler_compares_the_sources() {
     if !kvm_or_skip("bench profiler") {
         return;
     }
-    let out = worldswitch(&[
+    let out = worldswitch_ok(&[
         "bench",
         "profiler",
         "--repeat",
@@ -172,11 +162,6 @@ fn bench_profiler_compares_the_sources() {
         "1s",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let configs: Vec<&str> = r["results"]
         .as_array()
@@ -260,7 +245,7 @@ fn every_worldswitch_thread_is_sampled() {
         return;
     }
     let file = std::env::temp_dir().join(format!("ws-threads-{}.json", std::process::id()));
-    let out = worldswitch(&[
+    worldswitch_ok(&[
         "record",
         "--guest",
         "nettest",
@@ -273,11 +258,6 @@ fn every_worldswitch_thread_is_sampled() {
         "-o",
         file.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let p = profiles::profile::Profile::load(&file).unwrap();
     let _ = std::fs::remove_file(&file);
     if p.folded.is_empty() {
@@ -329,12 +309,7 @@ fn the_per_frame_ledger_adds_up_to_the_cpu_time_over_the_frames() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("p.json");
     crate::record_ok(&file, &["--duration", "3s"]);
-    let out = worldswitch(&["report", file.to_str().unwrap(), "--format", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = worldswitch_ok(&["report", file.to_str().unwrap(), "--format", "json"]);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = profiles::profile::Profile::load(&file).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -366,7 +341,7 @@ fn bench_predict_only_prints_predictions_and_every_input() {
     if !kvm_or_skip("bench --predict-only") {
         return;
     }
-    let out = worldswitch(&[
+    let out = worldswitch_ok(&[
         "bench",
         "--predict-only",
         "--json",
@@ -379,11 +354,6 @@ fn bench_predict_only_prints_predictions_and_every_input() {
         "--net",
         "sink",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = r["results"].as_array().unwrap();
     let configs: Vec<&str> = results
@@ -460,7 +430,7 @@ fn exported(format: &str, duration: &str) -> (serde_json::Value, profiles::profi
     std::fs::create_dir_all(&dir).unwrap();
     let (file, out_file) = (dir.join("p.json"), dir.join(format!("{format}.json")));
     crate::record_ok(&file, &["--duration", duration]);
-    let out = worldswitch(&[
+    worldswitch_ok(&[
         "report",
         file.to_str().unwrap(),
         "--format",
@@ -468,11 +438,6 @@ fn exported(format: &str, duration: &str) -> (serde_json::Value, profiles::profi
         "-o",
         out_file.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     let p = profiles::profile::Profile::load(&file).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
