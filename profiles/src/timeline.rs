@@ -135,26 +135,6 @@ impl Timeline {
         }
         Ok(())
     }
-
-    /// The samples of each thread (a stack's first frame), in time order:
-    /// (thread, [(ms, stack)]), threads by name.
-    pub fn by_thread(&self) -> Vec<(&str, Vec<(f64, &str)>)> {
-        let mut threads: std::collections::BTreeMap<&str, Vec<(f64, &str)>> = Default::default();
-        for (&t, &i) in self.samples.t_ms.iter().zip(&self.samples.stack) {
-            let stack = self.stacks[i as usize].as_str();
-            let thread = stack.split(';').next().unwrap_or(stack);
-            threads.entry(thread).or_default().push((t, stack));
-        }
-        threads.into_iter().collect()
-    }
-
-    /// Milliseconds from the first sample to the last.
-    pub fn span_ms(&self) -> f64 {
-        let t = &self.samples.t_ms;
-        let min = t.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (max - min).max(0.0)
-    }
 }
 
 #[cfg(test)]
@@ -181,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn samples_split_by_thread_and_bad_indices_are_refused() {
+    fn bad_indices_and_uneven_columns_are_refused() {
         let mut t = Timeline {
             stacks: vec![
                 "vcpu;guest;guest_native".into(),
@@ -194,12 +174,6 @@ mod tests {
             ..Timeline::default()
         };
         assert_eq!(t.check(), Ok(()));
-        assert_eq!(t.span_ms(), 1000.0);
-        let threads = t.by_thread();
-        assert_eq!(threads[0].0, "io");
-        assert_eq!(threads[1].0, "vcpu");
-        assert_eq!(threads[1].1.len(), 3);
-        assert_eq!(threads[1].1[2], (1000.0, "vcpu;guest;guest_native"));
         t.samples.stack[3] = 2;
         assert!(t.check().unwrap_err().contains("stack 2 of 2"));
         t.samples.stack.pop();

@@ -125,13 +125,11 @@ pub struct ThreadCounters {
 }
 
 impl ThreadCounters {
-    /// Closes the counters side by side, each on a thread of `scope`:
-    /// closing a tracepoint's last perf event waits for an RCU grace
-    /// period (35-50 ms each on a nested host), and the waits overlap.
-    pub fn close_within<'s>(self, scope: &'s std::thread::Scope<'s, '_>) {
-        for counter in self.counters {
-            scope.spawn(move || drop(counter));
-        }
+    /// Closes the counters side by side (see
+    /// [`super::drop_side_by_side`]): closing a tracepoint's last perf
+    /// event waits for a kernel grace period.
+    pub fn close(self) {
+        super::drop_side_by_side(self.counters);
     }
 
     /// Starts counting each of `names` on thread `tid`.

@@ -535,7 +535,7 @@ impl Guest {
         let (sampled, emulation) = std::thread::scope(|s| {
             let windows = s.spawn(move || windows.map(EmulationWindows::finish));
             if let Some(c) = counters {
-                c.close_within(s);
+                s.spawn(move || c.close());
             }
             // The network stops before the VM it kicks is closed.
             self.net.quiesce();
